@@ -1,0 +1,649 @@
+//! The model blob, format v1: parsed and validated once, then used in place (zero-copy).
+//!
+//! The byte layout is specified in `FORMAT.md` at the repository root; this module is its reader and
+//! `tools/albert-edge-cli/src/blob.rs` its writer. All integers are little-endian. Tensor data sits at
+//! 16-byte aligned offsets so a blob placed at a 16-byte aligned address (flash, `include_bytes!` in an aligned
+//! wrapper, an aligned heap buffer) is used without copying.
+
+use byteorder::{ByteOrder, LittleEndian as LE};
+
+use crate::config::{Activation, AlbertConfig, MAX_LABELS};
+use crate::error::Error;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Layout constants
+// ---------------------------------------------------------------------------------------------------------------
+
+/// First eight bytes of every blob.
+pub const MAGIC: [u8; 8] = *b"ALBEDGE\0";
+/// The format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// Bytes in the fixed header.
+pub const HEADER_LEN: usize = 128;
+/// Bytes in one tensor-table entry.
+pub const TENSOR_ENTRY_LEN: usize = 48;
+/// Alignment of every section and every tensor's data, in bytes.
+pub const ALIGN: usize = 16;
+/// The CRC-32 covers `bytes[CRC_START..file_len]`: everything after the magic, version and CRC fields.
+pub const CRC_START: usize = 16;
+
+/// Byte offsets of the header fields (see `FORMAT.md`).
+pub mod header {
+    /// `[u8; 8]` magic.
+    pub const MAGIC: usize = 0;
+    /// `u32` format version.
+    pub const VERSION: usize = 8;
+    /// `u32` CRC-32 (IEEE 802.3, as zlib) of `bytes[16..file_len]`.
+    pub const CRC32: usize = 12;
+    /// `u32` total blob length in bytes.
+    pub const FILE_LEN: usize = 16;
+    /// `u32` header length (128 in v1).
+    pub const HEADER_LEN: usize = 20;
+    /// `u32` vocabulary size.
+    pub const VOCAB_SIZE: usize = 24;
+    /// `u32` embedding size E.
+    pub const EMBEDDING_SIZE: usize = 28;
+    /// `u32` hidden size H.
+    pub const HIDDEN_SIZE: usize = 32;
+    /// `u32` attention heads.
+    pub const NUM_ATTENTION_HEADS: usize = 36;
+    /// `u32` feed-forward width.
+    pub const INTERMEDIATE_SIZE: usize = 40;
+    /// `u32` applications of the shared layer.
+    pub const NUM_HIDDEN_LAYERS: usize = 44;
+    /// `u32` position-embedding rows.
+    pub const MAX_POSITION_EMBEDDINGS: usize = 48;
+    /// `u32` token-type rows.
+    pub const TYPE_VOCAB_SIZE: usize = 52;
+    /// `f32` LayerNorm epsilon.
+    pub const LAYER_NORM_EPS: usize = 56;
+    /// `u32` activation code (0 gelu, 1 gelu_new, 2 relu).
+    pub const HIDDEN_ACT: usize = 60;
+    /// `u32` classifier outputs.
+    pub const NUM_LABELS: usize = 64;
+    /// `u32` entries in the tensor table.
+    pub const TENSOR_COUNT: usize = 68;
+    /// `u32` offset of the tensor table.
+    pub const TENSOR_TABLE_OFFSET: usize = 72;
+    /// `u32` offset of the label-names section.
+    pub const LABELS_OFFSET: usize = 76;
+    /// `u32` length of the label-names section.
+    pub const LABELS_LEN: usize = 80;
+    /// `u32` offset of the tokenizer section (0 with length 0: no tokenizer).
+    pub const TOKENIZER_OFFSET: usize = 84;
+    /// `u32` length of the tokenizer section.
+    pub const TOKENIZER_LEN: usize = 88;
+    /// `u32` flags, reserved (0 in v1).
+    pub const FLAGS: usize = 92;
+}
+
+/// Byte offsets inside one tensor-table entry.
+pub mod entry {
+    /// `u16` [`super::TensorKind`] code.
+    pub const KIND: usize = 0;
+    /// `u8` [`super::DType`] code.
+    pub const DTYPE: usize = 2;
+    /// `u8` rank, 1 or 2.
+    pub const RANK: usize = 3;
+    /// `u32` first dimension (rows; output channels of a weight matrix).
+    pub const DIM0: usize = 4;
+    /// `u32` second dimension (columns; 1 for rank 1).
+    pub const DIM1: usize = 8;
+    /// `u32` offset of the data, a multiple of 16.
+    pub const DATA_OFFSET: usize = 12;
+    /// `u32` length of the data in bytes.
+    pub const DATA_LEN: usize = 16;
+    /// `u32` offset of the per-row `f32` scales (int8 only, else 0), a multiple of 16.
+    pub const SCALES_OFFSET: usize = 20;
+    /// `u32` number of scales (= dim0 for int8, else 0).
+    pub const SCALES_LEN: usize = 24;
+    /// `f32` worst absolute quantisation error over the tensor (0 for fp32), informational.
+    pub const QUANT_ERROR: usize = 28;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Tensor kinds and dtypes
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Element type of a tensor in the blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DType {
+    /// IEEE-754 binary32.
+    F32,
+    /// Symmetric int8 with one `f32` scale per row: `value = q * scale[row]`.
+    I8,
+}
+
+impl DType {
+    /// Code stored in the tensor table.
+    pub const fn code(self) -> u8 {
+        match self {
+            DType::F32 => 0,
+            DType::I8 => 1,
+        }
+    }
+
+    /// Decodes a tensor-table code.
+    pub const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(DType::F32),
+            1 => Some(DType::I8),
+            _ => None,
+        }
+    }
+
+    /// Bytes per element.
+    pub const fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::I8 => 1,
+        }
+    }
+}
+
+macro_rules! tensor_kinds {
+    ($( $variant:ident = $code:literal, $name:literal, $matrix:literal; )*) => {
+        /// Which weight a tensor-table entry holds. Names follow the Hugging Face checkpoint (without the
+        /// `albert.` prefix; the shared layer's `encoder.albert_layer_groups.0.albert_layers.0.` is shortened to
+        /// `layer.`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum TensorKind {
+            $(
+                #[doc = $name]
+                $variant,
+            )*
+        }
+
+        impl TensorKind {
+            /// Every kind, in table order.
+            pub const ALL: &'static [TensorKind] = &[$(TensorKind::$variant),*];
+
+            /// Code stored in the tensor table.
+            pub const fn code(self) -> u16 {
+                match self { $(TensorKind::$variant => $code),* }
+            }
+
+            /// Decodes a tensor-table code.
+            pub const fn from_code(code: u16) -> Option<Self> {
+                match code { $($code => Some(TensorKind::$variant),)* _ => None }
+            }
+
+            /// The checkpoint-style name.
+            pub const fn name(self) -> &'static str {
+                match self { $(TensorKind::$variant => $name),* }
+            }
+
+            /// Whether this is a weight matrix (may be int8); otherwise an `f32` vector.
+            pub const fn is_matrix(self) -> bool {
+                match self { $(TensorKind::$variant => $matrix),* }
+            }
+        }
+    };
+}
+
+tensor_kinds! {
+    WordEmbeddings = 1, "embeddings.word_embeddings.weight", true;
+    PositionEmbeddings = 2, "embeddings.position_embeddings.weight", true;
+    TokenTypeEmbeddings = 3, "embeddings.token_type_embeddings.weight", true;
+    EmbeddingsLayerNormWeight = 4, "embeddings.LayerNorm.weight", false;
+    EmbeddingsLayerNormBias = 5, "embeddings.LayerNorm.bias", false;
+    EmbeddingHiddenMappingInWeight = 6, "encoder.embedding_hidden_mapping_in.weight", true;
+    EmbeddingHiddenMappingInBias = 7, "encoder.embedding_hidden_mapping_in.bias", false;
+    QueryWeight = 8, "layer.attention.query.weight", true;
+    QueryBias = 9, "layer.attention.query.bias", false;
+    KeyWeight = 10, "layer.attention.key.weight", true;
+    KeyBias = 11, "layer.attention.key.bias", false;
+    ValueWeight = 12, "layer.attention.value.weight", true;
+    ValueBias = 13, "layer.attention.value.bias", false;
+    AttentionDenseWeight = 14, "layer.attention.dense.weight", true;
+    AttentionDenseBias = 15, "layer.attention.dense.bias", false;
+    AttentionLayerNormWeight = 16, "layer.attention.LayerNorm.weight", false;
+    AttentionLayerNormBias = 17, "layer.attention.LayerNorm.bias", false;
+    FfnWeight = 18, "layer.ffn.weight", true;
+    FfnBias = 19, "layer.ffn.bias", false;
+    FfnOutputWeight = 20, "layer.ffn_output.weight", true;
+    FfnOutputBias = 21, "layer.ffn_output.bias", false;
+    FullLayerLayerNormWeight = 22, "layer.full_layer_layer_norm.weight", false;
+    FullLayerLayerNormBias = 23, "layer.full_layer_layer_norm.bias", false;
+    PoolerWeight = 24, "pooler.weight", true;
+    PoolerBias = 25, "pooler.bias", false;
+    ClassifierWeight = 26, "classifier.weight", true;
+    ClassifierBias = 27, "classifier.bias", false;
+}
+
+impl TensorKind {
+    /// The shape this kind must have under `config`: `(dim0, dim1)`, `dim1 = 1` for vectors.
+    pub const fn expected_shape(self, c: &AlbertConfig) -> (usize, usize) {
+        use TensorKind::*;
+        let (e, h, i, l) = (c.embedding_size, c.hidden_size, c.intermediate_size, c.num_labels);
+        match self {
+            WordEmbeddings => (c.vocab_size, e),
+            PositionEmbeddings => (c.max_position_embeddings, e),
+            TokenTypeEmbeddings => (c.type_vocab_size, e),
+            EmbeddingsLayerNormWeight | EmbeddingsLayerNormBias => (e, 1),
+            EmbeddingHiddenMappingInWeight => (h, e),
+            QueryWeight | KeyWeight | ValueWeight | AttentionDenseWeight | PoolerWeight => (h, h),
+            FfnWeight => (i, h),
+            FfnBias => (i, 1),
+            FfnOutputWeight => (h, i),
+            ClassifierWeight => (l, h),
+            ClassifierBias => (l, 1),
+            EmbeddingHiddenMappingInBias | QueryBias | KeyBias | ValueBias | AttentionDenseBias
+            | AttentionLayerNormWeight | AttentionLayerNormBias | FfnOutputBias | FullLayerLayerNormWeight
+            | FullLayerLayerNormBias | PoolerBias => (h, 1),
+        }
+    }
+
+    const fn slot(self) -> usize {
+        self.code() as usize - 1
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Borrowed tensors
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The elements of a weight matrix, borrowed from the blob.
+#[derive(Debug, Clone, Copy)]
+pub enum MatrixData<'a> {
+    /// Row-major `f32`.
+    F32(&'a [f32]),
+    /// Row-major int8 with one scale per row: `w[r][c] = values[r * cols + c] as f32 * scales[r]`.
+    I8 {
+        /// `rows * cols` quantised values.
+        values: &'a [i8],
+        /// `rows` positive, finite scales.
+        scales: &'a [f32],
+    },
+}
+
+/// A row-major weight matrix `(rows, cols)` borrowed from the blob; for a linear layer, rows are output channels.
+#[derive(Debug, Clone, Copy)]
+pub struct Matrix<'a> {
+    /// Rows (output channels; vocabulary entries for an embedding table).
+    pub rows: usize,
+    /// Columns (input features; embedding width for a table).
+    pub cols: usize,
+    /// The elements; the lengths are validated against `rows` and `cols`.
+    pub data: MatrixData<'a>,
+}
+
+impl<'a> Matrix<'a> {
+    /// Writes row `r` as `f32` into `out[..cols]` (dequantising int8). Out-of-range `r` writes zeros.
+    pub fn row_f32(&self, r: usize, out: &mut [f32]) {
+        let start = r * self.cols;
+        match self.data {
+            MatrixData::F32(d) => match d.get(start..start + self.cols) {
+                Some(row) => out.iter_mut().zip(row).for_each(|(o, &v)| *o = v),
+                None => out.iter_mut().for_each(|o| *o = 0.0),
+            },
+            MatrixData::I8 { values, scales } => {
+                match (values.get(start..start + self.cols), scales.get(r)) {
+                    (Some(row), Some(&s)) => out.iter_mut().zip(row).for_each(|(o, &q)| *o = q as f32 * s),
+                    _ => out.iter_mut().for_each(|o| *o = 0.0),
+                }
+            }
+        }
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        match self.data {
+            MatrixData::F32(_) => DType::F32,
+            MatrixData::I8 { .. } => DType::I8,
+        }
+    }
+}
+
+/// One tensor-table entry after validation.
+#[derive(Debug, Clone, Copy)]
+pub struct TensorInfo {
+    /// Which weight it is.
+    pub kind: TensorKind,
+    /// Element type.
+    pub dtype: DType,
+    /// `(dim0, dim1)`.
+    pub shape: (usize, usize),
+    /// Offset of the data in the blob.
+    pub offset: usize,
+    /// Bytes of data.
+    pub len: usize,
+    /// Offset of the per-row scales in the blob (0 for fp32).
+    pub scales_offset: usize,
+    /// Bytes of per-row scales (0 for fp32).
+    pub scales_len: usize,
+    /// Worst absolute quantisation error recorded by the converter (0 for fp32).
+    pub quant_error: f32,
+}
+
+/// Every weight of the model, borrowed from the blob. The shared transformer layer appears once.
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)] // field names are the checkpoint's; shapes in comments
+pub struct Weights<'a> {
+    pub word_embeddings: Matrix<'a>,        // (vocab, E)
+    pub position_embeddings: Matrix<'a>,    // (max_positions, E)
+    pub token_type_embeddings: Matrix<'a>,  // (type_vocab, E)
+    pub embeddings_ln_weight: &'a [f32],    // (E)
+    pub embeddings_ln_bias: &'a [f32],      // (E)
+    pub mapping_in_weight: Matrix<'a>,      // (H, E)
+    pub mapping_in_bias: &'a [f32],         // (H)
+    pub layer: LayerWeights<'a>,            // the ONE shared layer
+    pub pooler_weight: Matrix<'a>,          // (H, H)
+    pub pooler_bias: &'a [f32],             // (H)
+    pub classifier_weight: Matrix<'a>,      // (labels, H)
+    pub classifier_bias: &'a [f32],         // (labels)
+}
+
+/// The shared transformer layer's weights (stored once, applied `num_hidden_layers` times).
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct LayerWeights<'a> {
+    pub query_weight: Matrix<'a>,          // (H, H)
+    pub query_bias: &'a [f32],             // (H)
+    pub key_weight: Matrix<'a>,            // (H, H)
+    pub key_bias: &'a [f32],               // (H)
+    pub value_weight: Matrix<'a>,          // (H, H)
+    pub value_bias: &'a [f32],             // (H)
+    pub attention_dense_weight: Matrix<'a>, // (H, H)
+    pub attention_dense_bias: &'a [f32],   // (H)
+    pub attention_ln_weight: &'a [f32],    // (H)
+    pub attention_ln_bias: &'a [f32],      // (H)
+    pub ffn_weight: Matrix<'a>,            // (I, H)
+    pub ffn_bias: &'a [f32],               // (I)
+    pub ffn_output_weight: Matrix<'a>,     // (H, I)
+    pub ffn_output_bias: &'a [f32],        // (H)
+    pub full_ln_weight: &'a [f32],         // (H)
+    pub full_ln_bias: &'a [f32],           // (H)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Model
+// ---------------------------------------------------------------------------------------------------------------
+
+const KIND_COUNT: usize = TensorKind::ALL.len();
+
+/// A validated model blob. Construction checks everything once; afterwards accessors cannot fail or panic.
+#[derive(Debug, Clone, Copy)]
+pub struct Model<'a> {
+    bytes: &'a [u8],
+    config: AlbertConfig,
+    weights: Weights<'a>,
+    infos: [Option<TensorInfo>; KIND_COUNT],
+    labels: &'a [u8],
+    tokenizer: &'a [u8],
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    LE::read_u32(&bytes[at..at + 4])
+}
+
+fn section<'a>(bytes: &'a [u8], offset: usize, len: usize, what: &'static str) -> Result<&'a [u8], Error> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if offset % ALIGN != 0 || offset < HEADER_LEN {
+        return Err(Error::BadTensor(what));
+    }
+    let end = offset.checked_add(len).ok_or(Error::BadTensor(what))?;
+    bytes.get(offset..end).ok_or(Error::BadTensor(what))
+}
+
+impl<'a> Model<'a> {
+    /// Parses and validates a blob: magic, version, length, alignment, CRC-32, config, tensor table (kinds,
+    /// dtypes, shapes against the config, offsets, alignment, scale values), label names and the tokenizer
+    /// section. Bytes after the blob's recorded length are ignored (a flash partition may be larger).
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
+        if bytes.len() < HEADER_LEN {
+            return Err(Error::Truncated { needed: HEADER_LEN, got: bytes.len() });
+        }
+        if bytes[..8] != MAGIC {
+            return Err(Error::BadMagic);
+        }
+        let version = read_u32(bytes, header::VERSION);
+        if version != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion(version));
+        }
+        let file_len = read_u32(bytes, header::FILE_LEN) as usize;
+        if file_len < HEADER_LEN {
+            return Err(Error::BadConfig("file_len is smaller than the header"));
+        }
+        if bytes.len() < file_len {
+            return Err(Error::Truncated { needed: file_len, got: bytes.len() });
+        }
+        let bytes = &bytes[..file_len];
+        if bytes.as_ptr() as usize % 4 != 0 {
+            return Err(Error::MisalignedBlob);
+        }
+        let stored = read_u32(bytes, header::CRC32);
+        let computed = crc32(&bytes[CRC_START..]);
+        if stored != computed {
+            return Err(Error::ChecksumMismatch { stored, computed });
+        }
+        if read_u32(bytes, header::HEADER_LEN) as usize != HEADER_LEN {
+            return Err(Error::BadConfig("header_len must be 128 in format v1"));
+        }
+        if read_u32(bytes, header::FLAGS) != 0 {
+            return Err(Error::BadConfig("unknown header flags"));
+        }
+
+        let u = |at| read_u32(bytes, at) as usize;
+        let config = AlbertConfig {
+            vocab_size: u(header::VOCAB_SIZE),
+            embedding_size: u(header::EMBEDDING_SIZE),
+            hidden_size: u(header::HIDDEN_SIZE),
+            num_attention_heads: u(header::NUM_ATTENTION_HEADS),
+            intermediate_size: u(header::INTERMEDIATE_SIZE),
+            num_hidden_layers: u(header::NUM_HIDDEN_LAYERS),
+            max_position_embeddings: u(header::MAX_POSITION_EMBEDDINGS),
+            type_vocab_size: u(header::TYPE_VOCAB_SIZE),
+            layer_norm_eps: LE::read_f32(&bytes[header::LAYER_NORM_EPS..header::LAYER_NORM_EPS + 4]),
+            hidden_act: Activation::from_code(read_u32(bytes, header::HIDDEN_ACT))
+                .ok_or(Error::BadConfig("unknown hidden_act code"))?,
+            num_labels: u(header::NUM_LABELS),
+        };
+        config.validate()?;
+
+        let infos = parse_table(bytes, &config)?;
+        let weights = build_weights(bytes, &infos)?;
+
+        let labels = section(bytes, u(header::LABELS_OFFSET), u(header::LABELS_LEN), "label section out of range")?;
+        validate_labels(labels, config.num_labels)?;
+        let tokenizer =
+            section(bytes, u(header::TOKENIZER_OFFSET), u(header::TOKENIZER_LEN), "tokenizer section out of range")?;
+
+        Ok(Model { bytes, config, weights, infos, labels, tokenizer })
+    }
+
+    /// The model's hyper-parameters.
+    pub fn config(&self) -> &AlbertConfig {
+        &self.config
+    }
+
+    /// Every weight, borrowed from the blob.
+    pub fn weights(&self) -> &Weights<'a> {
+        &self.weights
+    }
+
+    /// The blob's bytes (its recorded length).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The validated tensor table, in [`TensorKind::ALL`] order.
+    pub fn tensors(&self) -> impl Iterator<Item = TensorInfo> + '_ {
+        self.infos.iter().flatten().copied()
+    }
+
+    /// The name of label `i` (`"LABEL_i"`-style names are stored as written by the converter); `""` if out of range.
+    pub fn label(&self, i: usize) -> &'a str {
+        let mut rest = self.labels;
+        let mut k = 0;
+        while rest.len() >= 2 {
+            let n = LE::read_u16(&rest[..2]) as usize;
+            let (name, tail) = rest[2..].split_at(n.min(rest.len() - 2));
+            if k == i {
+                return core::str::from_utf8(name).unwrap_or("");
+            }
+            rest = tail;
+            k += 1;
+        }
+        ""
+    }
+
+    /// The raw tokenizer section (empty if the blob carries no tokenizer).
+    pub fn tokenizer_section(&self) -> &'a [u8] {
+        self.tokenizer
+    }
+}
+
+/// CRC-32 (IEEE 802.3 polynomial, reflected, as zlib's `crc32`).
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(bytes);
+    h.finalize()
+}
+
+fn validate_labels(labels: &[u8], count: usize) -> Result<(), Error> {
+    let mut rest = labels;
+    for _ in 0..count.min(MAX_LABELS) {
+        if rest.len() < 2 {
+            return Err(Error::BadLabels);
+        }
+        let n = LE::read_u16(&rest[..2]) as usize;
+        let name = rest.get(2..2 + n).ok_or(Error::BadLabels)?;
+        core::str::from_utf8(name).map_err(|_| Error::BadLabels)?;
+        rest = &rest[2 + n..];
+    }
+    Ok(())
+}
+
+fn parse_table(bytes: &[u8], config: &AlbertConfig) -> Result<[Option<TensorInfo>; KIND_COUNT], Error> {
+    let count = read_u32(bytes, header::TENSOR_COUNT) as usize;
+    let table_offset = read_u32(bytes, header::TENSOR_TABLE_OFFSET) as usize;
+    if count > 4 * KIND_COUNT {
+        return Err(Error::BadTensor("too many tensor-table entries"));
+    }
+    let table_len = count * TENSOR_ENTRY_LEN;
+    let table = section(bytes, table_offset, table_len, "tensor table out of range")?;
+    let mut infos: [Option<TensorInfo>; KIND_COUNT] = [None; KIND_COUNT];
+    for e in table.chunks_exact(TENSOR_ENTRY_LEN) {
+        let kind = TensorKind::from_code(LE::read_u16(&e[entry::KIND..]))
+            .ok_or(Error::BadTensor("unknown tensor kind"))?;
+        let dtype = DType::from_code(e[entry::DTYPE]).ok_or(Error::BadTensor("unknown dtype"))?;
+        let rank = e[entry::RANK];
+        let dim0 = LE::read_u32(&e[entry::DIM0..]) as usize;
+        let dim1 = LE::read_u32(&e[entry::DIM1..]) as usize;
+        let offset = LE::read_u32(&e[entry::DATA_OFFSET..]) as usize;
+        let len = LE::read_u32(&e[entry::DATA_LEN..]) as usize;
+        let scales_offset = LE::read_u32(&e[entry::SCALES_OFFSET..]) as usize;
+        let scales_count = LE::read_u32(&e[entry::SCALES_LEN..]) as usize;
+        let quant_error = LE::read_f32(&e[entry::QUANT_ERROR..]);
+
+        if infos[kind.slot()].is_some() {
+            return Err(Error::BadTensor("tensor kind appears twice"));
+        }
+        let expected = kind.expected_shape(config);
+        let expected_rank = if kind.is_matrix() { 2 } else { 1 };
+        if rank != expected_rank || (dim0, dim1) != expected {
+            return Err(Error::ShapeMismatch(kind.name()));
+        }
+        if dtype == DType::I8 && !kind.is_matrix() {
+            return Err(Error::BadTensor("vectors must be f32"));
+        }
+        // dims are bounded by config validation (<= 2^20 * 2^16), so this product cannot overflow u64; on 32-bit
+        // targets the checked multiply rejects what the address space cannot hold anyway.
+        let numel = dim0.checked_mul(dim1).ok_or(Error::BadTensor("tensor too large"))?;
+        if len != numel.checked_mul(dtype.size()).ok_or(Error::BadTensor("tensor too large"))? {
+            return Err(Error::BadTensor("data length disagrees with shape and dtype"));
+        }
+        section(bytes, offset, len, "tensor data out of range or misaligned")?;
+        let scales_len = match dtype {
+            DType::F32 => {
+                if scales_offset != 0 || scales_count != 0 {
+                    return Err(Error::BadTensor("f32 tensor with scales"));
+                }
+                0
+            }
+            DType::I8 => {
+                if scales_count != dim0 {
+                    return Err(Error::BadTensor("int8 tensor needs one scale per row"));
+                }
+                let s = section(bytes, scales_offset, scales_count * 4, "scales out of range or misaligned")?;
+                if s.chunks_exact(4).any(|c| {
+                    let v = LE::read_f32(c);
+                    !(v.is_finite() && v > 0.0)
+                }) {
+                    return Err(Error::BadTensor("int8 scales must be finite and positive"));
+                }
+                scales_count * 4
+            }
+        };
+        infos[kind.slot()] =
+            Some(TensorInfo { kind, dtype, shape: (dim0, dim1), offset, len, scales_offset, scales_len, quant_error });
+    }
+    for kind in TensorKind::ALL {
+        if infos[kind.slot()].is_none() {
+            return Err(Error::MissingTensor(kind.name()));
+        }
+    }
+    Ok(infos)
+}
+
+fn f32_slice(bytes: &[u8], offset: usize, len: usize) -> Result<&[f32], Error> {
+    let raw = bytes.get(offset..offset + len).ok_or(Error::BadTensor("out of range"))?;
+    bytemuck::try_cast_slice(raw).map_err(|_| Error::MisalignedBlob)
+}
+
+fn build_weights<'a>(bytes: &'a [u8], infos: &[Option<TensorInfo>; KIND_COUNT]) -> Result<Weights<'a>, Error> {
+    let info = |k: TensorKind| infos[k.slot()].ok_or(Error::MissingTensor(k.name()));
+    let vector = |k: TensorKind| -> Result<&'a [f32], Error> {
+        let i = info(k)?;
+        f32_slice(bytes, i.offset, i.len)
+    };
+    let matrix = |k: TensorKind| -> Result<Matrix<'a>, Error> {
+        let i = info(k)?;
+        let data = match i.dtype {
+            DType::F32 => MatrixData::F32(f32_slice(bytes, i.offset, i.len)?),
+            DType::I8 => {
+                let raw = bytes.get(i.offset..i.offset + i.len).ok_or(Error::BadTensor("out of range"))?;
+                MatrixData::I8 {
+                    values: bytemuck::cast_slice(raw),
+                    scales: f32_slice(bytes, i.scales_offset, i.scales_len)?,
+                }
+            }
+        };
+        Ok(Matrix { rows: i.shape.0, cols: i.shape.1, data })
+    };
+    use TensorKind::*;
+    Ok(Weights {
+        word_embeddings: matrix(WordEmbeddings)?,
+        position_embeddings: matrix(PositionEmbeddings)?,
+        token_type_embeddings: matrix(TokenTypeEmbeddings)?,
+        embeddings_ln_weight: vector(EmbeddingsLayerNormWeight)?,
+        embeddings_ln_bias: vector(EmbeddingsLayerNormBias)?,
+        mapping_in_weight: matrix(EmbeddingHiddenMappingInWeight)?,
+        mapping_in_bias: vector(EmbeddingHiddenMappingInBias)?,
+        layer: LayerWeights {
+            query_weight: matrix(QueryWeight)?,
+            query_bias: vector(QueryBias)?,
+            key_weight: matrix(KeyWeight)?,
+            key_bias: vector(KeyBias)?,
+            value_weight: matrix(ValueWeight)?,
+            value_bias: vector(ValueBias)?,
+            attention_dense_weight: matrix(AttentionDenseWeight)?,
+            attention_dense_bias: vector(AttentionDenseBias)?,
+            attention_ln_weight: vector(AttentionLayerNormWeight)?,
+            attention_ln_bias: vector(AttentionLayerNormBias)?,
+            ffn_weight: matrix(FfnWeight)?,
+            ffn_bias: vector(FfnBias)?,
+            ffn_output_weight: matrix(FfnOutputWeight)?,
+            ffn_output_bias: vector(FfnOutputBias)?,
+            full_ln_weight: vector(FullLayerLayerNormWeight)?,
+            full_ln_bias: vector(FullLayerLayerNormBias)?,
+        },
+        pooler_weight: matrix(PoolerWeight)?,
+        pooler_bias: vector(PoolerBias)?,
+        classifier_weight: matrix(ClassifierWeight)?,
+        classifier_bias: vector(ClassifierBias)?,
+    })
+}

@@ -1,0 +1,4 @@
+//! Host-side pieces of albert-edge: the model-blob writer, the Hugging Face checkpoint reader and the tokenizer
+//! section builder. Modules mirror the runtime crate file for file where they compute offline.
+
+pub mod blob;
