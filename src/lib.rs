@@ -17,6 +17,7 @@ compile_error!("albert-edge reads little-endian model blobs in place and support
 pub mod config;
 pub mod error;
 pub mod format;
+pub mod quant;
 pub mod tokenizer;
 
 pub use config::{Activation, AlbertConfig};

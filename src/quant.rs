@@ -1,0 +1,91 @@
+//! The int8 arithmetic contract, shared by the converter (offline) and the engine (on device).
+//!
+//! * Weights: symmetric int8, one scale per output channel (row): `scale = max|w_row| / 127` (1.0 for an all-zero
+//!   row), `q = round_half_away_from_zero(w / scale)` clamped to `-127..=127`, so `w ≈ q * scale`.
+//! * Activations: symmetric int8 with one scale per token row, computed at run time from the row's largest
+//!   magnitude with the same rule (see `QUANTIZATION.md` for why dynamic per-row scales were chosen).
+//! * Products: `i8 x i8` accumulated in `i32` exactly (no saturation is possible for rows up to 2^17 long:
+//!   `127 * 127 * 2^17 < 2^31`), then dequantised once in `f32`: `y = acc as f32 * (s_x * s_w[row]) + bias[row]`.
+
+/// Largest magnitude of a quantised value; `-128` is never produced, so negation is always exact.
+pub const QMAX: i32 = 127;
+
+/// Rounds half away from zero and saturates to `-127..=127`. NaN maps to 0. This is the only float→int8
+/// conversion in the crate; plain `as` casts (defined, saturating, truncating in Rust) keep it identical on every
+/// target.
+#[inline]
+pub fn round_to_i8(x: f32) -> i8 {
+    let r = if x >= 0.0 { x + 0.5 } else { x - 0.5 };
+    (r as i32).clamp(-QMAX, QMAX) as i8
+}
+
+/// The symmetric scale for a row whose largest magnitude is `max_abs`: `max_abs / 127`, or 1.0 when the row is
+/// all zeros (or not finite), so a scale is always positive and finite.
+#[inline]
+pub fn scale_for(max_abs: f32) -> f32 {
+    if max_abs > 0.0 && max_abs.is_finite() {
+        max_abs / QMAX as f32
+    } else {
+        1.0
+    }
+}
+
+/// Largest `|x|` of a slice (0.0 for an empty slice; NaN is ignored).
+#[inline]
+pub fn max_abs(xs: &[f32]) -> f32 {
+    xs.iter().fold(0.0f32, |m, &x| if x.abs() > m { x.abs() } else { m })
+}
+
+/// Quantises one row `x` into `q` (same length) and returns its scale. `q` shorter than `x` quantises a prefix.
+#[inline]
+pub fn quantize_row(x: &[f32], q: &mut [i8]) -> f32 {
+    let scale = scale_for(max_abs(x));
+    let inv = 1.0 / scale;
+    q.iter_mut().zip(x).for_each(|(q, &v)| *q = round_to_i8(v * inv));
+    scale
+}
+
+/// Quantises a row-major `(rows, cols)` matrix per row into `q` and `scales` (the converter's weight
+/// quantisation). Returns the worst absolute error `|w - q * scale|` over the matrix.
+pub fn quantize_matrix(w: &[f32], cols: usize, q: &mut [i8], scales: &mut [f32]) -> f32 {
+    let mut worst = 0.0f32;
+    if cols == 0 {
+        return worst;
+    }
+    for ((row, qrow), scale) in w.chunks_exact(cols).zip(q.chunks_exact_mut(cols)).zip(scales.iter_mut()) {
+        *scale = quantize_row(row, qrow);
+        for (&v, &qv) in row.iter().zip(qrow.iter()) {
+            let err = (v - qv as f32 * *scale).abs();
+            if err > worst {
+                worst = err;
+            }
+        }
+    }
+    worst
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_to_i8_rounds_half_away_from_zero_and_saturates() {
+        assert_eq!(round_to_i8(0.5), 1);
+        assert_eq!(round_to_i8(-0.5), -1);
+        assert_eq!(round_to_i8(1.49), 1);
+        assert_eq!(round_to_i8(-2.5), -3);
+        assert_eq!(round_to_i8(1e9), 127);
+        assert_eq!(round_to_i8(-1e9), -127);
+        assert_eq!(round_to_i8(f32::NAN), 0);
+    }
+
+    #[test]
+    fn quantize_matrix_error_is_within_half_a_step() {
+        let w: [f32; 6] = [0.1, -0.5, 0.25, 0.0, 0.0, 0.0];
+        let (mut q, mut s) = ([0i8; 6], [0f32; 2]);
+        let err = quantize_matrix(&w, 3, &mut q, &mut s);
+        assert_eq!(q[..3], [25, -127, 64]);
+        assert_eq!(s[1], 1.0);
+        assert!(err <= s[0] * 0.5 + 1e-9);
+    }
+}
