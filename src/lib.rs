@@ -17,6 +17,9 @@ compile_error!("albert-edge reads little-endian model blobs in place and support
 pub mod config;
 pub mod error;
 pub mod format;
+pub mod kernels;
+pub mod math;
+pub mod model;
 pub mod quant;
 pub mod tokenizer;
 

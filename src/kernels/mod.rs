@@ -1,0 +1,13 @@
+//! Compute kernels. `reference` is the specification; optimised variants for a target are chosen at build time
+//! with `#[cfg(target_arch / target_feature)]` and must agree with it exactly (integer kernels bit for bit).
+
+pub mod reference;
+
+pub use reference::{dot_f32, layer_norm_f32, masked_softmax_f32};
+
+/// int8 matrix-vector product with `i32` accumulation: `out[r] = sum_c w[r * cols + c] * x[c]`.
+/// Dispatches to the best kernel compiled for this target; always equal to [`reference::gemv_i8_i32`].
+#[inline]
+pub fn gemv_i8_i32(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
+    reference::gemv_i8_i32(w, cols, x, out)
+}

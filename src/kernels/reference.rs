@@ -1,0 +1,59 @@
+//! Reference kernels: plain loops, obviously right. They are the specification every optimised kernel is tested
+//! against (integer kernels bit for bit), and the fallback on targets without a faster one.
+
+use crate::math;
+
+/// `sum_i a[i] * b[i]` over `min(a.len(), b.len())` elements, exact in `i32` (no overflow for lengths below 2^17
+/// with values in `-127..=127`).
+#[inline]
+pub fn dot_i8_i32(a: &[i8], b: &[i8]) -> i32 {
+    a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
+}
+
+/// `out[r] = dot(w[r * cols .. (r + 1) * cols], x)` for every `r < out.len()`. `w` is row-major
+/// `(out.len(), cols)`, `x` has `cols` elements.
+pub fn gemv_i8_i32(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(cols.max(1))) {
+        *o = dot_i8_i32(row, x);
+    }
+}
+
+/// `sum_i a[i] * b[i]` in `f32`, accumulated left to right.
+#[inline]
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).fold(0.0, |acc, (&x, &y)| acc + x * y)
+}
+
+/// LayerNorm in place: `x = (x - mean) / sqrt(var + eps) * gamma + beta`, population variance, as PyTorch.
+pub fn layer_norm_f32(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let n = x.len() as f32;
+    if x.is_empty() {
+        return;
+    }
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / math::sqrt(var + eps);
+    for ((v, &g), &b) in x.iter_mut().zip(gamma).zip(beta) {
+        *v = (*v - mean) * inv * g + b;
+    }
+}
+
+/// Softmax in place over the entries where `keep[i]` is true; the others become 0 (the attention padding mask:
+/// Hugging Face adds the dtype minimum to masked scores, whose exponent underflows to exactly 0).
+pub fn masked_softmax_f32(x: &mut [f32], keep: impl Fn(usize) -> bool) {
+    let mut max = f32::NEG_INFINITY;
+    for (i, &v) in x.iter().enumerate() {
+        if keep(i) && v > max {
+            max = v;
+        }
+    }
+    let mut sum = 0.0;
+    for (i, v) in x.iter_mut().enumerate() {
+        *v = if keep(i) { math::exp(*v - max) } else { 0.0 };
+        sum += *v;
+    }
+    if sum > 0.0 {
+        let inv = 1.0 / sum;
+        x.iter_mut().for_each(|v| *v *= inv);
+    }
+}

@@ -1,0 +1,72 @@
+//! ALBERT's factorised embeddings: word + token type + position (width E), LayerNorm, then the E→H projection
+//! (`encoder.embedding_hidden_mapping_in`).
+
+use super::layer::Int8Scratch;
+use super::linear::{as_f32, linear_f32, linear_i8};
+use super::Inputs;
+use crate::format::{Matrix, Model};
+use crate::kernels::layer_norm_f32;
+use crate::quant;
+
+/// The embedding block's weights, borrowed from the blob.
+#[derive(Debug, Clone, Copy)]
+pub struct Embeddings<'a> {
+    word: Matrix<'a>,        // (vocab, E)
+    position: Matrix<'a>,    // (max_positions, E)
+    token_type: Matrix<'a>,  // (type_vocab, E)
+    ln_weight: &'a [f32],    // (E)
+    ln_bias: &'a [f32],      // (E)
+    mapping_in: Matrix<'a>,  // (H, E)
+    mapping_bias: &'a [f32], // (H)
+    eps: f32,
+}
+
+impl<'a> Embeddings<'a> {
+    /// Borrows the block's weights from a validated model.
+    pub fn load(model: &Model<'a>) -> Self {
+        let w = model.weights();
+        Embeddings {
+            word: w.word_embeddings,
+            position: w.position_embeddings,
+            token_type: w.token_type_embeddings,
+            ln_weight: w.embeddings_ln_weight,
+            ln_bias: w.embeddings_ln_bias,
+            mapping_in: w.mapping_in_weight,
+            mapping_bias: w.mapping_in_bias,
+            eps: model.config().layer_norm_eps,
+        }
+    }
+
+    /// LayerNorm(word[id] + token_type[type] + position[t]) into `e` (E).
+    fn embed(&self, inputs: &Inputs, t: usize, e: &mut [f32], tmp: &mut [f32]) {
+        let id = inputs.input_ids.get(t).map_or(0, |&v| v as usize);
+        self.word.row_f32(id, e);
+        self.token_type.row_f32(inputs.token_type(t), tmp);
+        e.iter_mut().zip(tmp.iter()).for_each(|(x, &y)| *x += y);
+        self.position.row_f32(t, tmp);
+        e.iter_mut().zip(tmp.iter()).for_each(|(x, &y)| *x += y);
+        layer_norm_f32(e, self.ln_weight, self.ln_bias, self.eps);
+    }
+
+    /// f32 reference: `hidden` (seq, H) from the inputs; `row`, `row2` are scratch of at least E.
+    pub(crate) fn forward_f32(&self, inputs: &Inputs, hidden: &mut [f32], row: &mut [f32], row2: &mut [f32]) {
+        let (e, h) = (self.word.cols, self.mapping_in.rows);
+        for (t, out) in hidden.chunks_exact_mut(h).take(inputs.input_ids.len()).enumerate() {
+            self.embed(inputs, t, &mut row[..e], &mut row2[..e]);
+            linear_f32(&self.mapping_in, 0, &row[..e], self.mapping_bias, out);
+        }
+    }
+
+    /// int8 engine: fills `s.hidden` / `s.hidden_scale` for every token.
+    pub(crate) fn forward_i8(&self, inputs: &Inputs, s: &mut Int8Scratch) {
+        let (e, h) = (self.word.cols, self.mapping_in.rows);
+        for t in 0..inputs.input_ids.len() {
+            // The token-type and position rows pass through the accumulator, viewed as f32.
+            let row = &mut s.row[..e];
+            self.embed(inputs, t, row, &mut as_f32(s.acc)[..e]);
+            let xs = quant::quantize_row(row, &mut s.qrow[..e]);
+            let y = linear_i8(&self.mapping_in, 0, &s.qrow[..e], xs, self.mapping_bias, &mut s.acc[..h]);
+            s.hidden_scale[t] = quant::quantize_row(y, &mut s.hidden[t * h..(t + 1) * h]);
+        }
+    }
+}

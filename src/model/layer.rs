@@ -1,0 +1,249 @@
+//! The ONE shared ALBERT transformer layer: self-attention (with the padding mask), dense, add & LayerNorm, FFN,
+//! add & LayerNorm. Stored once in the blob; [`super::classify`] applies it `num_hidden_layers` times.
+
+use super::linear::{as_f32, linear_f32, linear_i8};
+use super::Inputs;
+use crate::config::Activation;
+use crate::format::{Matrix, Model};
+use crate::kernels::{self, dot_f32, layer_norm_f32, masked_softmax_f32};
+use crate::{math, quant};
+
+/// The shared layer's weights, borrowed from the blob.
+#[derive(Debug, Clone, Copy)]
+pub struct Layer<'a> {
+    query: Matrix<'a>,             // (H, H)
+    query_bias: &'a [f32],         // (H)
+    key: Matrix<'a>,               // (H, H)
+    key_bias: &'a [f32],           // (H)
+    value: Matrix<'a>,             // (H, H)
+    value_bias: &'a [f32],         // (H)
+    dense: Matrix<'a>,             // (H, H)
+    dense_bias: &'a [f32],         // (H)
+    attention_ln_weight: &'a [f32], // (H)
+    attention_ln_bias: &'a [f32],  // (H)
+    ffn: Matrix<'a>,               // (I, H)
+    ffn_bias: &'a [f32],           // (I)
+    ffn_output: Matrix<'a>,        // (H, I)
+    ffn_output_bias: &'a [f32],    // (H)
+    full_ln_weight: &'a [f32],     // (H)
+    full_ln_bias: &'a [f32],       // (H)
+    heads: usize,
+    act: Activation,
+    eps: f32,
+}
+
+/// Buffers of the f32 reference (see `F32Plan`).
+pub(crate) struct F32Scratch<'s> {
+    pub hidden: &'s mut [f32], // (seq, H)
+    pub q: &'s mut [f32],      // (seq, H)
+    pub k: &'s mut [f32],      // (seq, H)
+    pub v: &'s mut [f32],      // (seq, H)
+    pub ctx: &'s mut [f32],    // (seq, H)
+    pub scores: &'s mut [f32], // (seq)
+    pub inter: &'s mut [f32],  // (I)
+    pub row: &'s mut [f32],    // (max(E, H))
+    pub row2: &'s mut [f32],   // (max(E, H))
+}
+
+/// Buffers of the int8 engine (see `Int8Plan`).
+pub(crate) struct Int8Scratch<'s> {
+    pub hidden: &'s mut [i8],       // (seq, H)
+    pub ctx: &'s mut [i8],          // (seq, H)
+    pub hidden_scale: &'s mut [f32], // (seq)
+    pub ctx_scale: &'s mut [f32],   // (seq, heads)
+    pub acc: &'s mut [i32],         // (max(I, H, E, seq, labels)), also viewed as f32
+    pub row: &'s mut [f32],         // (max(E, H))
+    pub qrow: &'s mut [i8],         // (max(I, H, E))
+    pub q: &'s mut [i8],            // (seq, head_dim)
+    pub k: &'s mut [i8],            // (seq, head_dim)
+    pub vt: &'s mut [i8],           // (head_dim, seq): V transposed, so P.V is a GEMV
+    pub q_scale: &'s mut [f32],     // (seq)
+    pub k_scale: &'s mut [f32],     // (seq)
+    pub v_scale: &'s mut [f32],     // (seq)
+    pub probs: &'s mut [i8],        // (seq)
+}
+
+impl<'a> Layer<'a> {
+    /// Borrows the shared layer's weights from a validated model.
+    pub fn load(model: &Model<'a>) -> Self {
+        let l = &model.weights().layer;
+        let c = model.config();
+        Layer {
+            query: l.query_weight,
+            query_bias: l.query_bias,
+            key: l.key_weight,
+            key_bias: l.key_bias,
+            value: l.value_weight,
+            value_bias: l.value_bias,
+            dense: l.attention_dense_weight,
+            dense_bias: l.attention_dense_bias,
+            attention_ln_weight: l.attention_ln_weight,
+            attention_ln_bias: l.attention_ln_bias,
+            ffn: l.ffn_weight,
+            ffn_bias: l.ffn_bias,
+            ffn_output: l.ffn_output_weight,
+            ffn_output_bias: l.ffn_output_bias,
+            full_ln_weight: l.full_ln_weight,
+            full_ln_bias: l.full_ln_bias,
+            heads: c.num_attention_heads,
+            act: c.hidden_act,
+            eps: c.layer_norm_eps,
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------------------------
+    // f32 reference
+    // -----------------------------------------------------------------------------------------------------------
+
+    /// One application of the layer to `s.hidden` (seq, H), in place.
+    pub(crate) fn forward_f32(&self, inputs: &Inputs, s: &mut F32Scratch) {
+        let seq = inputs.input_ids.len();
+        let h = self.query.rows;
+        let d = h / self.heads;
+        let i_size = self.ffn.rows;
+
+        for t in 0..seq {
+            let x = &s.hidden[t * h..(t + 1) * h];
+            linear_f32(&self.query, 0, x, self.query_bias, &mut s.q[t * h..(t + 1) * h]);
+            linear_f32(&self.key, 0, x, self.key_bias, &mut s.k[t * h..(t + 1) * h]);
+            linear_f32(&self.value, 0, x, self.value_bias, &mut s.v[t * h..(t + 1) * h]);
+        }
+
+        // Attention, head by head: softmax(q k^T / sqrt(d) + mask) v.
+        let sqrt_d = math::sqrt(d as f32);
+        for head in 0..self.heads {
+            let cols = head * d..(head + 1) * d;
+            for t in 0..seq {
+                let q = &s.q[t * h..][cols.clone()];
+                let scores = &mut s.scores[..seq];
+                for (j, score) in scores.iter_mut().enumerate() {
+                    *score = dot_f32(q, &s.k[j * h..][cols.clone()]) / sqrt_d;
+                }
+                masked_softmax_f32(scores, |j| inputs.attends(j));
+                let out = &mut s.ctx[t * h..][cols.clone()];
+                out.iter_mut().for_each(|o| *o = 0.0);
+                for (j, &p) in scores.iter().enumerate() {
+                    let v = &s.v[j * h..][cols.clone()];
+                    out.iter_mut().zip(v).for_each(|(o, &v)| *o += p * v);
+                }
+            }
+        }
+
+        // Dense, add & LayerNorm, token by token, in place.
+        for t in 0..seq {
+            let row = &mut s.row[..h];
+            linear_f32(&self.dense, 0, &s.ctx[t * h..(t + 1) * h], self.dense_bias, row);
+            let x = &mut s.hidden[t * h..(t + 1) * h];
+            row.iter_mut().zip(x.iter()).for_each(|(r, &x)| *r += x);
+            layer_norm_f32(row, self.attention_ln_weight, self.attention_ln_bias, self.eps);
+            x.copy_from_slice(row);
+        }
+
+        // FFN, add & LayerNorm, token by token, in place.
+        for t in 0..seq {
+            let x = &mut s.hidden[t * h..(t + 1) * h];
+            let inter = &mut s.inter[..i_size];
+            linear_f32(&self.ffn, 0, x, self.ffn_bias, inter);
+            math::activate(self.act, inter);
+            let row = &mut s.row[..h];
+            linear_f32(&self.ffn_output, 0, inter, self.ffn_output_bias, row);
+            row.iter_mut().zip(x.iter()).for_each(|(r, &x)| *r += x);
+            layer_norm_f32(row, self.full_ln_weight, self.full_ln_bias, self.eps);
+            x.copy_from_slice(row);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------------------------
+    // int8 engine
+    // -----------------------------------------------------------------------------------------------------------
+
+    /// One application of the layer to `s.hidden` (seq, H, int8 with per-token scales), in place.
+    pub(crate) fn forward_i8(&self, inputs: &Inputs, s: &mut Int8Scratch) {
+        let seq = inputs.input_ids.len();
+        let h = self.query.rows;
+        let heads = self.heads;
+        let d = h / heads;
+        let i_size = self.ffn.rows;
+        let inv_sqrt_d = 1.0 / math::sqrt(d as f32);
+
+        for head in 0..heads {
+            let r0 = head * d;
+            // Q, K, V of this head for every token, quantised per token.
+            for t in 0..seq {
+                let x = &s.hidden[t * h..(t + 1) * h];
+                let xs = s.hidden_scale[t];
+                let y = linear_i8(&self.query, r0, x, xs, &self.query_bias[r0..r0 + d], &mut s.acc[..d]);
+                s.q_scale[t] = quant::quantize_row(y, &mut s.q[t * d..(t + 1) * d]);
+                let y = linear_i8(&self.key, r0, x, xs, &self.key_bias[r0..r0 + d], &mut s.acc[..d]);
+                s.k_scale[t] = quant::quantize_row(y, &mut s.k[t * d..(t + 1) * d]);
+                let y = linear_i8(&self.value, r0, x, xs, &self.value_bias[r0..r0 + d], &mut s.acc[..d]);
+                s.v_scale[t] = quant::quantize_row(y, &mut s.qrow[..d]);
+                for (c, &v) in s.qrow[..d].iter().enumerate() {
+                    s.vt[c * seq + t] = v;
+                }
+            }
+            // One query at a time: scores, softmax, then P.V with V's per-token scales folded into P.
+            for t in 0..seq {
+                let acc = &mut s.acc[..seq];
+                kernels::gemv_i8_i32(&s.k[..seq * d], d, &s.q[t * d..(t + 1) * d], acc);
+                let qs = s.q_scale[t] * inv_sqrt_d;
+                for (a, &ks) in acc.iter_mut().zip(s.k_scale.iter()) {
+                    *a = (*a as f32 * (qs * ks)).to_bits() as i32;
+                }
+                let probs = as_f32(acc);
+                masked_softmax_f32(probs, |j| inputs.attends(j));
+                probs.iter_mut().zip(s.v_scale.iter()).for_each(|(p, &vs)| *p *= vs);
+                let ps = quant::quantize_row(probs, &mut s.probs[..seq]);
+                let acc = &mut s.acc[..d];
+                kernels::gemv_i8_i32(&s.vt[..d * seq], seq, &s.probs[..seq], acc);
+                for a in acc.iter_mut() {
+                    *a = (*a as f32 * ps).to_bits() as i32;
+                }
+                let at = t * h + r0;
+                s.ctx_scale[t * heads + head] = quant::quantize_row(as_f32(acc), &mut s.ctx[at..at + d]);
+            }
+        }
+
+        // Dense, add & LayerNorm, token by token; the context row first gets one scale for all heads.
+        for t in 0..seq {
+            let ctx = &mut s.ctx[t * h..(t + 1) * h];
+            let head_scales = &s.ctx_scale[t * heads..(t + 1) * heads];
+            let cs = requantize_blocks(ctx, d, head_scales);
+            let y = linear_i8(&self.dense, 0, ctx, cs, self.dense_bias, &mut s.acc[..h]);
+            let x = &mut s.hidden[t * h..(t + 1) * h];
+            let xs = s.hidden_scale[t];
+            y.iter_mut().zip(x.iter()).for_each(|(y, &q)| *y += q as f32 * xs);
+            layer_norm_f32(y, self.attention_ln_weight, self.attention_ln_bias, self.eps);
+            s.hidden_scale[t] = quant::quantize_row(y, x);
+        }
+
+        // FFN, add & LayerNorm, token by token: the (I) intermediate exists for one token at a time.
+        for t in 0..seq {
+            let x = &mut s.hidden[t * h..(t + 1) * h];
+            let xs = s.hidden_scale[t];
+            let inter = linear_i8(&self.ffn, 0, x, xs, self.ffn_bias, &mut s.acc[..i_size]);
+            math::activate(self.act, inter);
+            let is = quant::quantize_row(inter, &mut s.qrow[..i_size]);
+            let y = linear_i8(&self.ffn_output, 0, &s.qrow[..i_size], is, self.ffn_output_bias, &mut s.acc[..h]);
+            y.iter_mut().zip(x.iter()).for_each(|(y, &q)| *y += q as f32 * xs);
+            layer_norm_f32(y, self.full_ln_weight, self.full_ln_bias, self.eps);
+            s.hidden_scale[t] = quant::quantize_row(y, x);
+        }
+    }
+}
+
+/// Gives a row made of `block`-wide int8 blocks with their own scales one common scale, in place; returns it.
+/// `q' = round(q * block_scale / row_scale)` with `row_scale = max_b(block_scale_b * max|q_b|) / 127`.
+fn requantize_blocks(row: &mut [i8], block: usize, scales: &[f32]) -> f32 {
+    let mut max = 0.0f32;
+    for (b, &s) in row.chunks(block.max(1)).zip(scales) {
+        let m = b.iter().map(|&q| (q as i32).abs()).max().unwrap_or(0) as f32 * s;
+        max = max.max(m);
+    }
+    let scale = quant::scale_for(max);
+    for (b, &s) in row.chunks_mut(block.max(1)).zip(scales) {
+        let f = s / scale;
+        b.iter_mut().for_each(|q| *q = quant::round_to_i8(*q as f32 * f));
+    }
+    scale
+}

@@ -1,0 +1,279 @@
+//! The ALBERT forward pass: embeddings, ONE shared transformer layer applied `num_hidden_layers` times, pooler
+//! and classifier. Two precisions share the structure:
+//!
+//! * [`Precision::Int8`], the engine: int8 weights, int8 activations with one scale per token row, `i32`
+//!   accumulation, streamed so that memory stays small (attention head by head, the FFN token by token; see
+//!   `QUANTIZATION.md`).
+//! * [`Precision::F32`], the host reference: `f32` activations, weights dequantised on the fly when the blob is
+//!   int8. It is the yardstick the converter calibrates and tests measure against.
+//!
+//! No allocation: the caller passes one scratch arena of at least [`scratch_size`] bytes.
+
+mod arena;
+mod embeddings;
+mod head;
+mod layer;
+mod linear;
+
+use crate::config::AlbertConfig;
+use crate::error::Error;
+use crate::format::{MatrixData, Model};
+use arena::{round16, Arena, ALIGN_SLACK};
+
+pub use embeddings::Embeddings;
+pub use head::Head;
+pub use layer::Layer;
+
+/// Which arithmetic the forward pass uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// The host reference: `f32` activations.
+    F32,
+    /// The engine: int8 weights and activations, `i32` accumulation. Needs an int8 blob.
+    Int8,
+}
+
+/// One input sequence, already tokenized (`[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// Token ids, each `< vocab_size`; between 1 and `max_position_embeddings` of them.
+    pub input_ids: &'a [u32],
+    /// Segment ids (0 for A, 1 for B), each `< type_vocab_size`; empty means all 0.
+    pub token_type_ids: &'a [u32],
+    /// 1 for real tokens, 0 for padding; empty means all 1. Padding only affects which keys attention sees.
+    pub attention_mask: &'a [u32],
+}
+
+impl<'a> Inputs<'a> {
+    /// A single unpadded sequence with all token types 0.
+    pub fn ids(input_ids: &'a [u32]) -> Self {
+        Inputs { input_ids, token_type_ids: &[], attention_mask: &[] }
+    }
+
+    fn token_type(&self, t: usize) -> usize {
+        self.token_type_ids.get(t).map_or(0, |&v| v as usize)
+    }
+
+    fn attends(&self, t: usize) -> bool {
+        self.attention_mask.get(t).is_none_or(|&m| m != 0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scratch plans: the exact buffers each precision needs, shared by `scratch_size` and the forward pass
+// ---------------------------------------------------------------------------------------------------------------
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// Element counts of the int8 engine's buffers for `seq` tokens.
+#[derive(Debug, Clone, Copy)]
+struct Int8Plan {
+    hidden: usize,       // (seq, H) i8: the hidden state, one row per token
+    hidden_scale: usize, // (seq) f32
+    ctx: usize,          // (seq, H) i8: attention context, filled head by head
+    ctx_scale: usize,    // (seq, heads) f32: one scale per token and head
+    acc: usize,          // (max(I, H, E, seq, labels)) i32, reused in place as f32
+    row: usize,          // (max(E, H)) f32
+    qrow: usize,         // (max(I, H, E)) i8
+    head_q: usize,       // (seq, head_dim) i8, one head at a time; same for K; V is stored transposed
+    head_scale: usize,   // (seq) f32, for each of Q, K, V
+    probs: usize,        // (seq) i8: one row of quantised attention probabilities
+}
+
+impl Int8Plan {
+    const fn new(c: &AlbertConfig, seq: usize) -> Self {
+        let (e, h, i) = (c.embedding_size, c.hidden_size, c.intermediate_size);
+        Int8Plan {
+            hidden: seq * h,
+            hidden_scale: seq,
+            ctx: seq * h,
+            ctx_scale: seq * c.num_attention_heads,
+            acc: max(max(i, h), max(max(e, seq), c.num_labels)),
+            row: max(e, h),
+            qrow: max(i, max(h, e)),
+            head_q: seq * c.hidden_size / c.num_attention_heads,
+            head_scale: seq,
+            probs: seq,
+        }
+    }
+
+    const fn bytes(&self) -> usize {
+        2 * round16(self.hidden)
+            + round16(4 * self.hidden_scale)
+            + round16(4 * self.ctx_scale)
+            + round16(4 * self.acc)
+            + round16(4 * self.row)
+            + round16(self.qrow)
+            + 3 * round16(self.head_q)
+            + 3 * round16(4 * self.head_scale)
+            + round16(self.probs)
+    }
+}
+
+/// Element counts of the f32 reference's buffers for `seq` tokens.
+#[derive(Debug, Clone, Copy)]
+struct F32Plan {
+    seq_hidden: usize, // (seq, H) f32, five of them: hidden, Q, K, V, context
+    scores: usize,     // (seq) f32
+    inter: usize,      // (I) f32
+    row: usize,        // (max(E, H)) f32, two of them
+}
+
+impl F32Plan {
+    const fn new(c: &AlbertConfig, seq: usize) -> Self {
+        F32Plan {
+            seq_hidden: seq * c.hidden_size,
+            scores: seq,
+            inter: c.intermediate_size,
+            row: max(c.embedding_size, c.hidden_size),
+        }
+    }
+
+    const fn bytes(&self) -> usize {
+        5 * round16(4 * self.seq_hidden) + round16(4 * self.scores) + round16(4 * self.inter) + 2 * round16(4 * self.row)
+    }
+}
+
+/// The scratch arena, in bytes, that [`classify`] needs for sequences of up to `max_seq` tokens. It includes up to
+/// 15 bytes for aligning the arena's start, so an arena of exactly this size works at any address. A `const fn`,
+/// so firmware can size a `static` arena at compile time.
+pub const fn scratch_size(config: &AlbertConfig, max_seq: usize, precision: Precision) -> usize {
+    ALIGN_SLACK
+        + match precision {
+            Precision::Int8 => Int8Plan::new(config, max_seq).bytes(),
+            Precision::F32 => F32Plan::new(config, max_seq).bytes(),
+        }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The forward pass
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Whether every weight matrix of `model` is int8 (what [`Precision::Int8`] needs).
+pub fn is_int8(model: &Model) -> bool {
+    let w = model.weights();
+    let l = &w.layer;
+    [
+        &w.mapping_in_weight,
+        &l.query_weight,
+        &l.key_weight,
+        &l.value_weight,
+        &l.attention_dense_weight,
+        &l.ffn_weight,
+        &l.ffn_output_weight,
+        &w.pooler_weight,
+        &w.classifier_weight,
+    ]
+    .iter()
+    .all(|m| matches!(m.data, MatrixData::I8 { .. }))
+}
+
+fn check_inputs(c: &AlbertConfig, inputs: &Inputs) -> Result<usize, Error> {
+    let seq = inputs.input_ids.len();
+    if seq == 0 {
+        return Err(Error::BadInput("empty input_ids"));
+    }
+    if seq > c.max_position_embeddings {
+        return Err(Error::SequenceTooLong { len: seq, max: c.max_position_embeddings });
+    }
+    if !inputs.token_type_ids.is_empty() && inputs.token_type_ids.len() != seq {
+        return Err(Error::BadInput("token_type_ids length differs from input_ids"));
+    }
+    if !inputs.attention_mask.is_empty() && inputs.attention_mask.len() != seq {
+        return Err(Error::BadInput("attention_mask length differs from input_ids"));
+    }
+    if inputs.input_ids.iter().any(|&id| id as usize >= c.vocab_size) {
+        return Err(Error::BadInput("token id outside the vocabulary"));
+    }
+    if inputs.token_type_ids.iter().any(|&t| t as usize >= c.type_vocab_size) {
+        return Err(Error::BadInput("token type id outside type_vocab_size"));
+    }
+    if inputs.attention_mask.iter().any(|&m| m > 1) {
+        return Err(Error::BadInput("attention_mask values must be 0 or 1"));
+    }
+    Ok(seq)
+}
+
+/// Runs the classifier on one sequence and writes `num_labels` logits to `logits[..num_labels]`.
+///
+/// The arena must hold at least `scratch_size(model.config(), inputs.input_ids.len(), precision)` bytes; its
+/// contents on entry do not matter. Results are deterministic: the same blob and inputs give the same bits on
+/// every target and in debug and release builds.
+pub fn classify(
+    model: &Model,
+    precision: Precision,
+    inputs: &Inputs,
+    arena: &mut [u8],
+    logits: &mut [f32],
+) -> Result<(), Error> {
+    let c = model.config();
+    let seq = check_inputs(c, inputs)?;
+    if logits.len() < c.num_labels {
+        return Err(Error::OutputTooSmall { needed: c.num_labels, got: logits.len() });
+    }
+    let needed = scratch_size(c, seq, precision);
+    if arena.len() < needed {
+        return Err(Error::ArenaTooSmall { needed, got: arena.len() });
+    }
+    let logits = &mut logits[..c.num_labels];
+    let embeddings = Embeddings::load(model);
+    let layer = Layer::load(model);
+    let head = Head::load(model);
+    let mut a = Arena::new(arena);
+    match precision {
+        Precision::F32 => {
+            let p = F32Plan::new(c, seq);
+            let s = layer::F32Scratch {
+                hidden: a.f32s(p.seq_hidden),
+                q: a.f32s(p.seq_hidden),
+                k: a.f32s(p.seq_hidden),
+                v: a.f32s(p.seq_hidden),
+                ctx: a.f32s(p.seq_hidden),
+                scores: a.f32s(p.scores),
+                inter: a.f32s(p.inter),
+                row: a.f32s(p.row),
+                row2: a.f32s(p.row),
+            };
+            embeddings.forward_f32(inputs, s.hidden, s.row, s.row2);
+            let mut s = s;
+            for _ in 0..c.num_hidden_layers {
+                layer.forward_f32(inputs, &mut s);
+            }
+            head.forward_f32(&s.hidden[..c.hidden_size], s.row, logits);
+        }
+        Precision::Int8 => {
+            if !is_int8(model) {
+                return Err(Error::BadInput("int8 precision needs a blob converted with --weights int8"));
+            }
+            let p = Int8Plan::new(c, seq);
+            let mut s = layer::Int8Scratch {
+                hidden: a.i8s(p.hidden),
+                ctx: a.i8s(p.ctx),
+                hidden_scale: a.f32s(p.hidden_scale),
+                ctx_scale: a.f32s(p.ctx_scale),
+                acc: a.i32s(p.acc),
+                row: a.f32s(p.row),
+                qrow: a.i8s(p.qrow),
+                q: a.i8s(p.head_q),
+                k: a.i8s(p.head_q),
+                vt: a.i8s(p.head_q),
+                q_scale: a.f32s(p.head_scale),
+                k_scale: a.f32s(p.head_scale),
+                v_scale: a.f32s(p.head_scale),
+                probs: a.i8s(p.probs),
+            };
+            embeddings.forward_i8(inputs, &mut s);
+            for _ in 0..c.num_hidden_layers {
+                layer.forward_i8(inputs, &mut s);
+            }
+            head.forward_i8(&s.hidden[..c.hidden_size], s.hidden_scale[0], s.acc, s.qrow, logits);
+        }
+    }
+    Ok(())
+}
