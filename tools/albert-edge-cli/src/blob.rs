@@ -1,7 +1,9 @@
 //! The model-blob writer: the twin of the core's `format` module (the reader). See `FORMAT.md`.
 
-use albert_edge::format::{entry, header, DType, TensorKind, ALIGN, CRC_START, FORMAT_VERSION, HEADER_LEN, MAGIC};
 use albert_edge::format::{crc32, TENSOR_ENTRY_LEN};
+use albert_edge::format::{
+    entry, header, DType, TensorKind, ALIGN, CRC_START, FORMAT_VERSION, HEADER_LEN, MAGIC,
+};
 use albert_edge::AlbertConfig;
 use anyhow::{bail, ensure, Result};
 use byteorder::{ByteOrder, LittleEndian as LE};
@@ -52,7 +54,10 @@ fn pad_to_align(out: &mut Vec<u8>) {
 }
 
 fn put_u32(out: &mut [u8], at: usize, v: usize) -> Result<()> {
-    ensure!(v <= u32::MAX as usize, "value {v} does not fit the blob's 32-bit fields (blob larger than 4 GiB?)");
+    ensure!(
+        v <= u32::MAX as usize,
+        "value {v} does not fit the blob's 32-bit fields (blob larger than 4 GiB?)"
+    );
     LE::write_u32(&mut out[at..at + 4], v as u32);
     Ok(())
 }
@@ -62,7 +67,12 @@ fn put_u32(out: &mut [u8], at: usize, v: usize) -> Result<()> {
 pub fn write_blob(contents: &BlobContents) -> Result<Vec<u8>> {
     let c = &contents.config;
     c.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-    ensure!(contents.labels.len() == c.num_labels, "{} label names for {} labels", contents.labels.len(), c.num_labels);
+    ensure!(
+        contents.labels.len() == c.num_labels,
+        "{} label names for {} labels",
+        contents.labels.len(),
+        c.num_labels
+    );
     for kind in TensorKind::ALL {
         let n = contents.tensors.iter().filter(|(k, _)| k == kind).count();
         ensure!(n == 1, "tensor `{}` given {n} times", kind.name());
@@ -80,9 +90,16 @@ pub fn write_blob(contents: &BlobContents) -> Result<Vec<u8>> {
     put_u32(&mut out, header::NUM_ATTENTION_HEADS, c.num_attention_heads)?;
     put_u32(&mut out, header::INTERMEDIATE_SIZE, c.intermediate_size)?;
     put_u32(&mut out, header::NUM_HIDDEN_LAYERS, c.num_hidden_layers)?;
-    put_u32(&mut out, header::MAX_POSITION_EMBEDDINGS, c.max_position_embeddings)?;
+    put_u32(
+        &mut out,
+        header::MAX_POSITION_EMBEDDINGS,
+        c.max_position_embeddings,
+    )?;
     put_u32(&mut out, header::TYPE_VOCAB_SIZE, c.type_vocab_size)?;
-    LE::write_f32(&mut out[header::LAYER_NORM_EPS..header::LAYER_NORM_EPS + 4], c.layer_norm_eps);
+    LE::write_f32(
+        &mut out[header::LAYER_NORM_EPS..header::LAYER_NORM_EPS + 4],
+        c.layer_norm_eps,
+    );
     put_u32(&mut out, header::HIDDEN_ACT, c.hidden_act.code() as usize)?;
     put_u32(&mut out, header::NUM_LABELS, c.num_labels)?;
     put_u32(&mut out, header::TENSOR_COUNT, tensors.len())?;
@@ -96,12 +113,16 @@ pub fn write_blob(contents: &BlobContents) -> Result<Vec<u8>> {
     // Label names: u16 length + UTF-8 bytes each.
     let labels_offset = out.len();
     for name in &contents.labels {
-        ensure!(name.len() <= u16::MAX as usize, "label name longer than 65535 bytes");
+        ensure!(
+            name.len() <= u16::MAX as usize,
+            "label name longer than 65535 bytes"
+        );
         out.extend_from_slice(&(name.len() as u16).to_le_bytes());
         out.extend_from_slice(name.as_bytes());
     }
     put_u32(&mut out, header::LABELS_OFFSET, labels_offset)?;
-    put_u32(&mut out, header::LABELS_LEN, out.len() - labels_offset)?;
+    let labels_len = out.len() - labels_offset;
+    put_u32(&mut out, header::LABELS_LEN, labels_len)?;
     pad_to_align(&mut out);
 
     if !contents.tokenizer.is_empty() {
@@ -124,26 +145,55 @@ pub fn write_blob(contents: &BlobContents) -> Result<Vec<u8>> {
         match payload {
             Payload::F32(values) => {
                 if values.len() != rows * cols {
-                    bail!("tensor `{}` has {} values, expected {rows}x{cols}", kind.name(), values.len());
+                    bail!(
+                        "tensor `{}` has {} values, expected {rows}x{cols}",
+                        kind.name(),
+                        values.len()
+                    );
                 }
-                values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+                values
+                    .iter()
+                    .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
                 put_u32(&mut out, e + entry::DATA_OFFSET, data_offset)?;
                 put_u32(&mut out, e + entry::DATA_LEN, values.len() * 4)?;
                 pad_to_align(&mut out);
             }
-            Payload::I8 { values, scales, quant_error } => {
-                ensure!(kind.is_matrix(), "tensor `{}` is a vector and must stay f32", kind.name());
-                ensure!(values.len() == rows * cols, "tensor `{}`: {} values, expected {rows}x{cols}", kind.name(), values.len());
-                ensure!(scales.len() == rows, "tensor `{}`: {} scales for {rows} rows", kind.name(), scales.len());
+            Payload::I8 {
+                values,
+                scales,
+                quant_error,
+            } => {
+                ensure!(
+                    kind.is_matrix(),
+                    "tensor `{}` is a vector and must stay f32",
+                    kind.name()
+                );
+                ensure!(
+                    values.len() == rows * cols,
+                    "tensor `{}`: {} values, expected {rows}x{cols}",
+                    kind.name(),
+                    values.len()
+                );
+                ensure!(
+                    scales.len() == rows,
+                    "tensor `{}`: {} scales for {rows} rows",
+                    kind.name(),
+                    scales.len()
+                );
                 out.extend(values.iter().map(|&v| v as u8));
                 put_u32(&mut out, e + entry::DATA_OFFSET, data_offset)?;
                 put_u32(&mut out, e + entry::DATA_LEN, values.len())?;
                 pad_to_align(&mut out);
                 let scales_offset = out.len();
-                scales.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+                scales
+                    .iter()
+                    .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
                 put_u32(&mut out, e + entry::SCALES_OFFSET, scales_offset)?;
                 put_u32(&mut out, e + entry::SCALES_LEN, scales.len())?;
-                LE::write_f32(&mut out[e + entry::QUANT_ERROR..e + entry::QUANT_ERROR + 4], *quant_error);
+                LE::write_f32(
+                    &mut out[e + entry::QUANT_ERROR..e + entry::QUANT_ERROR + 4],
+                    *quant_error,
+                );
                 pad_to_align(&mut out);
             }
         }
