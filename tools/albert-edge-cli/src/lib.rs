@@ -2,3 +2,9 @@
 //! section builder. Modules mirror the runtime crate file for file where they compute offline.
 
 pub mod blob;
+pub mod checkpoint;
+pub mod classify;
+pub mod convert;
+pub mod inspect;
+pub mod synthetic;
+pub mod weights;

@@ -1,1 +1,166 @@
-fn main() {}
+//! `albert-edge`: convert Hugging Face ALBERT checkpoints to model blobs, inspect blobs, classify on the host.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use albert_edge::format::DType;
+use albert_edge::Model;
+use albert_edge_cli::classify::{self, PrecisionArg};
+use albert_edge_cli::convert::{self, ConvertOptions, WeightsMode};
+use albert_edge_cli::inspect;
+use anyhow::{anyhow, bail, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "albert-edge",
+    version,
+    about = "int8 ALBERT sentence classifiers for Raspberry Pi and Cortex-M"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert a Hugging Face AlbertForSequenceClassification directory to a model blob.
+    Convert {
+        /// Checkpoint directory: config.json, model.safetensors (or pytorch_model.bin) and spiece.model.
+        hf_dir: PathBuf,
+        /// The blob to write (atomically: it appears complete or not at all).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// How weight matrices are stored.
+        #[arg(long, value_enum, default_value_t = WeightsMode::Int8)]
+        weights: WeightsMode,
+    },
+    /// Print a blob's config, labels, tensors, section sizes and scratch memory.
+    Inspect {
+        /// The model blob.
+        blob: PathBuf,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Classify one input (text, or token ids with --ids).
+    Classify {
+        /// The model blob.
+        blob: PathBuf,
+        /// The sentence to classify (needs a blob with a tokenizer section).
+        #[arg(required_unless_present = "ids", conflicts_with = "ids")]
+        text: Option<String>,
+        /// Second sentence of a pair.
+        #[arg(long, requires = "text")]
+        pair: Option<String>,
+        /// Token ids including [CLS] and [SEP], space-separated: "2 10975 3".
+        #[arg(long)]
+        ids: Option<String>,
+        /// Token type ids for --ids (default all 0), space-separated.
+        #[arg(long, requires = "ids")]
+        type_ids: Option<String>,
+        /// Arithmetic (default: int8 for an int8 blob, else fp32).
+        #[arg(long, value_enum)]
+        precision: Option<PrecisionArg>,
+        /// One JSON object {"label", "probabilities", "logits"} instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_model<'a>(bytes: &'a [u8], path: &std::path::Path) -> Result<Model<'a>> {
+    Model::from_bytes(bytes).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Convert {
+            hf_dir,
+            output,
+            weights,
+        } => {
+            let report = convert::convert(
+                &hf_dir,
+                &output,
+                ConvertOptions {
+                    weights,
+                    progress: true,
+                },
+            )?;
+            println!(
+                "read {} ({} labels: {})",
+                report.weights_file,
+                report.labels.len(),
+                report.labels.join(", ")
+            );
+            for t in report.tensors.iter().filter(|t| t.dtype == DType::I8) {
+                println!(
+                    "  {:<42} int8  max |err| {:.3e}",
+                    t.kind.name(),
+                    t.quant_error
+                );
+            }
+            println!("wrote {} ({} bytes)", output.display(), report.blob_len);
+        }
+        Command::Inspect { blob, json } => {
+            let bytes = classify::read_blob(&blob)?;
+            let model = parse_model(bytes.bytes(), &blob)?;
+            let report = inspect::report(&model);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", inspect::render_text(&report));
+            }
+        }
+        Command::Classify {
+            blob,
+            text,
+            pair,
+            ids,
+            type_ids,
+            precision,
+            json,
+        } => {
+            let bytes = classify::read_blob(&blob)?;
+            let model = parse_model(bytes.bytes(), &blob)?;
+            let (ids, type_ids) = match (ids, text) {
+                (Some(ids), _) => {
+                    let type_ids = match type_ids {
+                        Some(t) => classify::parse_ids(&t, "--type-ids")?,
+                        None => Vec::new(),
+                    };
+                    (classify::parse_ids(&ids, "--ids")?, type_ids)
+                }
+                // TODO(tokenizer): tokenize `text` (and `pair`) with the blob's tokenizer section once the core
+                // tokenizer lands.
+                (None, _) => {
+                    let _ = pair;
+                    if model.tokenizer_section().is_empty() {
+                        bail!("{} has no tokenizer section, so it cannot classify text; pass token ids with --ids \"2 ... 3\"", blob.display());
+                    }
+                    bail!("this build of albert-edge cannot tokenize text yet; pass token ids with --ids \"2 ... 3\"");
+                }
+            };
+            let result = classify::run(&model, &ids, &type_ids, precision)?;
+            if json {
+                println!("{}", serde_json::to_string(&result)?);
+            } else {
+                print!("{}", classify::render_text(&model, &result));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, the whole context chain: "error: outer: inner".
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
