@@ -51,7 +51,7 @@ impl WeightsFile {
             (names, Source::SafeTensors(bytes))
         } else {
             let pth = PthTensors::new(path, None).map_err(|e| {
-                anyhow!("{file} is not a readable PyTorch checkpoint (torch.save zip; truncated or corrupt?): {}", one_line(&e))
+                anyhow!("{file} is not a readable PyTorch checkpoint (expects the zip format of torch.save, torch >= 1.6; truncated or corrupt?): {}", one_line(&e))
             })?;
             let names = pth.tensor_infos().keys().cloned().collect();
             (names, Source::Torch(pth))
