@@ -6,5 +6,7 @@ pub mod checkpoint;
 pub mod classify;
 pub mod convert;
 pub mod inspect;
+pub mod spiece;
 pub mod synthetic;
+pub mod tokenizer_section;
 pub mod weights;

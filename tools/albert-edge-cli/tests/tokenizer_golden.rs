@@ -1,0 +1,305 @@
+//! The on-device tokenizer against the reference (transformers 4.57.6 slow `AlbertTokenizer`): the section is built
+//! from `30k-clean.model` by the CLI's writer and read by the core `Tokenizer`.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use albert_edge::tokenizer::Tokenizer;
+use albert_edge::Error;
+use albert_edge_cli::tokenizer_section::{build_from_file, to_words, SectionOptions};
+
+fn data(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data")
+        .join(path)
+}
+
+/// The section, built once per test binary, as 4-byte aligned words.
+fn section() -> &'static [u8] {
+    static SECTION: OnceLock<Vec<u32>> = OnceLock::new();
+    let words = SECTION.get_or_init(|| {
+        let bytes =
+            build_from_file(&data("spiece/30k-clean.model"), &SectionOptions::default()).unwrap();
+        to_words(&bytes)
+    });
+    bytemuck::cast_slice(words)
+}
+
+fn tokenizer() -> Tokenizer<'static> {
+    Tokenizer::from_section(section()).unwrap()
+}
+
+/// `input_ids` and `token_type_ids` of `text` (and `pair`) with a workspace sized for the text.
+fn encode(tok: &Tokenizer, text: &str, pair: Option<&str>, max_len: usize) -> (Vec<u32>, Vec<u32>) {
+    let longest = text.len().max(pair.map_or(0, str::len));
+    let mut ws = vec![0u8; tok.workspace_size(longest)];
+    let cap = 3 * (text.len() + pair.map_or(0, str::len)) + 8;
+    let (mut ids, mut types) = (vec![0u32; cap], vec![0u32; cap]);
+    let n = tok
+        .encode(text, pair, max_len, &mut ws, &mut ids, &mut types)
+        .unwrap();
+    ids.truncate(n);
+    types.truncate(n);
+    (ids, types)
+}
+
+#[test]
+fn tokenizer_matches_reference_sst2_dev() {
+    let tok = tokenizer();
+    let tsv = std::fs::read_to_string(data("sst2/dev.tsv")).unwrap();
+    let golden = std::fs::read_to_string(data("spiece/sst2_dev.albert_ids.txt")).unwrap();
+    let sentences: Vec<&str> = tsv
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit_once('\t').unwrap().0)
+        .collect();
+    let expected: Vec<Vec<u32>> = golden
+        .lines()
+        .map(|l| l.split(' ').map(|id| id.parse().unwrap()).collect())
+        .collect();
+    assert_eq!((sentences.len(), expected.len()), (872, 872));
+    let mut mismatches = Vec::new();
+    for (i, (sentence, want)) in sentences.iter().zip(&expected).enumerate() {
+        let (ids, types) = encode(&tok, sentence, None, 0);
+        assert!(types.iter().all(|&t| t == 0));
+        if ids != *want {
+            mismatches.push(format!(
+                "line {}: {sentence:?}\n  got  {ids:?}\n  want {want:?}",
+                i + 1
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of 872 differ:\n{}",
+        mismatches.len(),
+        mismatches[..mismatches.len().min(5)].join("\n")
+    );
+}
+
+/// Checks a corpus of `{"text", "pair", "max_length", "input_ids", "token_type_ids"}` lines; returns its size.
+fn check_corpus(corpus: &str) -> usize {
+    let tok = tokenizer();
+    let mut mismatches = Vec::new();
+    let mut count = 0;
+    for (i, line) in corpus
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let case: serde_json::Value = serde_json::from_str(line).unwrap();
+        let text = case["text"].as_str().unwrap();
+        let pair = case["pair"].as_str();
+        let max_len = case["max_length"].as_u64().map_or(0, |m| m as usize);
+        let ids_of = |key: &str| -> Vec<u32> {
+            case[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect()
+        };
+        let (ids, types) = encode(&tok, text, pair, max_len);
+        count += 1;
+        if ids != ids_of("input_ids") || types != ids_of("token_type_ids") {
+            mismatches.push(format!(
+                "line {}: {text:?} / {pair:?} (max_length {max_len})\n  got  {ids:?} {types:?}\n  want {:?} {:?}",
+                i + 1,
+                ids_of("input_ids"),
+                ids_of("token_type_ids")
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {count} differ:\n{}",
+        mismatches.len(),
+        mismatches[..mismatches.len().min(8)].join("\n")
+    );
+    count
+}
+
+#[test]
+fn tokenizer_matches_reference_edge_cases() {
+    let corpus = std::fs::read_to_string(data("tokenizer/edge_cases.jsonl")).unwrap();
+    assert_eq!(check_corpus(&corpus), 198);
+}
+
+/// More corpora in the same format, e.g. generated with the reference tokenizer on random text:
+/// `ALBERT_EDGE_TOKENIZER_CORPUS=a.jsonl:b.jsonl cargo test -p albert-edge-cli --test tokenizer_golden`.
+#[test]
+fn tokenizer_matches_reference_extra_corpora() {
+    for path in std::env::var("ALBERT_EDGE_TOKENIZER_CORPUS")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|p| !p.is_empty())
+    {
+        let corpus = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        eprintln!("{path}: {} cases match", check_corpus(&corpus));
+    }
+}
+
+#[test]
+fn tokenizer_matches_reference_special_tokens_and_truncation() {
+    let tok = tokenizer();
+    // From transformers 4.57.6 AlbertTokenizer(30k-clean.model).
+    let cases: &[(&str, Option<&str>, usize, &[u32])] = &[
+        ("hello [MASK] world", None, 0, &[2, 10975, 4, 126, 3]),
+        ("hello[MASK]world", None, 0, &[2, 10975, 4, 126, 3]),
+        ("x [CLS]y", None, 0, &[2, 993, 2, 13, 93, 3]),
+        (
+            "[cls] <unk><pad>",
+            None,
+            0,
+            &[2, 636, 5316, 18, 500, 1, 0, 3],
+        ),
+        (
+            "<UNK> <Pad> [mask] x<UN\u{212a}>y",
+            None,
+            0,
+            &[2, 1, 0, 636, 23265, 500, 993, 1, 13, 93, 3],
+        ),
+        (
+            "1,000,000 and 9,9 test 10, a1,",
+            None,
+            0,
+            &[
+                2, 137, 11623, 17, 561, 15, 518, 1289, 332, 15, 21, 165, 15, 3,
+            ],
+        ),
+        ("a \u{3f9} b", None, 0, &[2, 21, 13, 1, 334, 3]),
+        (
+            "\u{ff07}\u{ff07}hi\u{ff07}\u{ff07} ``a'' '''",
+            None,
+            0,
+            &[2, 13, 22, 22, 1822, 22, 22, 13, 7, 58, 7, 13, 7, 22, 3],
+        ),
+        (
+            "\u{130}stanbul \u{fdfa} \u{1c5}",
+            None,
+            0,
+            &[2, 10617, 13, 1, 13, 1, 13, 1, 13, 1, 13, 11064, 3],
+        ),
+        (
+            "hello\u{3000}world\u{a0}x\u{1c}y",
+            None,
+            0,
+            &[2, 10975, 126, 993, 13, 93, 3],
+        ),
+        ("\0a\0", None, 0, &[2, 13, 1, 58, 1, 3]),
+        ("", None, 0, &[2, 3]),
+        ("   ", None, 0, &[2, 3]),
+        (
+            "hello world",
+            Some("foo bar baz"),
+            6,
+            &[2, 10975, 126, 3, 4310, 3],
+        ),
+        ("a b c d e", None, 2, &[2, 21, 334, 272, 13, 43, 13, 62, 3]),
+        ("a b c d e", Some("f g"), 2, &[2, 3, 3]),
+    ];
+    for &(text, pair, max_len, want) in cases {
+        assert_eq!(
+            encode(&tok, text, pair, max_len).0,
+            want,
+            "{text:?} / {pair:?} / {max_len}"
+        );
+    }
+}
+
+#[test]
+fn tokenizer_invalid_utf8_is_read_lossily_and_never_panics() {
+    let tok = tokenizer();
+    let mut ws = vec![0u8; tok.workspace_size(64)];
+    let (mut a, mut at, mut b, mut bt) = ([0u32; 64], [0u32; 64], [0u32; 64], [0u32; 64]);
+    for bytes in [
+        &b"caf\xc3 \xff\xfe ok \xe2\x82 \xf0\x9f\x98"[..],
+        b"\xed\xa0\x80x",
+        b"\x80",
+        b"a\xc3",
+    ] {
+        let n = tok
+            .encode_bytes(bytes, None, 0, &mut ws, &mut a, &mut at)
+            .unwrap();
+        let lossy = String::from_utf8_lossy(bytes);
+        let m = tok
+            .encode(&lossy, None, 0, &mut ws, &mut b, &mut bt)
+            .unwrap();
+        assert_eq!(a[..n], b[..m], "{bytes:?}");
+    }
+    // Pseudo-random bytes (an LCG), many lengths and limits: only Ok or typed errors.
+    let mut state = 0x2545_f491_u32;
+    let mut small_ws = [0u8; 200];
+    for len in 0..400 {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (state >> 24) as u8
+            })
+            .collect();
+        let _ = tok.encode_bytes(
+            &bytes,
+            Some(&bytes[len / 2..]),
+            len % 40,
+            &mut small_ws,
+            &mut a,
+            &mut at,
+        );
+        let _ = tok.encode_bytes(&bytes, None, 0, &mut ws, &mut a[..3], &mut at[..3]);
+    }
+}
+
+#[test]
+fn tokenizer_one_megabyte_input_runs_in_linear_time() {
+    let tok = tokenizer();
+    let sentence = "it 's a charming and often affecting journey , 1,000 caf\u{e9}s \u{fdfa} ";
+    let text: String = sentence.repeat((1 << 20) / sentence.len() + 1);
+    let mut ws = vec![0u8; tok.workspace_size(64)];
+    let mut ids = vec![0u32; 1 << 20];
+    let mut types = vec![0u32; 1 << 20];
+    // Untruncated: every token of the megabyte.
+    let n = tok
+        .encode(&text, None, 0, &mut ws, &mut ids, &mut types)
+        .unwrap();
+    assert!(n > 200_000, "{n}");
+    // Truncated: stops after 512 tokens; the kept ids are the untruncated ones.
+    let full = ids[..512].to_vec();
+    let m = tok
+        .encode(&text, Some(&text), 512, &mut ws, &mut ids, &mut types)
+        .unwrap();
+    assert_eq!(m, 512);
+    assert_eq!(ids[..256], full[..256]);
+    // One 1 MB word: linear too, and a small workspace is a typed error naming the size it needs.
+    let word = "ab".repeat(1 << 19);
+    let needed = match tok.encode(&word, None, 128, &mut ws, &mut ids, &mut types) {
+        Err(Error::ArenaTooSmall { needed, got }) => {
+            assert!(needed > 1 << 20 && got == ws.len());
+            needed
+        }
+        other => panic!("{other:?}"),
+    };
+    let mut big = vec![0u8; needed];
+    let n = tok
+        .encode(&word, None, 128, &mut big, &mut ids, &mut types)
+        .unwrap();
+    assert_eq!(n, 128);
+}
+
+#[test]
+fn tokenizer_output_and_workspace_errors_are_typed() {
+    let tok = tokenizer();
+    let mut ws = vec![0u8; tok.workspace_size(64)];
+    let (mut ids, mut types) = ([0u32; 4], [0u32; 4]);
+    assert_eq!(
+        tok.encode("a b c d e", None, 0, &mut ws, &mut ids, &mut types),
+        Err(Error::OutputTooSmall { needed: 9, got: 4 })
+    );
+    assert_eq!(
+        tok.encode("a b c d e", None, 4, &mut ws, &mut ids, &mut types),
+        Ok(4)
+    );
+    assert!(matches!(
+        tok.encode("hello", None, 0, &mut [0u8; 8], &mut ids, &mut types),
+        Err(Error::ArenaTooSmall { .. })
+    ));
+}
