@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs every test albert-edge has, on a fresh Debian/Ubuntu machine with rustup: installs what is missing (rustup
+# targets, and Debian packages when run as root or with sudo), otherwise says exactly what to install.
+#   scripts/test-all.sh            everything
+#   QUICK=1 scripts/test-all.sh    host tests only (no cross targets, no emulators)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# ---------------------------------------------------------------------------------------------------------------
+# Prerequisites
+# ---------------------------------------------------------------------------------------------------------------
+command -v cargo >/dev/null || { echo "error: cargo not found; install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
+
+targets=(thumbv7em-none-eabihf thumbv8m.main-none-eabihf aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
+missing_targets=()
+for t in "${targets[@]}"; do
+    rustup target list --installed 2>/dev/null | grep -qx "$t" || missing_targets+=("$t")
+done
+if [ ${#missing_targets[@]} -gt 0 ]; then
+    step "rustup target add ${missing_targets[*]}"
+    rustup target add "${missing_targets[@]}"
+fi
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+
+packages=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross qemu-user qemu-system-arm)
+if [ -z "${QUICK:-}" ]; then
+    missing_packages=()
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing_packages+=("$p")
+    done
+    if [ ${#missing_packages[@]} -gt 0 ]; then
+        if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
+            echo "error: missing Debian packages: ${missing_packages[*]}" >&2
+            echo "       install them with: sudo apt-get install -y ${missing_packages[*]}" >&2
+            exit 1
+        fi
+        step "apt-get install ${missing_packages[*]}"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing_packages[@]}" >/dev/null
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------------------------
+# Host
+# ---------------------------------------------------------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (workspace, all targets, -D warnings)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "core builds no_std without an allocator (thumbv7em-none-eabihf, thumbv8m.main-none-eabihf)"
+cargo build -p albert-edge --no-default-features --target thumbv7em-none-eabihf
+cargo build -p albert-edge --no-default-features --target thumbv8m.main-none-eabihf
+
+step "cargo test --workspace"
+cargo test --workspace
+
+step "same logits bit for bit in unoptimised and release builds"
+scripts/check-debug-release.sh
+
+[ -n "${QUICK:-}" ] && { echo; echo "QUICK=1: cross-target steps skipped"; exit 0; }
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cross targets (under qemu)
+# ---------------------------------------------------------------------------------------------------------------
+
+echo
+echo "all tests passed"
