@@ -3,6 +3,7 @@
 
 use super::layer::Int8Scratch;
 use super::linear::{as_f32, linear_f32, linear_i8};
+use super::observer::{Observer, Site};
 use super::Inputs;
 use crate::format::{Matrix, Model};
 use crate::kernels::layer_norm_f32;
@@ -49,10 +50,18 @@ impl<'a> Embeddings<'a> {
     }
 
     /// f32 reference: `hidden` (seq, H) from the inputs; `row`, `row2` are scratch of at least E.
-    pub(crate) fn forward_f32(&self, inputs: &Inputs, hidden: &mut [f32], row: &mut [f32], row2: &mut [f32]) {
+    pub(crate) fn forward_f32(
+        &self,
+        inputs: &Inputs,
+        hidden: &mut [f32],
+        row: &mut [f32],
+        row2: &mut [f32],
+        obs: &mut impl Observer,
+    ) {
         let (e, h) = (self.word.cols, self.mapping_in.rows);
         for (t, out) in hidden.chunks_exact_mut(h).take(inputs.input_ids.len()).enumerate() {
             self.embed(inputs, t, &mut row[..e], &mut row2[..e]);
+            obs.linear_input(Site::MappingIn, 0, &row[..e]);
             linear_f32(&self.mapping_in, 0, &row[..e], self.mapping_bias, out);
         }
     }

@@ -1,6 +1,7 @@
 //! Pooler (dense + tanh on the `[CLS]` token) and classifier.
 
 use super::linear::{linear_f32, linear_i8};
+use super::observer::{Observer, Site};
 use crate::format::{Matrix, Model};
 use crate::{math, quant};
 
@@ -26,10 +27,12 @@ impl<'a> Head<'a> {
     }
 
     /// f32 reference: `logits = classifier(tanh(pooler(cls)))`; `row` is scratch of at least H.
-    pub(crate) fn forward_f32(&self, cls: &[f32], row: &mut [f32], logits: &mut [f32]) {
+    pub(crate) fn forward_f32(&self, cls: &[f32], row: &mut [f32], logits: &mut [f32], obs: &mut impl Observer) {
         let pooled = &mut row[..self.pooler.rows];
+        obs.linear_input(Site::Pooler, 0, cls);
         linear_f32(&self.pooler, 0, cls, self.pooler_bias, pooled);
         pooled.iter_mut().for_each(|x| *x = math::tanh(*x));
+        obs.linear_input(Site::Classifier, 0, pooled);
         linear_f32(&self.classifier, 0, pooled, self.classifier_bias, logits);
     }
 

@@ -2,6 +2,7 @@
 //! add & LayerNorm. Stored once in the blob; [`super::classify`] applies it `num_hidden_layers` times.
 
 use super::linear::{as_f32, linear_f32, linear_i8};
+use super::observer::{Observer, Site};
 use super::Inputs;
 use crate::config::Activation;
 use crate::format::{Matrix, Model};
@@ -95,8 +96,8 @@ impl<'a> Layer<'a> {
     // f32 reference
     // -----------------------------------------------------------------------------------------------------------
 
-    /// One application of the layer to `s.hidden` (seq, H), in place.
-    pub(crate) fn forward_f32(&self, inputs: &Inputs, s: &mut F32Scratch) {
+    /// One application of the layer to `s.hidden` (seq, H), in place; `obs` sees each linear's input (pass `pass`).
+    pub(crate) fn forward_f32(&self, inputs: &Inputs, s: &mut F32Scratch, pass: usize, obs: &mut impl Observer) {
         let seq = inputs.input_ids.len();
         let h = self.query.rows;
         let d = h / self.heads;
@@ -104,6 +105,9 @@ impl<'a> Layer<'a> {
 
         for t in 0..seq {
             let x = &s.hidden[t * h..(t + 1) * h];
+            obs.linear_input(Site::Query, pass, x);
+            obs.linear_input(Site::Key, pass, x);
+            obs.linear_input(Site::Value, pass, x);
             linear_f32(&self.query, 0, x, self.query_bias, &mut s.q[t * h..(t + 1) * h]);
             linear_f32(&self.key, 0, x, self.key_bias, &mut s.k[t * h..(t + 1) * h]);
             linear_f32(&self.value, 0, x, self.value_bias, &mut s.v[t * h..(t + 1) * h]);
@@ -132,6 +136,7 @@ impl<'a> Layer<'a> {
         // Dense, add & LayerNorm, token by token, in place.
         for t in 0..seq {
             let row = &mut s.row[..h];
+            obs.linear_input(Site::Dense, pass, &s.ctx[t * h..(t + 1) * h]);
             linear_f32(&self.dense, 0, &s.ctx[t * h..(t + 1) * h], self.dense_bias, row);
             let x = &mut s.hidden[t * h..(t + 1) * h];
             row.iter_mut().zip(x.iter()).for_each(|(r, &x)| *r += x);
@@ -143,8 +148,10 @@ impl<'a> Layer<'a> {
         for t in 0..seq {
             let x = &mut s.hidden[t * h..(t + 1) * h];
             let inter = &mut s.inter[..i_size];
+            obs.linear_input(Site::Ffn, pass, x);
             linear_f32(&self.ffn, 0, x, self.ffn_bias, inter);
             math::activate(self.act, inter);
+            obs.linear_input(Site::FfnOutput, pass, inter);
             let row = &mut s.row[..h];
             linear_f32(&self.ffn_output, 0, inter, self.ffn_output_bias, row);
             row.iter_mut().zip(x.iter()).for_each(|(r, &x)| *r += x);

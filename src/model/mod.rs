@@ -8,12 +8,16 @@
 //!   int8. It is the yardstick the converter calibrates and tests measure against.
 //!
 //! No allocation: the caller passes one scratch arena of at least [`scratch_size`] bytes.
+//!
+//! [`classify_observed`] runs the f32 reference and shows an [`Observer`] every linear layer's input: the
+//! converter's calibration hook.
 
 mod arena;
 mod embeddings;
 mod head;
 mod layer;
 mod linear;
+mod observer;
 
 use crate::config::AlbertConfig;
 use crate::error::Error;
@@ -23,6 +27,7 @@ use arena::{round16, Arena, ALIGN_SLACK};
 pub use embeddings::Embeddings;
 pub use head::Head;
 pub use layer::Layer;
+pub use observer::{NoObserver, Observer, Site};
 
 /// Which arithmetic the forward pass uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +217,31 @@ pub fn classify(
     arena: &mut [u8],
     logits: &mut [f32],
 ) -> Result<(), Error> {
+    forward(model, precision, inputs, arena, logits, &mut NoObserver)
+}
+
+/// [`classify`] with [`Precision::F32`], showing `observer` the input row of every linear layer as it is computed
+/// (see [`Observer`]). The logits are the same bits as `classify`'s. Host-side calibration; the int8 engine has no
+/// such hook. The observer is a trait object so that this forward pass is compiled (and optimised) here, once,
+/// and not in the calling crate; [`classify`] itself uses the statically empty [`NoObserver`].
+pub fn classify_observed(
+    model: &Model,
+    inputs: &Inputs,
+    arena: &mut [u8],
+    logits: &mut [f32],
+    mut observer: &mut dyn Observer,
+) -> Result<(), Error> {
+    forward(model, Precision::F32, inputs, arena, logits, &mut observer)
+}
+
+fn forward(
+    model: &Model,
+    precision: Precision,
+    inputs: &Inputs,
+    arena: &mut [u8],
+    logits: &mut [f32],
+    obs: &mut impl Observer,
+) -> Result<(), Error> {
     let c = model.config();
     let seq = check_inputs(c, inputs)?;
     if logits.len() < c.num_labels {
@@ -240,12 +270,12 @@ pub fn classify(
                 row: a.f32s(p.row),
                 row2: a.f32s(p.row),
             };
-            embeddings.forward_f32(inputs, s.hidden, s.row, s.row2);
+            embeddings.forward_f32(inputs, s.hidden, s.row, s.row2, obs);
             let mut s = s;
-            for _ in 0..c.num_hidden_layers {
-                layer.forward_f32(inputs, &mut s);
+            for pass in 0..c.num_hidden_layers {
+                layer.forward_f32(inputs, &mut s, pass, obs);
             }
-            head.forward_f32(&s.hidden[..c.hidden_size], s.row, logits);
+            head.forward_f32(&s.hidden[..c.hidden_size], s.row, logits, obs);
         }
         Precision::Int8 => {
             if !is_int8(model) {

@@ -4,17 +4,25 @@
 //! check every shape against the config, quantise each matrix per row (`--weights int8`, the default), build the
 //! tokenizer section, serialise, and write the blob atomically (temporary file in the output directory, then a
 //! rename): a failed conversion leaves nothing behind.
+//!
+//! int8 rounding is calibrated by default ([`Rounding::Gptq`]): the fp32 model runs on calibration sentences
+//! (`crate::calibrate`) and every linear layer's weights are rounded with GPTQ against the inputs it saw
+//! (`crate::gptq`); embedding tables are rounded to nearest. The blob format and the runtime are the same either
+//! way. See `QUANTIZATION.md`.
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use albert_edge::format::{DType, TensorKind};
+use albert_edge::model::Site;
 use albert_edge::quant::quantize_matrix;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::blob::{write_blob, BlobContents, Payload};
+use crate::blob::{write_blob, AlignedBlob, BlobContents, Payload};
+use crate::calibrate::{self, Statistics};
 use crate::checkpoint::{read_config, CheckpointDir};
+use crate::gptq::{quantize_matrix_gptq, GptqOptions};
 use crate::weights::{TensorF32, WeightsFile};
 
 /// How matrices are stored in the blob (vectors are always `f32`).
@@ -26,13 +34,44 @@ pub enum WeightsMode {
     Fp32,
 }
 
+/// How int8 weight matrices are rounded (embedding tables are always rounded to nearest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Rounding {
+    /// GPTQ error feedback against calibration inputs (the default).
+    Gptq,
+    /// Plain round-to-nearest, no calibration.
+    Nearest,
+}
+
 /// Options of one conversion.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConvertOptions {
     /// Matrix storage.
     pub weights: WeightsMode,
     /// Draw progress bars on stderr (only when stderr is a terminal).
     pub progress: bool,
+    /// int8 rounding of the linear layers' weights.
+    pub rounding: Rounding,
+    /// Calibration sentences for [`Rounding::Gptq`]; `None`: the built-in set.
+    pub calibration: Option<PathBuf>,
+    /// GPTQ's knobs.
+    pub gptq: GptqOptions,
+    /// Fold each layer's mean rounding error into its bias: `b += (W - Ŵ) E[x]` over the calibration inputs.
+    pub bias_correction: bool,
+}
+
+impl Default for ConvertOptions {
+    /// int8, GPTQ on the built-in calibration set, no progress bars.
+    fn default() -> Self {
+        ConvertOptions {
+            weights: WeightsMode::Int8,
+            progress: false,
+            rounding: Rounding::Gptq,
+            calibration: None,
+            gptq: GptqOptions::default(),
+            bias_correction: false,
+        }
+    }
 }
 
 /// One tensor of the written blob, for the converter's summary.
@@ -48,6 +87,17 @@ pub struct TensorSummary {
     pub quant_error: f32,
 }
 
+/// What calibration ran on.
+#[derive(Debug, Clone)]
+pub struct CalibrationSummary {
+    /// Sentences (sequences) run.
+    pub sequences: usize,
+    /// Tokens in them.
+    pub tokens: usize,
+    /// Where they came from: a path, or "built-in".
+    pub source: String,
+}
+
 /// What a conversion produced.
 #[derive(Debug, Clone)]
 pub struct ConvertReport {
@@ -59,6 +109,8 @@ pub struct ConvertReport {
     pub tensors: Vec<TensorSummary>,
     /// Blob size in bytes.
     pub blob_len: usize,
+    /// The calibration run, if the weights were rounded with GPTQ.
+    pub calibration: Option<CalibrationSummary>,
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -116,8 +168,82 @@ fn progress_bar(len: usize, show: bool, what: &str) -> ProgressBar {
     bar
 }
 
+/// The linear layer whose input a matrix kind multiplies, and that layer's bias; `None` for embedding tables.
+pub fn linear_site(kind: TensorKind) -> Option<(Site, TensorKind)> {
+    use TensorKind as K;
+    Some(match kind {
+        K::EmbeddingHiddenMappingInWeight => (Site::MappingIn, K::EmbeddingHiddenMappingInBias),
+        K::QueryWeight => (Site::Query, K::QueryBias),
+        K::KeyWeight => (Site::Key, K::KeyBias),
+        K::ValueWeight => (Site::Value, K::ValueBias),
+        K::AttentionDenseWeight => (Site::Dense, K::AttentionDenseBias),
+        K::FfnWeight => (Site::Ffn, K::FfnBias),
+        K::FfnOutputWeight => (Site::FfnOutput, K::FfnOutputBias),
+        K::PoolerWeight => (Site::Pooler, K::PoolerBias),
+        K::ClassifierWeight => (Site::Classifier, K::ClassifierBias),
+        _ => return None,
+    })
+}
+
+/// The tokenizer section calibration tokenizes with: the blob's, or (while the blob carries none) one built from
+/// `spiece.model` with ALBERT's default options.
+fn calibration_tokenizer(blob_section: &[u8], spiece: &Path) -> Result<Vec<u8>> {
+    if !blob_section.is_empty() {
+        return Ok(blob_section.to_vec());
+    }
+    crate::tokenizer_section::build_from_file(spiece, &Default::default())
+}
+
+/// Runs the fp32 model on the calibration sentences and returns every linear layer's input statistics.
+fn calibrate(
+    tensors: &[(TensorKind, TensorF32)],
+    config: &albert_edge::AlbertConfig,
+    labels: &[String],
+    tokenizer: &[u8],
+    opts: &ConvertOptions,
+) -> Result<(Statistics, CalibrationSummary)> {
+    let (sentences, source) = match &opts.calibration {
+        Some(path) => (calibrate::read_sentences(path)?, path.display().to_string()),
+        None => (
+            calibrate::parse_sentences(calibrate::DEFAULT_SENTENCES, "built-in")?,
+            "built-in".to_string(),
+        ),
+    };
+    let sequences = calibrate::tokenize(tokenizer, &sentences, config.max_position_embeddings)?;
+    let fp32 = BlobContents {
+        config: *config,
+        tensors: tensors
+            .iter()
+            .map(|(k, t)| (*k, Payload::F32(t.values.clone())))
+            .collect(),
+        labels: labels.to_vec(),
+        tokenizer: Vec::new(),
+    };
+    let blob = AlignedBlob::new(&write_blob(&fp32)?);
+    let model = albert_edge::Model::from_bytes(blob.bytes()).map_err(|e| {
+        anyhow::anyhow!("internal error: the fp32 calibration blob does not validate: {e}")
+    })?;
+    let bar = progress_bar(sequences.len(), opts.progress, "calibrating");
+    let stats = calibrate::collect(&model, &sequences, &bar)?;
+    bar.finish_and_clear();
+    let summary = CalibrationSummary {
+        sequences: stats.sequences,
+        tokens: stats.tokens,
+        source,
+    };
+    Ok((stats, summary))
+}
+
 /// Reads, checks and (optionally) quantises a checkpoint directory into blob contents.
 pub fn build_contents(dir: &Path, opts: ConvertOptions) -> Result<(BlobContents, String)> {
+    build_contents_calibrated(dir, &opts).map(|(c, f, _)| (c, f))
+}
+
+/// [`build_contents`], also returning what calibration ran on (if it ran).
+pub fn build_contents_calibrated(
+    dir: &Path,
+    opts: &ConvertOptions,
+) -> Result<(BlobContents, String, Option<CalibrationSummary>)> {
     let files = CheckpointDir::locate(dir)?;
     let hf = read_config(&files.config)?;
     let config = hf.config;
@@ -151,12 +277,22 @@ pub fn build_contents(dir: &Path, opts: ConvertOptions) -> Result<(BlobContents,
     }
     reading.finish_and_clear();
 
+    let tokenizer = tokenizer_section_bytes(&files.spiece)?;
+    let calibration = if opts.weights == WeightsMode::Int8 && opts.rounding == Rounding::Gptq {
+        let section = calibration_tokenizer(&tokenizer, &files.spiece)?;
+        Some(calibrate(&tensors, &config, &hf.labels, &section, opts)?)
+    } else {
+        None
+    };
+
+    // Bias corrections, computed from the f32 weights before they are consumed: (kind of the bias, delta).
+    let mut bias_deltas: Vec<(TensorKind, Vec<f32>)> = Vec::new();
     let quantising = progress_bar(
         tensors.len(),
         opts.progress && opts.weights == WeightsMode::Int8,
         "quantising",
     );
-    let payloads = tensors
+    let mut payloads: Vec<(TensorKind, Payload)> = tensors
         .into_iter()
         .map(|(kind, t)| {
             quantising.set_message(kind.name());
@@ -165,7 +301,29 @@ pub fn build_contents(dir: &Path, opts: ConvertOptions) -> Result<(BlobContents,
                     let (rows, cols) = kind.expected_shape(&config);
                     let mut values = vec![0i8; rows * cols];
                     let mut scales = vec![0f32; rows];
-                    let quant_error = quantize_matrix(&t.values, cols, &mut values, &mut scales);
+                    let site = linear_site(kind);
+                    let stats = calibration
+                        .as_ref()
+                        .zip(site)
+                        .and_then(|((stats, _), (site, _))| stats.get(site));
+                    let gptq = stats.and_then(|s| {
+                        quantize_matrix_gptq(
+                            &t.values,
+                            cols,
+                            &s.xtx,
+                            &opts.gptq,
+                            &mut values,
+                            &mut scales,
+                        )
+                    });
+                    let quant_error = match gptq {
+                        Some(err) => err,
+                        None => quantize_matrix(&t.values, cols, &mut values, &mut scales),
+                    };
+                    if let (true, Some(s), Some((_, bias))) = (opts.bias_correction, stats, site) {
+                        bias_deltas
+                            .push((bias, bias_delta(&t.values, &values, &scales, &s.mean())));
+                    }
                     Payload::I8 {
                         values,
                         scales,
@@ -179,8 +337,12 @@ pub fn build_contents(dir: &Path, opts: ConvertOptions) -> Result<(BlobContents,
         })
         .collect();
     quantising.finish_and_clear();
+    for (kind, delta) in bias_deltas {
+        if let Some((_, Payload::F32(b))) = payloads.iter_mut().find(|(k, _)| *k == kind) {
+            b.iter_mut().zip(&delta).for_each(|(b, d)| *b += d);
+        }
+    }
 
-    let tokenizer = tokenizer_section_bytes(&files.spiece)?;
     Ok((
         BlobContents {
             config,
@@ -189,12 +351,29 @@ pub fn build_contents(dir: &Path, opts: ConvertOptions) -> Result<(BlobContents,
             tokenizer,
         },
         file,
+        calibration.map(|(_, summary)| summary),
     ))
+}
+
+/// `(W - Ŵ) μ` per row: the mean output error that bias correction removes.
+fn bias_delta(w: &[f32], q: &[i8], scales: &[f32], mean: &[f64]) -> Vec<f32> {
+    let cols = mean.len().max(1);
+    w.chunks_exact(cols)
+        .zip(q.chunks_exact(cols))
+        .zip(scales)
+        .map(|((w, q), &s)| {
+            w.iter()
+                .zip(q)
+                .zip(mean)
+                .map(|((&w, &q), &m)| (w as f64 - q as f64 * s as f64) * m)
+                .sum::<f64>() as f32
+        })
+        .collect()
 }
 
 /// Converts `dir` to a blob at `out`, atomically.
 pub fn convert(dir: &Path, out: &Path, opts: ConvertOptions) -> Result<ConvertReport> {
-    let (contents, weights_file) = build_contents(dir, opts)?;
+    let (contents, weights_file, calibration) = build_contents_calibrated(dir, &opts)?;
     let bytes = write_blob(&contents)?;
     // Parse what was written with the device's own reader before it reaches the disk.
     albert_edge::Model::from_bytes(crate::blob::AlignedBlob::new(&bytes).bytes())
@@ -220,6 +399,7 @@ pub fn convert(dir: &Path, out: &Path, opts: ConvertOptions) -> Result<ConvertRe
         labels: contents.labels,
         tensors,
         blob_len: bytes.len(),
+        calibration,
     })
 }
 

@@ -2,9 +2,11 @@
 //! section builder. Modules mirror the runtime crate file for file where they compute offline.
 
 pub mod blob;
+pub mod calibrate;
 pub mod checkpoint;
 pub mod classify;
 pub mod convert;
+pub mod gptq;
 pub mod inspect;
 pub mod spiece;
 pub mod synthetic;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use albert_edge::format::DType;
 use albert_edge::Model;
 use albert_edge_cli::classify::{self, PrecisionArg};
-use albert_edge_cli::convert::{self, ConvertOptions, WeightsMode};
+use albert_edge_cli::convert::{self, ConvertOptions, Rounding, WeightsMode};
 use albert_edge_cli::inspect;
 use anyhow::{anyhow, bail, Result};
 use clap::{Parser, Subcommand};
@@ -34,6 +34,16 @@ enum Command {
         /// How weight matrices are stored.
         #[arg(long, value_enum, default_value_t = WeightsMode::Int8)]
         weights: WeightsMode,
+        /// Calibration sentences for GPTQ rounding: a TSV with a `sentence` column (header line) or plain text,
+        /// one sentence per line. Default: 256 built-in SST-2 train sentences.
+        #[arg(long, value_name = "FILE", conflicts_with = "no_calibrate")]
+        calibrate: Option<PathBuf>,
+        /// Round int8 weights to nearest, without calibration (same as --rounding nearest).
+        #[arg(long)]
+        no_calibrate: bool,
+        /// How int8 weight matrices are rounded.
+        #[arg(long, value_enum, default_value_t = Rounding::Gptq)]
+        rounding: Rounding,
     },
     /// Print a blob's config, labels, tensors, section sizes and scratch memory.
     Inspect {
@@ -78,13 +88,26 @@ fn run(cli: Cli) -> Result<()> {
             hf_dir,
             output,
             weights,
+            calibrate,
+            no_calibrate,
+            rounding,
         } => {
+            if calibrate.is_some() && rounding == Rounding::Nearest {
+                bail!("--calibrate has no effect with --rounding nearest; drop one of them");
+            }
             let report = convert::convert(
                 &hf_dir,
                 &output,
                 ConvertOptions {
                     weights,
                     progress: true,
+                    rounding: if no_calibrate {
+                        Rounding::Nearest
+                    } else {
+                        rounding
+                    },
+                    calibration: calibrate,
+                    ..ConvertOptions::default()
                 },
             )?;
             println!(
@@ -93,6 +116,12 @@ fn run(cli: Cli) -> Result<()> {
                 report.labels.len(),
                 report.labels.join(", ")
             );
+            if let Some(c) = &report.calibration {
+                println!(
+                    "calibrated GPTQ rounding on {} sentences ({} tokens, {})",
+                    c.sequences, c.tokens, c.source
+                );
+            }
             for t in report.tensors.iter().filter(|t| t.dtype == DType::I8) {
                 println!(
                     "  {:<42} int8  max |err| {:.3e}",

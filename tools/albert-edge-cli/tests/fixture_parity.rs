@@ -19,7 +19,7 @@ fn fixture_dir(name: &str) -> PathBuf {
 }
 
 fn blob(name: &str, weights: WeightsMode) -> AlignedBlob {
-    let (contents, _) = build_contents(&fixture_dir(name), ConvertOptions { weights, progress: false }).unwrap();
+    let (contents, _) = build_contents(&fixture_dir(name), ConvertOptions { weights, ..ConvertOptions::default() }).unwrap();
     AlignedBlob::new(&write_blob(&contents).unwrap())
 }
 
