@@ -19,6 +19,8 @@ pub const SAFETENSORS_FILE: &str = "model.safetensors";
 pub const PYTORCH_FILE: &str = "pytorch_model.bin";
 /// The SentencePiece model the tokenizer section is built from.
 pub const SPIECE_FILE: &str = "spiece.model";
+/// Optional `AlbertTokenizer` options (`do_lower_case`, `keep_accents`, ...).
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
 
 /// The files of one checkpoint directory, checked to exist.
 #[derive(Debug, Clone)]

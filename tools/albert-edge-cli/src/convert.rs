@@ -16,13 +16,15 @@ use std::path::{Path, PathBuf};
 use albert_edge::format::{DType, TensorKind};
 use albert_edge::model::Site;
 use albert_edge::quant::quantize_matrix;
+use albert_edge::tokenizer::Tokenizer;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::blob::{write_blob, AlignedBlob, BlobContents, Payload};
 use crate::calibrate::{self, Statistics};
-use crate::checkpoint::{read_config, CheckpointDir};
+use crate::checkpoint::{read_config, CheckpointDir, TOKENIZER_CONFIG_FILE};
 use crate::gptq::{quantize_matrix_gptq, GptqOptions};
+use crate::tokenizer_section::{build_from_file, SectionOptions};
 use crate::weights::{TensorF32, WeightsFile};
 
 /// How matrices are stored in the blob (vectors are always `f32`).
@@ -146,12 +148,37 @@ fn detect_prefix(w: &WeightsFile) -> &'static str {
 // Conversion
 // ---------------------------------------------------------------------------------------------------------------
 
-/// The tokenizer section for the blob, built from `spiece.model`.
-// TODO(tokenizer): switch to `crate::tokenizer_section`'s builder when it lands; until then the blob carries no
-// tokenizer (`classify` then needs `--ids`).
+/// The tokenizer section for the blob, built from `spiece.model` with the `AlbertTokenizer` options of
+/// `tokenizer_config.json` next to it (ALBERT's defaults where it is absent).
 pub fn tokenizer_section_bytes(spiece: &Path) -> Result<Vec<u8>> {
-    std::fs::metadata(spiece).with_context(|| format!("cannot read {}", spiece.display()))?;
-    Ok(Vec::new())
+    let options = match spiece.parent().map(|d| d.join(TOKENIZER_CONFIG_FILE)) {
+        Some(path) if path.is_file() => read_tokenizer_options(&path)?,
+        _ => SectionOptions::default(),
+    };
+    build_from_file(spiece, &options)
+}
+
+/// `do_lower_case`, `keep_accents`, `remove_space` and `split_special_tokens` from `tokenizer_config.json`.
+pub fn read_tokenizer_options(path: &Path) -> Result<SectionOptions> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let mut o = SectionOptions::default();
+    let flag = |key: &str, default: bool| -> Result<bool> {
+        match v.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(default),
+            Some(serde_json::Value::Bool(b)) => Ok(*b),
+            Some(other) => {
+                bail!("{TOKENIZER_CONFIG_FILE} has {key} {other}; expected true or false")
+            }
+        }
+    };
+    o.do_lower_case = flag("do_lower_case", o.do_lower_case)?;
+    o.keep_accents = flag("keep_accents", o.keep_accents)?;
+    o.remove_space = flag("remove_space", o.remove_space)?;
+    o.match_special_tokens = !flag("split_special_tokens", !o.match_special_tokens)?;
+    Ok(o)
 }
 
 fn progress_bar(len: usize, show: bool, what: &str) -> ProgressBar {
@@ -278,6 +305,15 @@ pub fn build_contents_calibrated(
     reading.finish_and_clear();
 
     let tokenizer = tokenizer_section_bytes(&files.spiece)?;
+    let aligned = AlignedBlob::new(&tokenizer);
+    let pieces = Tokenizer::from_section(aligned.bytes())
+        .map_err(|e| {
+            anyhow::anyhow!("internal error: the tokenizer section does not validate: {e}")
+        })?
+        .vocab_size();
+    if pieces > config.vocab_size {
+        bail!("spiece.model has {pieces} pieces but config.json has vocab_size {}; is spiece.model the base checkpoint's tokenizer?", config.vocab_size);
+    }
     let calibration = if opts.weights == WeightsMode::Int8 && opts.rounding == Rounding::Gptq {
         let section = calibration_tokenizer(&tokenizer, &files.spiece)?;
         Some(calibrate(&tensors, &config, &hf.labels, &section, opts)?)

@@ -160,15 +160,9 @@ fn run(cli: Cli) -> Result<()> {
                     };
                     (classify::parse_ids(&ids, "--ids")?, type_ids)
                 }
-                // TODO(tokenizer): tokenize `text` (and `pair`) with the blob's tokenizer section once the core
-                // tokenizer lands.
-                (None, _) => {
-                    let _ = pair;
-                    if model.tokenizer_section().is_empty() {
-                        bail!("{} has no tokenizer section, so it cannot classify text; pass token ids with --ids \"2 ... 3\"", blob.display());
-                    }
-                    bail!("this build of albert-edge cannot tokenize text yet; pass token ids with --ids \"2 ... 3\"");
-                }
+                (None, Some(text)) => classify::encode(&model, &text, pair.as_deref())
+                    .map_err(|e| anyhow!("{}: {e:#}", blob.display()))?,
+                (None, None) => bail!("give a TEXT to classify or --ids"),
             };
             let result = classify::run(&model, &ids, &type_ids, precision)?;
             if json {

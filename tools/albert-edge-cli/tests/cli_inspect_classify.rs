@@ -3,16 +3,10 @@
 mod convert_support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use convert_support::*;
 use serde_json::Value;
-
-fn converted(tmp: &Path, name: &str, mode: &str) -> PathBuf {
-    let out = tmp.join(format!("{name}.{mode}.blob"));
-    ok(&convert(&fixture(name), &out, &["--weights", mode]));
-    out
-}
 
 fn json(out: &std::process::Output) -> Value {
     serde_json::from_str(&ok(out)).expect("stdout is one JSON value")
@@ -37,9 +31,8 @@ fn floats(v: &Value) -> Vec<f64> {
 
 #[test]
 fn cli_inspect_json_sections_add_up_to_the_file_size() {
-    let tmp = tempfile::tempdir().unwrap();
     for mode in ["int8", "fp32"] {
-        let blob = converted(tmp.path(), "tiny-gelu-3", mode);
+        let blob = converted_fixture("tiny-gelu-3", mode);
         let r = json(&albert_edge([
             "inspect".as_ref(),
             blob.as_os_str(),
@@ -90,8 +83,7 @@ fn cli_inspect_json_sections_add_up_to_the_file_size() {
 
 #[test]
 fn cli_inspect_text_prints_config_tensors_sections_and_scratch() {
-    let tmp = tempfile::tempdir().unwrap();
-    let blob = converted(tmp.path(), "tiny-gelu-new-2", "int8");
+    let blob = converted_fixture("tiny-gelu-new-2", "int8");
     let text = ok(&albert_edge(["inspect".as_ref(), blob.as_os_str()]));
     let size = fs::metadata(&blob).unwrap().len().to_string();
     for needle in [
@@ -113,7 +105,6 @@ fn cli_inspect_text_prints_config_tensors_sections_and_scratch() {
 
 #[test]
 fn cli_classify_ids_json_matches_the_reference_logits_in_fp32() {
-    let tmp = tempfile::tempdir().unwrap();
     for name in FIXTURES {
         let reference: Value =
             serde_json::from_slice(&fs::read(fixture(name).join("reference.json")).unwrap())
@@ -132,7 +123,7 @@ fn cli_classify_ids_json_matches_the_reference_logits_in_fp32() {
             .collect();
         assert!(rows.len() >= 3, "{name}: too few unpadded reference rows");
         for mode in ["fp32", "int8"] {
-            let blob = converted(tmp.path(), name, mode);
+            let blob = converted_fixture(name, mode);
             for row in &rows {
                 let (ids, types) = (ids_arg(&row["input_ids"]), ids_arg(&row["token_type_ids"]));
                 let args = [
@@ -171,8 +162,7 @@ fn cli_classify_ids_json_matches_the_reference_logits_in_fp32() {
 
 #[test]
 fn cli_classify_text_output_names_every_label() {
-    let tmp = tempfile::tempdir().unwrap();
-    let blob = converted(tmp.path(), "tiny-gelu-3", "int8");
+    let blob = converted_fixture("tiny-gelu-3", "int8");
     let text = ok(&albert_edge([
         "classify",
         blob.to_str().unwrap(),
@@ -190,7 +180,7 @@ fn cli_classify_text_output_names_every_label() {
 #[test]
 fn cli_errors_are_one_clear_line() {
     let tmp = tempfile::tempdir().unwrap();
-    let fp32 = converted(tmp.path(), "tiny-gelu-new-2", "fp32");
+    let fp32 = converted_fixture("tiny-gelu-new-2", "fp32");
     let fp32 = fp32.to_str().unwrap();
     let not_a_blob = tmp.path().join("config.json");
     fs::copy(fixture("tiny-gelu-new-2").join("config.json"), &not_a_blob).unwrap();
@@ -224,9 +214,79 @@ fn cli_errors_are_one_clear_line() {
     for (args, needle) in cases {
         assert_clean_failure(&albert_edge(&args), &no_output, needle);
     }
-    let inspect = json(&albert_edge(["inspect", fp32, "--json"]));
-    let text = albert_edge(["classify", fp32, "a sentence"]);
-    if inspect["sections"]["tokenizer"] == 0 {
-        assert_clean_failure(&text, &no_output, "pass token ids with --ids");
+    // A blob without a tokenizer section (written by the library, as firmware tests do) cannot take text.
+    let bare = tmp.path().join("bare.blob");
+    let c = albert_edge_cli::synthetic::albert_base_config(2);
+    let small = albert_edge::AlbertConfig {
+        hidden_size: 8,
+        num_attention_heads: 2,
+        intermediate_size: 8,
+        embedding_size: 4,
+        vocab_size: 50,
+        max_position_embeddings: 8,
+        ..c
+    };
+    let contents = albert_edge_cli::synthetic::random_model(&small, 1, true);
+    assert!(contents.tokenizer.is_empty());
+    fs::write(&bare, albert_edge_cli::blob::write_blob(&contents).unwrap()).unwrap();
+    let out = albert_edge(["classify", bare.to_str().unwrap(), "a sentence"]);
+    assert_clean_failure(
+        &out,
+        &no_output,
+        "has no tokenizer section, so it cannot classify text; pass token ids with --ids",
+    );
+}
+
+/// The first SST-2 dev sentences and their Hugging Face `AlbertTokenizer` ids (`tests/data`).
+fn sst2_golden(n: usize) -> Vec<(String, Vec<u32>)> {
+    let root = repo_root().join("tests/data");
+    let tsv = fs::read_to_string(root.join("sst2/dev.tsv")).unwrap();
+    let ids = fs::read_to_string(root.join("spiece/sst2_dev.albert_ids.txt")).unwrap();
+    tsv.lines()
+        .skip(1)
+        .zip(ids.lines())
+        .take(n)
+        .map(|(row, ids)| {
+            let text = row.split('\t').next().unwrap().to_string();
+            (
+                text,
+                ids.split_whitespace().map(|x| x.parse().unwrap()).collect(),
+            )
+        })
+        .collect()
+}
+
+fn classify_json(blob: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["classify", blob.to_str().unwrap(), "--json"];
+    all.extend_from_slice(args);
+    json(&albert_edge(all))
+}
+
+fn join(ids: &[u32]) -> String {
+    ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn cli_classify_text_equals_classify_of_its_golden_ids() {
+    let blob = converted_fixture("tiny-gelu-3", "int8");
+    for (text, ids) in sst2_golden(4) {
+        let by_text = classify_json(&blob, &[&text]);
+        let by_ids = classify_json(&blob, &["--ids", &join(&ids)]);
+        assert_eq!(by_text, by_ids, "{text:?}");
     }
+}
+
+#[test]
+fn cli_classify_pair_equals_classify_of_concatenated_ids_with_segment_types() {
+    let blob = converted_fixture("tiny-gelu-new-2", "int8");
+    let golden = sst2_golden(2);
+    let ((a, a_ids), (b, b_ids)) = (&golden[0], &golden[1]);
+    // [CLS] A [SEP] B [SEP]: A's golden ids already end with [SEP]; B's lose their [CLS].
+    let ids: Vec<u32> = a_ids.iter().chain(&b_ids[1..]).copied().collect();
+    let types: Vec<u32> = (0..ids.len())
+        .map(|i| u32::from(i >= a_ids.len()))
+        .collect();
+    let by_text = classify_json(&blob, &[a, "--pair", b]);
+    let by_ids = classify_json(&blob, &["--ids", &join(&ids), "--type-ids", &join(&types)]);
+    assert_eq!(by_text, by_ids);
 }

@@ -207,3 +207,32 @@ fn convert_fails_cleanly_when_the_output_directory_is_missing_or_read_only() {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
     }
 }
+
+#[test]
+fn convert_fails_cleanly_when_spiece_has_more_pieces_than_the_vocabulary() {
+    let case = Case {
+        config: AlbertConfig {
+            vocab_size: 100,
+            ..tiny_config()
+        },
+        ..Case::new()
+    };
+    fs::write(
+        case.ckpt.join("config.json"),
+        serde_json::to_string(&config_json(&case.config, None)).unwrap(),
+    )
+    .unwrap();
+    case.edit_tensors(|_| {});
+    case.fails_with("spiece.model has 30000 pieces but config.json has vocab_size 100");
+}
+
+#[test]
+fn convert_fails_cleanly_on_a_bad_tokenizer_config() {
+    let case = Case::new();
+    fs::write(
+        case.ckpt.join("tokenizer_config.json"),
+        r#"{"do_lower_case": "yes"}"#,
+    )
+    .unwrap();
+    case.fails_with("tokenizer_config.json has do_lower_case \"yes\"; expected true or false");
+}

@@ -25,7 +25,6 @@ fn labels(model: &Model) -> Vec<String> {
 
 #[test]
 fn convert_fixtures_gives_valid_blobs_with_their_config_labels_and_dtypes() {
-    let tmp = tempfile::tempdir().unwrap();
     for (name, act, hidden, layers, want_labels) in [
         (
             "tiny-gelu-new-2",
@@ -43,10 +42,7 @@ fn convert_fixtures_gives_valid_blobs_with_their_config_labels_and_dtypes() {
         ),
     ] {
         for (mode, matrix_dtype) in [("int8", DType::I8), ("fp32", DType::F32)] {
-            let out = tmp.path().join(format!("{name}.{mode}.blob"));
-            let stdout = ok(&convert(&fixture(name), &out, &["--weights", mode]));
-            assert!(stdout.contains("wrote"), "{stdout}");
-            let blob = load(&out);
+            let blob = load(&converted_fixture(name, mode));
             let model = Model::from_bytes(blob.bytes()).unwrap();
             let c = model.config();
             assert_eq!(
@@ -79,19 +75,14 @@ fn convert_fixtures_gives_valid_blobs_with_their_config_labels_and_dtypes() {
                     assert_eq!(t.quant_error, 0.0);
                 }
             }
-            let mode_stdout_has_errors = stdout.contains("max |err|");
-            assert_eq!(mode_stdout_has_errors, mode == "int8", "{stdout}");
         }
     }
 }
 
 #[test]
 fn convert_fp32_keeps_the_checkpoint_values_bit_for_bit() {
-    let tmp = tempfile::tempdir().unwrap();
     for name in FIXTURES {
-        let out = tmp.path().join("m.blob");
-        ok(&convert(&fixture(name), &out, &["--weights", "fp32"]));
-        let blob = load(&out);
+        let blob = load(&converted_fixture(name, "fp32"));
         let model = Model::from_bytes(blob.bytes()).unwrap();
         let w = model.weights();
         let st = WeightsFile::open(&fixture(name).join("model.safetensors")).unwrap();
@@ -122,8 +113,7 @@ fn convert_bin_only_copy_is_byte_identical_to_safetensors() {
         let bin_dir = tmp.path().join(format!("{name}-bin"));
         copy_checkpoint(&fixture(name), &bin_dir, &["model.safetensors"]);
         for mode in ["int8", "fp32"] {
-            let (a, b) = (tmp.path().join("st.blob"), tmp.path().join("bin.blob"));
-            ok(&convert(&fixture(name), &a, &["--weights", mode]));
+            let (a, b) = (converted_fixture(name, mode), tmp.path().join("bin.blob"));
             let stdout = ok(&convert(&bin_dir, &b, &["--weights", mode]));
             assert!(stdout.contains("pytorch_model.bin"), "{stdout}");
             assert!(
@@ -194,7 +184,16 @@ fn convert_overwrites_an_existing_blob_and_leaves_no_temporary_files() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("m.blob");
     fs::write(&out, b"old contents").unwrap();
-    ok(&convert(&fixture("tiny-gelu-new-2"), &out, &[]));
+    let stdout = ok(&convert(&fixture("tiny-gelu-new-2"), &out, &[]));
+    // The summary: the weights file, the labels, each int8 matrix's worst error, the blob written.
+    for needle in [
+        "read model.safetensors (2 labels: negative, positive)",
+        "layer.ffn.weight",
+        "max |err|",
+        "wrote",
+    ] {
+        assert!(stdout.contains(needle), "{stdout}");
+    }
     let blob = load(&out);
     Model::from_bytes(blob.bytes()).unwrap();
     let names: Vec<_> = fs::read_dir(tmp.path())
@@ -202,4 +201,37 @@ fn convert_overwrites_an_existing_blob_and_leaves_no_temporary_files() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, ["m.blob"]);
+}
+
+#[test]
+fn convert_honours_tokenizer_config_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cased");
+    copy_checkpoint(&fixture("tiny-gelu-new-2"), &dir, &["pytorch_model.bin"]);
+    fs::write(
+        dir.join("tokenizer_config.json"),
+        r#"{"do_lower_case": true, "keep_accents": false, "remove_space": true}"#,
+    )
+    .unwrap();
+    let defaults = tmp.path().join("defaults.blob");
+    ok(&convert(&dir, &defaults, &[]));
+    assert!(
+        fs::read(&defaults).unwrap()
+            == fs::read(converted_fixture("tiny-gelu-new-2", "int8")).unwrap(),
+        "ALBERT's defaults spelled out must not change the blob"
+    );
+
+    fs::write(
+        dir.join("tokenizer_config.json"),
+        r#"{"do_lower_case": false}"#,
+    )
+    .unwrap();
+    let cased = tmp.path().join("cased.blob");
+    ok(&convert(&dir, &cased, &[]));
+    let (a, b) = (load(&defaults), load(&cased));
+    let (a, b) = (
+        Model::from_bytes(a.bytes()).unwrap(),
+        Model::from_bytes(b.bytes()).unwrap(),
+    );
+    assert_ne!(a.tokenizer_section(), b.tokenizer_section());
 }

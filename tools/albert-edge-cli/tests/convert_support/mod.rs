@@ -2,10 +2,11 @@
 //! synthetic checkpoints with the safetensors crate, and checking that a failure is clean.
 #![allow(dead_code)] // each test crate uses its own subset
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
 
 use albert_edge::format::TensorKind;
 use albert_edge::AlbertConfig;
@@ -64,6 +65,28 @@ pub fn ok(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
+}
+
+/// The blob of fixture `name` converted with `--weights mode`, converted once per test binary and shared by its
+/// tests (a debug-build conversion takes seconds, mostly the tokenizer section).
+pub fn converted_fixture(name: &str, mode: &str) -> PathBuf {
+    static CACHE: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-blobs", env!("CARGO_CRATE_NAME")));
+    let cache = CACHE.get_or_init(|| {
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Mutex::new(HashMap::new())
+    });
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .entry(format!("{name}.{mode}"))
+        .or_insert_with(|| {
+            let out = dir.join(format!("{name}.{mode}.blob"));
+            ok(&convert(&fixture(name), &out, &["--weights", mode]));
+            out
+        })
+        .clone()
 }
 
 /// Copies the checkpoint files of `src` into a new directory `dst` (symlinks followed), leaving out `skip`.
