@@ -48,7 +48,7 @@ pub struct BlobContents {
 }
 
 fn pad_to_align(out: &mut Vec<u8>) {
-    while out.len() % ALIGN != 0 {
+    while !out.len().is_multiple_of(ALIGN) {
         out.push(0);
     }
 }
