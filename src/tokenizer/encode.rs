@@ -173,9 +173,23 @@ impl<'a> Tokenizer<'a> {
         if self.flags & super::section::FLAG_MATCH_SPECIAL_TOKENS == 0 || self.special.is_empty() {
             return None;
         }
+        // ASCII bytes that can start a match (non-ASCII characters are always checked).
+        let mut starts = 0u128;
+        for e in self.special.chunks_exact(2) {
+            if let Some(&b) = self.piece_bytes(e[0]).and_then(|p| p.first()) {
+                starts |= 1 << (b & 0x7F);
+                if self.do_lower_case() {
+                    starts |= 1 << (b.to_ascii_uppercase() & 0x7F);
+                }
+            }
+        }
         let mut i = from;
         while i < text.len() {
             let rest = &text[i..];
+            if rest[0] < 0x80 && starts & (1 << rest[0]) == 0 {
+                i += 1;
+                continue;
+            }
             let mut best: Option<(usize, u32, u32)> = None;
             for e in self.special.chunks_exact(2) {
                 let Some(piece) = self.piece_bytes(e[0]) else {
@@ -197,7 +211,7 @@ impl<'a> Tokenizer<'a> {
 
     fn special_match(&self, rest: &[u8], piece: &[u8]) -> Option<usize> {
         let (&first, &want) = (rest.first()?, piece.first()?);
-        if rest.starts_with(piece) {
+        if first == want && rest.starts_with(piece) {
             return Some(piece.len());
         }
         if !self.do_lower_case() || (first.is_ascii() && first.to_ascii_lowercase() != want) {

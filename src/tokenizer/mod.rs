@@ -35,8 +35,9 @@
 //!
 //! # Section layout (version 1)
 //!
-//! Little-endian. The section starts 16-byte aligned in the blob (and must be at least 4-byte aligned in memory);
-//! every table starts at a multiple of 4 from the section start, so `u32` / `f32` tables are read in place.
+//! Little-endian. The section starts 16-byte aligned in the blob (and must be at least 4-byte aligned in memory).
+//! The tables follow the directory in its order, the first at offset 144 and each next one where the previous ends,
+//! rounded up to a multiple of 4 (zero padding), so `u32` / `f32` tables are read in place.
 //!
 //! | offset | type | field |
 //! |---|---|---|
@@ -73,6 +74,8 @@ mod darts;
 mod encode;
 mod normalize;
 pub mod section;
+#[cfg(test)]
+mod tests;
 mod unigram;
 
 use core::ops::ControlFlow;

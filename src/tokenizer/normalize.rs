@@ -225,15 +225,73 @@ impl<'t, 's> Preprocessed<'t, 's> {
             self.refill()?;
         }
     }
+}
 
-    /// The next byte without consuming it.
-    fn peek(&self) -> Option<u8> {
-        self.clone().next_byte()
+/// A small window of preprocessed bytes ahead of the normaliser, so that its lookups read a slice; a lookup that
+/// runs past the window continues on a clone of the cursor, so the window's size never changes a result.
+pub(crate) struct Lookahead<'t, 's> {
+    rest: Preprocessed<'t, 's>,
+    buf: [u8; LOOKAHEAD],
+    start: usize,
+    end: usize,
+}
+
+const LOOKAHEAD: usize = 32;
+
+impl<'t, 's> Lookahead<'t, 's> {
+    pub(crate) fn new(rest: Preprocessed<'t, 's>) -> Self {
+        Lookahead {
+            rest,
+            buf: [0; LOOKAHEAD],
+            start: 0,
+            end: 0,
+        }
     }
 
+    /// Refills the window when it runs low; afterwards it is empty only at the end of the text.
+    #[inline]
+    fn top_up(&mut self) {
+        if self.end - self.start >= LOOKAHEAD / 2 {
+            return;
+        }
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        while self.end < LOOKAHEAD {
+            let Some(b) = self.rest.next_byte() else {
+                break;
+            };
+            self.buf[self.end] = b;
+            self.end += 1;
+        }
+    }
+
+    /// The next byte, if any (call `top_up` first).
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.buf[..self.end].get(self.start).copied()
+    }
+
+    /// All bytes ahead: the window, then the rest of the text.
+    #[inline]
     fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
-        let mut la = self.clone();
-        core::iter::from_fn(move || la.next_byte())
+        let mut more: Option<Preprocessed<'t, 's>> = None;
+        self.buf[self.start..self.end]
+            .iter()
+            .copied()
+            .chain(core::iter::from_fn(move || {
+                more.get_or_insert_with(|| self.rest.clone()).next_byte()
+            }))
+    }
+
+    #[inline]
+    fn next_byte(&mut self) -> Option<u8> {
+        if self.start == self.end {
+            self.top_up();
+        }
+        let b = self.buf[..self.end].get(self.start).copied()?;
+        self.start += 1;
+        Some(b)
     }
 }
 
@@ -252,7 +310,8 @@ enum Prefix<'s> {
 impl<'a> Tokenizer<'a> {
     /// SentencePiece's `NormalizePrefix`: user-defined pieces pass through whole (longest match), else the longest
     /// charsmap rule, else one character. `None` at the end of the input.
-    fn normalize_prefix(&self, input: &Preprocessed<'_, 'a>) -> Option<(Prefix<'a>, usize)> {
+    fn normalize_prefix(&self, input: &mut Lookahead<'_, 'a>) -> Option<(Prefix<'a>, usize)> {
+        input.top_up();
         let first = input.peek()?;
         if self.max_ud_bytes > 0
             && self.ud_first_bytes[usize::from(first >> 5)] & (1 << (first & 31)) != 0
@@ -289,12 +348,13 @@ impl<'a> Tokenizer<'a> {
     /// NOT removed here: `out` sees them and drops them at the end (it knows where the text ends).
     pub(crate) fn normalize_stream<B>(
         &self,
-        mut input: Preprocessed<'_, 'a>,
+        input: Preprocessed<'_, 'a>,
         out: &mut impl FnMut(u8) -> ControlFlow<B>,
     ) -> ControlFlow<B> {
+        let mut input = Lookahead::new(input);
         let remove_extra = self.remove_extra_whitespaces();
         if remove_extra {
-            while let Some((prefix, len)) = self.normalize_prefix(&input) {
+            while let Some((prefix, len)) = self.normalize_prefix(&mut input) {
                 let is_space = match prefix {
                     Prefix::Raw => len == 1 && input.peek() == Some(b' '),
                     Prefix::Mapped(s) => s == b" ",
@@ -307,6 +367,7 @@ impl<'a> Tokenizer<'a> {
                 }
             }
         }
+        input.top_up();
         if input.peek().is_none() {
             return ControlFlow::Continue(());
         }
@@ -322,7 +383,7 @@ impl<'a> Tokenizer<'a> {
             emit(b' ')?;
         }
         let mut is_prev_space = remove_extra;
-        while let Some((prefix, len)) = self.normalize_prefix(&input) {
+        while let Some((prefix, len)) = self.normalize_prefix(&mut input) {
             // `sp` minus its leading spaces while the previous output ended in a space.
             let mut dropping = is_prev_space;
             let mut last = None;

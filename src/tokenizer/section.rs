@@ -187,23 +187,22 @@ pub(crate) fn parse(section: &[u8]) -> Result<Tokenizer<'_>, Error> {
         return Err(bad("max_expansion out of range 1..=1024"));
     }
 
-    // Table directory: 4-aligned, in bounds.
+    // Table directory: the tables follow the directory in order, each at the previous end rounded up to 4.
     let mut tables: [&[u8]; NUM_TABLES] = [&[]; NUM_TABLES];
+    let mut next = TABLES_START;
     for (i, t) in tables.iter_mut().enumerate() {
         let off = read_u32(section, HEADER_LEN + 8 * i)? as usize;
         let len = read_u32(section, HEADER_LEN + 8 * i + 4)? as usize;
-        let end = off.checked_add(len).ok_or(bad("table range overflows"))?;
-        if off % 4 != 0 || off < TABLES_START || end > section.len() {
-            return Err(if end > section.len() {
-                Error::Truncated {
-                    needed: end,
-                    got: section.len(),
-                }
-            } else {
-                bad("table offset misaligned or inside the header")
-            });
+        if off != next {
+            return Err(bad("table directory out of order (each table starts where the previous ends, 4-aligned)"));
         }
+        let end = off.checked_add(len).filter(|&e| e <= section.len());
+        let end = end.ok_or(Error::Truncated {
+            needed: off.saturating_add(len),
+            got: section.len(),
+        })?;
         *t = &section[off..end];
+        next = end.next_multiple_of(4);
     }
 
     // Pieces: offsets, strings (each non-empty UTF-8), scores, types.

@@ -95,7 +95,7 @@ impl<'w> Segmenter<'w> {
         }
         self.text[self.len] = b;
         self.len += 1;
-        if self.len > sym.len() && self.text[..self.len].ends_with(sym) {
+        if Some(&b) == sym.last() && self.len > sym.len() && self.text[..self.len].ends_with(sym) {
             let end = self.len - sym.len();
             self.close(tok, end, sink)?;
             self.text.copy_within(end..self.len, 0);

@@ -303,3 +303,39 @@ fn tokenizer_output_and_workspace_errors_are_typed() {
         Err(Error::ArenaTooSmall { .. })
     ));
 }
+
+/// Throughput on SST-2 dev: `cargo test --release -p albert-edge-cli --test tokenizer_golden -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore = "timing; run in release"]
+fn tokenizer_throughput_sst2_dev() {
+    let tok = tokenizer();
+    let tsv = std::fs::read_to_string(data("sst2/dev.tsv")).unwrap();
+    let sentences: Vec<&str> = tsv
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit_once('\t').unwrap().0)
+        .collect();
+    let mut ws = vec![0u8; tok.workspace_size(512)];
+    let (mut ids, mut types) = ([0u32; 512], [0u32; 512]);
+    let mut tokens = 0;
+    let rounds = 50;
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        for s in &sentences {
+            tokens += tok
+                .encode(s, None, 512, &mut ws, &mut ids, &mut types)
+                .unwrap();
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let n = (rounds * sentences.len()) as f64;
+    eprintln!(
+        "{:.0} sentences/s, {:.0} tokens/s, {:.1} us/sentence ({} sentences, {} tokens)",
+        n / secs,
+        tokens as f64 / secs,
+        1e6 * secs / n,
+        n,
+        tokens
+    );
+}
