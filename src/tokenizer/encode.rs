@@ -10,6 +10,12 @@ use super::unigram::{Flow, Halt, Segmenter};
 use super::Tokenizer;
 use crate::Error;
 
+/// A piece of a sequence between literal special tokens.
+enum Part<'t> {
+    Text(&'t [u8]),
+    Special(u32),
+}
+
 /// Collects ids up to `limit` (then stops the pipeline), storing those that fit in `ids` and counting the rest.
 pub(crate) struct TokenSink<'o> {
     ids: &'o mut [u32],
@@ -94,6 +100,15 @@ impl<'a> Tokenizer<'a> {
     }
 
     fn sequence_flow(&self, text: &[u8], ws: &mut [u8], sink: &mut TokenSink<'_>) -> Flow {
+        self.parts(text, &mut |part| match part {
+            Part::Text(chunk) => self.chunk_flow(chunk, ws, sink),
+            Part::Special(id) => sink.push(id),
+        })
+    }
+
+    /// Splits `text` at literal special tokens (stripping whitespace next to those that ask for it) and hands
+    /// the parts to `f` in order; empty text parts are skipped.
+    fn parts<'t>(&self, text: &'t [u8], f: &mut impl FnMut(Part<'t>) -> Flow) -> Flow {
         let mut pos = 0;
         let mut strip_left = false;
         loop {
@@ -106,15 +121,41 @@ impl<'a> Tokenizer<'a> {
                 chunk = trim_py(chunk, false);
             }
             if !chunk.is_empty() {
-                self.chunk_flow(chunk, ws, sink)?;
+                f(Part::Text(chunk))?;
             }
             let Some((_, end, id, flags)) = special else {
                 return Flow::Continue(());
             };
-            sink.push(id)?;
+            f(Part::Special(id))?;
             pos = end;
             strip_left = flags & SPECIAL_RSTRIP != 0;
         }
+    }
+
+    /// Normalised bytes of the longest segment (a word with its leading U+2581) of `text`.
+    pub(crate) fn longest_segment(&self, text: &[u8]) -> usize {
+        let sym = self.space_symbol;
+        let mut longest = 0;
+        let _ = self.parts(text, &mut |part| {
+            if let Part::Text(chunk) = part {
+                let (mut len, mut tail) = (0usize, [0u8; 3]);
+                let _ = self.normalize_stream(
+                    Preprocessed::new(chunk, self.albert_config()),
+                    &mut |b| {
+                        tail = [tail[1], tail[2], b];
+                        len += 1;
+                        if len > sym.len() && tail[3 - sym.len()..] == *sym {
+                            longest = longest.max(len - sym.len());
+                            len = sym.len();
+                        }
+                        ControlFlow::<()>::Continue(())
+                    },
+                );
+                longest = longest.max(len);
+            }
+            Flow::Continue(())
+        });
+        longest
     }
 
     /// One SentencePiece encode of ALBERT-preprocessed `chunk`, then the digit-comma rule.

@@ -17,6 +17,20 @@
 //! 5. the digit-comma rule ("▁1990," becomes "▁1990" ","), precomputed per piece offline;
 //! 6. `[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]` (type ids 0 / 1) and `longest_first` truncation.
 //!
+//! ```
+//! use albert_edge::tokenizer::Tokenizer;
+//! use albert_edge::{Error, Model};
+//!
+//! # fn run(blob: &[u8]) -> Result<(), Error> {
+//! let model = Model::from_bytes(blob)?;
+//! let tokenizer = Tokenizer::from_section(model.tokenizer_section())?; // validated once
+//! let mut ws = [0u8; 8 * 1024]; // holds the longest word: tokenizer.workspace_size(..) bounds it
+//! let (mut input_ids, mut token_type_ids) = ([0u32; 128], [0u32; 128]);
+//! let n = tokenizer.encode("A charming journey.", None, 128, &mut ws, &mut input_ids, &mut token_type_ids)?;
+//! assert_eq!(input_ids[..n], [2, 21, 13275, 2998, 9, 3]); // [CLS] ▁a ▁charming ▁journey . [SEP]
+//! # Ok(()) }
+//! ```
+//!
 //! Work is linear in the input: the normaliser looks ahead at most the charsmap's longest key, the lattice at most
 //! the longest piece (255 bytes), and encoding stops as soon as the truncated output is complete.
 //!
@@ -25,13 +39,22 @@
 //! The only scratch memory is the caller's workspace, which holds one segment (a word and its leading U+2581) of
 //! normalised text and its lattice: [`Tokenizer::workspace_size`]`(max_text_bytes)` is enough for any text of that
 //! many bytes whose characters expand at most as much as the worst single character of this section
-//! ([`section::header::MAX_EXPANSION`], 14 for ALBERT's model: U+FDFA). A word that does not fit gives
+//! ([`section::header::MAX_EXPANSION`], 13 for ALBERT's `30k-clean.model`: U+FDFA). A word that does not fit gives
 //! [`Error::ArenaTooSmall`] with the size it needs, never a partial or wrong result.
 //!
 //! # Invalid UTF-8
 //!
 //! [`Tokenizer::encode_bytes`] takes untrusted bytes: each maximal ill-formed subsequence becomes one U+FFFD, as
 //! `String::from_utf8_lossy` does; the result is the encoding of that lossy string.
+//!
+//! # Limits
+//!
+//! - The preprocessing table comes from the writer's Unicode data (`unicode-normalization`, Rust's lowercase
+//!   mappings); against CPython 3.11's Unicode 14 it differs only for characters assigned after Unicode 14.0.
+//! - Python lowercases a word-final Σ to ς; this gives σ. The writer refuses vocabularies in which that matters
+//!   (ALBERT's knows neither letter, so both are `<unk>`).
+//! - Unigram models only; `byte_fallback`, `treat_whitespace_as_suffix` and pieces with U+2581 after their first
+//!   character are refused by the writer and the reader.
 //!
 //! # Section layout (version 1)
 //!
@@ -216,7 +239,8 @@ impl<'a> Tokenizer<'a> {
     /// does); for a pair the longer side loses tokens first, ties from `pair`. Only the kept tokens are computed.
     ///
     /// Errors: [`Error::OutputTooSmall`] if the encoding is longer than either output slice,
-    /// [`Error::ArenaTooSmall`] if a word does not fit `ws` (see [`Tokenizer::workspace_size`]).
+    /// [`Error::ArenaTooSmall`] if a word does not fit `ws`, with the size that fits every word of the input
+    /// (see [`Tokenizer::workspace_size`], [`Tokenizer::workspace_needed`]).
     pub fn encode(
         &self,
         text: &str,
@@ -226,7 +250,7 @@ impl<'a> Tokenizer<'a> {
         input_ids: &mut [u32],
         token_type_ids: &mut [u32],
     ) -> Result<usize, Error> {
-        self.encode_impl(
+        self.encode_bytes(
             text.as_bytes(),
             pair.map(str::as_bytes),
             max_len,
@@ -248,13 +272,34 @@ impl<'a> Tokenizer<'a> {
         token_type_ids: &mut [u32],
     ) -> Result<usize, Error> {
         self.encode_impl(text, pair, max_len, ws, input_ids, token_type_ids)
+            .map_err(|e| self.with_exact_need(e, text, pair))
+    }
+
+    /// Workspace bytes that encoding exactly this `text` (and `pair`) needs: the longest word's. Linear in the
+    /// input; [`Error::ArenaTooSmall`] from [`Tokenizer::encode`] reports the same number.
+    pub fn workspace_needed(&self, text: &[u8], pair: Option<&[u8]>) -> usize {
+        let longest = self
+            .longest_segment(text)
+            .max(pair.map_or(0, |p| self.longest_segment(p)));
+        segment_workspace_bytes(longest)
+    }
+
+    fn with_exact_need(&self, e: Error, text: &[u8], pair: Option<&[u8]>) -> Error {
+        match e {
+            Error::ArenaTooSmall { needed, got } => Error::ArenaTooSmall {
+                needed: needed.max(self.workspace_needed(text, pair)),
+                got,
+            },
+            e => e,
+        }
     }
 
     /// The token ids of `text` alone (no `[CLS]`/`[SEP]`, no truncation): Hugging Face's
     /// `convert_tokens_to_ids(tokenize(text))`. Returns the count; [`Error::OutputTooSmall`] if `ids` is shorter.
     pub fn tokenize(&self, text: &[u8], ws: &mut [u8], ids: &mut [u32]) -> Result<usize, Error> {
         let mut sink = TokenSink::new(ids, usize::MAX);
-        self.tokenize_sequence(text, ws, &mut sink)?;
+        self.tokenize_sequence(text, ws, &mut sink)
+            .map_err(|e| self.with_exact_need(e, text, None))?;
         match sink.len() {
             n if n > ids.len() => Err(Error::OutputTooSmall {
                 needed: n,

@@ -268,3 +268,39 @@ fn section_validation_rejects_bad_magic_version_and_flags() {
         );
     }
 }
+
+#[test]
+fn workspace_of_any_size_gives_the_same_ids_or_arena_too_small() {
+    let words = section_words();
+    let tok = Tokenizer::from_section(bytemuck::cast_slice(&words)).unwrap();
+    for text in [
+        "ab",
+        "abababab",
+        "x ab abababababab",
+        "1, (ab\u{d55c}\u{d55c}",
+        "abab ab",
+    ] {
+        let want = ids(&tok, text);
+        for size in 0..200 {
+            let mut ws = vec![0u8; size];
+            let (mut out, mut types) = ([0u32; 32], [0u32; 32]);
+            match tok.encode(text, None, 0, &mut ws, &mut out, &mut types) {
+                Ok(n) => assert_eq!(out[1..n - 1], want[..], "{text:?} with {size} bytes"),
+                Err(Error::ArenaTooSmall { needed, got }) => {
+                    assert!(
+                        needed > size && got == size,
+                        "{text:?}: needed {needed}, got {got}"
+                    );
+                    // The size it names is enough.
+                    let mut ws = vec![0u8; needed];
+                    assert!(
+                        tok.encode(text, None, 0, &mut ws, &mut out, &mut types)
+                            .is_ok(),
+                        "{text:?}: {needed}"
+                    );
+                }
+                Err(e) => panic!("{text:?} with {size} bytes: {e}"),
+            }
+        }
+    }
+}

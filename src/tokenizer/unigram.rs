@@ -46,8 +46,8 @@ pub(crate) struct Segmenter<'w> {
     base: f32,
     /// Segments that are exactly one space symbol, held back in case they turn out to be trailing.
     deferred: usize,
-    /// Bytes of a segment that did not fit (0 = none).
-    overflow: usize,
+    /// Bytes so far of a segment that did not fit.
+    overflow: Option<usize>,
     /// The last bytes pushed, to find the end of an overflowing segment.
     tail: [u8; 3],
 }
@@ -69,7 +69,7 @@ impl<'w> Segmenter<'w> {
             workspace_len,
             base: 0.0,
             deferred: 0,
-            overflow: 0,
+            overflow: None,
             tail: [0; 3],
         }
     }
@@ -83,13 +83,14 @@ impl<'w> Segmenter<'w> {
     ) -> Flow {
         let sym = tok.space_symbol;
         self.tail = [self.tail[1], self.tail[2], b];
-        if self.overflow == 0 && self.len == self.text.len() {
-            self.overflow = self.len;
+        if self.overflow.is_none() && self.len == self.text.len() {
+            self.overflow = Some(self.len);
         }
-        if self.overflow > 0 {
-            self.overflow += 1;
-            if self.overflow > sym.len() && self.tail[3 - sym.len()..] == *sym {
-                return self.overflowed(self.overflow - sym.len());
+        if let Some(count) = &mut self.overflow {
+            *count += 1;
+            let count = *count;
+            if count > sym.len() && self.tail[3 - sym.len()..] == *sym {
+                return self.overflowed(count - sym.len());
             }
             return Flow::Continue(());
         }
@@ -111,8 +112,8 @@ impl<'w> Segmenter<'w> {
         tok: &Tokenizer<'_>,
         sink: &mut impl FnMut(u32, &[u8]) -> Flow,
     ) -> Flow {
-        if self.overflow > 0 {
-            return self.overflowed(self.overflow);
+        if let Some(count) = self.overflow {
+            return self.overflowed(count);
         }
         let sym = tok.space_symbol;
         if tok.remove_extra_whitespaces() && self.text[..self.len] == *sym {
@@ -151,7 +152,10 @@ impl<'w> Segmenter<'w> {
             self.base = tok.viterbi(sym, &mut cells, self.base);
             tok.emit_best_path(sym, &mut cells, sink)?;
         }
-        let cells = &mut self.cells[..CELL_WORDS * (end + 1)];
+        // A segment closed by a space symbol always fits; the last one may have used the symbol's room.
+        let Some(cells) = self.cells.get_mut(..CELL_WORDS * (end + 1)) else {
+            return self.overflowed(end);
+        };
         self.base = tok.viterbi(&self.text[..end], cells, self.base);
         tok.emit_best_path(&self.text[..end], cells, sink)
     }

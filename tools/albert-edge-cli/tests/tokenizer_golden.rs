@@ -198,13 +198,46 @@ fn tokenizer_matches_reference_special_tokens_and_truncation() {
         ("a b c d e", None, 2, &[2, 21, 334, 272, 13, 43, 13, 62, 3]),
         ("a b c d e", Some("f g"), 2, &[2, 3, 3]),
     ];
+    let mut ws = vec![0u8; tok.workspace_size(64)];
     for &(text, pair, max_len, want) in cases {
         assert_eq!(
             encode(&tok, text, pair, max_len).0,
             want,
             "{text:?} / {pair:?} / {max_len}"
         );
+        if pair.is_none() && max_len == 0 {
+            let mut ids = [0u32; 64];
+            let n = tok.tokenize(text.as_bytes(), &mut ws, &mut ids).unwrap();
+            assert_eq!(ids[..n], want[1..want.len() - 1], "tokenize({text:?})");
+        }
     }
+    // SentencePiece alone (Python: sp.encode(text, out_type=str)): no lowercasing, unknown runs merged.
+    let mut pieces = Vec::new();
+    tok.encode_pieces(
+        "Hello 1,000 \u{2603}\u{2603} x\u{2603}y",
+        &mut ws,
+        |p, id| {
+            pieces.push((p.to_owned(), id));
+            std::ops::ControlFlow::Continue(())
+        },
+    )
+    .unwrap();
+    let want = [
+        "\u{2581}",
+        "H",
+        "ello",
+        "\u{2581}1,000",
+        "\u{2581}",
+        "\u{2603}\u{2603}",
+        "\u{2581}x",
+        "\u{2603}",
+        "y",
+    ];
+    assert_eq!(
+        pieces.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(),
+        want
+    );
+    assert_eq!(pieces[5].1, tok.unk_id());
 }
 
 #[test]
