@@ -112,7 +112,7 @@ use crate::Error;
 
 /// A SentencePiece unigram tokenizer read in place from a tokenizer section. Cheap to copy around by reference;
 /// all methods take `&self`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Tokenizer<'a> {
     flags: u32,
     unk_id: u32,
@@ -138,6 +138,27 @@ pub struct Tokenizer<'a> {
     /// First bytes of user-defined pieces (a 256-bit set) and their longest length: `NormalizePrefix`'s matcher.
     ud_first_bytes: [u32; 8],
     max_ud_bytes: usize,
+}
+
+impl core::fmt::Debug for Tokenizer<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("flags", &format_args!("{:#09b}", self.flags))
+            .field(
+                "unk_pad_cls_sep_mask",
+                &[
+                    self.unk_id,
+                    self.pad_id,
+                    self.cls_id,
+                    self.sep_id,
+                    self.mask_id,
+                ],
+            )
+            .field("charsmap", &self.charsmap.is_some())
+            .field("digit_comma_pieces", &(self.digit_comma.len() / 3))
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> Tokenizer<'a> {
