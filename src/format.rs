@@ -9,6 +9,7 @@ use byteorder::{ByteOrder, LittleEndian as LE};
 
 use crate::config::{Activation, AlbertConfig, MAX_LABELS};
 use crate::error::Error;
+use crate::tokenizer::Tokenizer;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Layout constants
@@ -215,7 +216,12 @@ impl TensorKind {
     /// The shape this kind must have under `config`: `(dim0, dim1)`, `dim1 = 1` for vectors.
     pub const fn expected_shape(self, c: &AlbertConfig) -> (usize, usize) {
         use TensorKind::*;
-        let (e, h, i, l) = (c.embedding_size, c.hidden_size, c.intermediate_size, c.num_labels);
+        let (e, h, i, l) = (
+            c.embedding_size,
+            c.hidden_size,
+            c.intermediate_size,
+            c.num_labels,
+        );
         match self {
             WordEmbeddings => (c.vocab_size, e),
             PositionEmbeddings => (c.max_position_embeddings, e),
@@ -228,9 +234,17 @@ impl TensorKind {
             FfnOutputWeight => (h, i),
             ClassifierWeight => (l, h),
             ClassifierBias => (l, 1),
-            EmbeddingHiddenMappingInBias | QueryBias | KeyBias | ValueBias | AttentionDenseBias
-            | AttentionLayerNormWeight | AttentionLayerNormBias | FfnOutputBias | FullLayerLayerNormWeight
-            | FullLayerLayerNormBias | PoolerBias => (h, 1),
+            EmbeddingHiddenMappingInBias
+            | QueryBias
+            | KeyBias
+            | ValueBias
+            | AttentionDenseBias
+            | AttentionLayerNormWeight
+            | AttentionLayerNormBias
+            | FfnOutputBias
+            | FullLayerLayerNormWeight
+            | FullLayerLayerNormBias
+            | PoolerBias => (h, 1),
         }
     }
 
@@ -279,7 +293,10 @@ impl<'a> Matrix<'a> {
             },
             MatrixData::I8 { values, scales } => {
                 match (values.get(start..start + self.cols), scales.get(r)) {
-                    (Some(row), Some(&s)) => out.iter_mut().zip(row).for_each(|(o, &q)| *o = q as f32 * s),
+                    (Some(row), Some(&s)) => out
+                        .iter_mut()
+                        .zip(row)
+                        .for_each(|(o, &q)| *o = q as f32 * s),
                     _ => out.iter_mut().for_each(|o| *o = 0.0),
                 }
             }
@@ -320,40 +337,40 @@ pub struct TensorInfo {
 #[derive(Debug, Clone, Copy)]
 #[allow(missing_docs)] // field names are the checkpoint's; shapes in comments
 pub struct Weights<'a> {
-    pub word_embeddings: Matrix<'a>,        // (vocab, E)
-    pub position_embeddings: Matrix<'a>,    // (max_positions, E)
-    pub token_type_embeddings: Matrix<'a>,  // (type_vocab, E)
-    pub embeddings_ln_weight: &'a [f32],    // (E)
-    pub embeddings_ln_bias: &'a [f32],      // (E)
-    pub mapping_in_weight: Matrix<'a>,      // (H, E)
-    pub mapping_in_bias: &'a [f32],         // (H)
-    pub layer: LayerWeights<'a>,            // the ONE shared layer
-    pub pooler_weight: Matrix<'a>,          // (H, H)
-    pub pooler_bias: &'a [f32],             // (H)
-    pub classifier_weight: Matrix<'a>,      // (labels, H)
-    pub classifier_bias: &'a [f32],         // (labels)
+    pub word_embeddings: Matrix<'a>,       // (vocab, E)
+    pub position_embeddings: Matrix<'a>,   // (max_positions, E)
+    pub token_type_embeddings: Matrix<'a>, // (type_vocab, E)
+    pub embeddings_ln_weight: &'a [f32],   // (E)
+    pub embeddings_ln_bias: &'a [f32],     // (E)
+    pub mapping_in_weight: Matrix<'a>,     // (H, E)
+    pub mapping_in_bias: &'a [f32],        // (H)
+    pub layer: LayerWeights<'a>,           // the ONE shared layer
+    pub pooler_weight: Matrix<'a>,         // (H, H)
+    pub pooler_bias: &'a [f32],            // (H)
+    pub classifier_weight: Matrix<'a>,     // (labels, H)
+    pub classifier_bias: &'a [f32],        // (labels)
 }
 
 /// The shared transformer layer's weights (stored once, applied `num_hidden_layers` times).
 #[derive(Debug, Clone, Copy)]
 #[allow(missing_docs)]
 pub struct LayerWeights<'a> {
-    pub query_weight: Matrix<'a>,          // (H, H)
-    pub query_bias: &'a [f32],             // (H)
-    pub key_weight: Matrix<'a>,            // (H, H)
-    pub key_bias: &'a [f32],               // (H)
-    pub value_weight: Matrix<'a>,          // (H, H)
-    pub value_bias: &'a [f32],             // (H)
+    pub query_weight: Matrix<'a>,           // (H, H)
+    pub query_bias: &'a [f32],              // (H)
+    pub key_weight: Matrix<'a>,             // (H, H)
+    pub key_bias: &'a [f32],                // (H)
+    pub value_weight: Matrix<'a>,           // (H, H)
+    pub value_bias: &'a [f32],              // (H)
     pub attention_dense_weight: Matrix<'a>, // (H, H)
-    pub attention_dense_bias: &'a [f32],   // (H)
-    pub attention_ln_weight: &'a [f32],    // (H)
-    pub attention_ln_bias: &'a [f32],      // (H)
-    pub ffn_weight: Matrix<'a>,            // (I, H)
-    pub ffn_bias: &'a [f32],               // (I)
-    pub ffn_output_weight: Matrix<'a>,     // (H, I)
-    pub ffn_output_bias: &'a [f32],        // (H)
-    pub full_ln_weight: &'a [f32],         // (H)
-    pub full_ln_bias: &'a [f32],           // (H)
+    pub attention_dense_bias: &'a [f32],    // (H)
+    pub attention_ln_weight: &'a [f32],     // (H)
+    pub attention_ln_bias: &'a [f32],       // (H)
+    pub ffn_weight: Matrix<'a>,             // (I, H)
+    pub ffn_bias: &'a [f32],                // (I)
+    pub ffn_output_weight: Matrix<'a>,      // (H, I)
+    pub ffn_output_bias: &'a [f32],         // (H)
+    pub full_ln_weight: &'a [f32],          // (H)
+    pub full_ln_bias: &'a [f32],            // (H)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -363,21 +380,27 @@ pub struct LayerWeights<'a> {
 const KIND_COUNT: usize = TensorKind::ALL.len();
 
 /// A validated model blob. Construction checks everything once; afterwards accessors cannot fail or panic.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Model<'a> {
     bytes: &'a [u8],
     config: AlbertConfig,
     weights: Weights<'a>,
     infos: [Option<TensorInfo>; KIND_COUNT],
     labels: &'a [u8],
-    tokenizer: &'a [u8],
+    tokenizer_section: &'a [u8],
+    tokenizer: Option<Tokenizer<'a>>,
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
     LE::read_u32(&bytes[at..at + 4])
 }
 
-fn section<'a>(bytes: &'a [u8], offset: usize, len: usize, what: &'static str) -> Result<&'a [u8], Error> {
+fn section<'a>(
+    bytes: &'a [u8],
+    offset: usize,
+    len: usize,
+    what: &'static str,
+) -> Result<&'a [u8], Error> {
     if len == 0 {
         return Ok(&[]);
     }
@@ -394,7 +417,10 @@ impl<'a> Model<'a> {
     /// section. Bytes after the blob's recorded length are ignored (a flash partition may be larger).
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
         if bytes.len() < HEADER_LEN {
-            return Err(Error::Truncated { needed: HEADER_LEN, got: bytes.len() });
+            return Err(Error::Truncated {
+                needed: HEADER_LEN,
+                got: bytes.len(),
+            });
         }
         if bytes[..8] != MAGIC {
             return Err(Error::BadMagic);
@@ -408,7 +434,10 @@ impl<'a> Model<'a> {
             return Err(Error::BadConfig("file_len is smaller than the header"));
         }
         if bytes.len() < file_len {
-            return Err(Error::Truncated { needed: file_len, got: bytes.len() });
+            return Err(Error::Truncated {
+                needed: file_len,
+                got: bytes.len(),
+            });
         }
         let bytes = &bytes[..file_len];
         if bytes.as_ptr() as usize % 4 != 0 {
@@ -436,7 +465,9 @@ impl<'a> Model<'a> {
             num_hidden_layers: u(header::NUM_HIDDEN_LAYERS),
             max_position_embeddings: u(header::MAX_POSITION_EMBEDDINGS),
             type_vocab_size: u(header::TYPE_VOCAB_SIZE),
-            layer_norm_eps: LE::read_f32(&bytes[header::LAYER_NORM_EPS..header::LAYER_NORM_EPS + 4]),
+            layer_norm_eps: LE::read_f32(
+                &bytes[header::LAYER_NORM_EPS..header::LAYER_NORM_EPS + 4],
+            ),
             hidden_act: Activation::from_code(read_u32(bytes, header::HIDDEN_ACT))
                 .ok_or(Error::BadConfig("unknown hidden_act code"))?,
             num_labels: u(header::NUM_LABELS),
@@ -446,12 +477,40 @@ impl<'a> Model<'a> {
         let infos = parse_table(bytes, &config)?;
         let weights = build_weights(bytes, &infos)?;
 
-        let labels = section(bytes, u(header::LABELS_OFFSET), u(header::LABELS_LEN), "label section out of range")?;
+        let labels = section(
+            bytes,
+            u(header::LABELS_OFFSET),
+            u(header::LABELS_LEN),
+            "label section out of range",
+        )?;
         validate_labels(labels, config.num_labels)?;
-        let tokenizer =
-            section(bytes, u(header::TOKENIZER_OFFSET), u(header::TOKENIZER_LEN), "tokenizer section out of range")?;
+        let tokenizer_section = section(
+            bytes,
+            u(header::TOKENIZER_OFFSET),
+            u(header::TOKENIZER_LEN),
+            "tokenizer section out of range",
+        )?;
+        let tokenizer = if tokenizer_section.is_empty() {
+            None
+        } else {
+            let t = Tokenizer::from_section(tokenizer_section)?;
+            if t.vocab_size() > config.vocab_size {
+                return Err(Error::BadTokenizer(
+                    "more pieces than the model's vocab_size",
+                ));
+            }
+            Some(t)
+        };
 
-        Ok(Model { bytes, config, weights, infos, labels, tokenizer })
+        Ok(Model {
+            bytes,
+            config,
+            weights,
+            infos,
+            labels,
+            tokenizer_section,
+            tokenizer,
+        })
     }
 
     /// The model's hyper-parameters.
@@ -492,7 +551,13 @@ impl<'a> Model<'a> {
 
     /// The raw tokenizer section (empty if the blob carries no tokenizer).
     pub fn tokenizer_section(&self) -> &'a [u8] {
-        self.tokenizer
+        self.tokenizer_section
+    }
+
+    /// The blob's tokenizer, validated with the blob (`None` if the blob carries none). Every id it produces is
+    /// below the model's `vocab_size`.
+    pub fn tokenizer(&self) -> Option<&Tokenizer<'a>> {
+        self.tokenizer.as_ref()
     }
 }
 
@@ -517,7 +582,10 @@ fn validate_labels(labels: &[u8], count: usize) -> Result<(), Error> {
     Ok(())
 }
 
-fn parse_table(bytes: &[u8], config: &AlbertConfig) -> Result<[Option<TensorInfo>; KIND_COUNT], Error> {
+fn parse_table(
+    bytes: &[u8],
+    config: &AlbertConfig,
+) -> Result<[Option<TensorInfo>; KIND_COUNT], Error> {
     let count = read_u32(bytes, header::TENSOR_COUNT) as usize;
     let table_offset = read_u32(bytes, header::TENSOR_TABLE_OFFSET) as usize;
     if count > 4 * KIND_COUNT {
@@ -552,9 +620,17 @@ fn parse_table(bytes: &[u8], config: &AlbertConfig) -> Result<[Option<TensorInfo
         }
         // dims are bounded by config validation (<= 2^20 * 2^16), so this product cannot overflow u64; on 32-bit
         // targets the checked multiply rejects what the address space cannot hold anyway.
-        let numel = dim0.checked_mul(dim1).ok_or(Error::BadTensor("tensor too large"))?;
-        if len != numel.checked_mul(dtype.size()).ok_or(Error::BadTensor("tensor too large"))? {
-            return Err(Error::BadTensor("data length disagrees with shape and dtype"));
+        let numel = dim0
+            .checked_mul(dim1)
+            .ok_or(Error::BadTensor("tensor too large"))?;
+        if len
+            != numel
+                .checked_mul(dtype.size())
+                .ok_or(Error::BadTensor("tensor too large"))?
+        {
+            return Err(Error::BadTensor(
+                "data length disagrees with shape and dtype",
+            ));
         }
         section(bytes, offset, len, "tensor data out of range or misaligned")?;
         let scales_len = match dtype {
@@ -568,7 +644,12 @@ fn parse_table(bytes: &[u8], config: &AlbertConfig) -> Result<[Option<TensorInfo
                 if scales_count != dim0 {
                     return Err(Error::BadTensor("int8 tensor needs one scale per row"));
                 }
-                let s = section(bytes, scales_offset, scales_count * 4, "scales out of range or misaligned")?;
+                let s = section(
+                    bytes,
+                    scales_offset,
+                    scales_count * 4,
+                    "scales out of range or misaligned",
+                )?;
                 if s.chunks_exact(4).any(|c| {
                     let v = LE::read_f32(c);
                     !(v.is_finite() && v > 0.0)
@@ -578,8 +659,16 @@ fn parse_table(bytes: &[u8], config: &AlbertConfig) -> Result<[Option<TensorInfo
                 scales_count * 4
             }
         };
-        infos[kind.slot()] =
-            Some(TensorInfo { kind, dtype, shape: (dim0, dim1), offset, len, scales_offset, scales_len, quant_error });
+        infos[kind.slot()] = Some(TensorInfo {
+            kind,
+            dtype,
+            shape: (dim0, dim1),
+            offset,
+            len,
+            scales_offset,
+            scales_len,
+            quant_error,
+        });
     }
     for kind in TensorKind::ALL {
         if infos[kind.slot()].is_none() {
@@ -590,11 +679,16 @@ fn parse_table(bytes: &[u8], config: &AlbertConfig) -> Result<[Option<TensorInfo
 }
 
 fn f32_slice(bytes: &[u8], offset: usize, len: usize) -> Result<&[f32], Error> {
-    let raw = bytes.get(offset..offset + len).ok_or(Error::BadTensor("out of range"))?;
+    let raw = bytes
+        .get(offset..offset + len)
+        .ok_or(Error::BadTensor("out of range"))?;
     bytemuck::try_cast_slice(raw).map_err(|_| Error::MisalignedBlob)
 }
 
-fn build_weights<'a>(bytes: &'a [u8], infos: &[Option<TensorInfo>; KIND_COUNT]) -> Result<Weights<'a>, Error> {
+fn build_weights<'a>(
+    bytes: &'a [u8],
+    infos: &[Option<TensorInfo>; KIND_COUNT],
+) -> Result<Weights<'a>, Error> {
     let info = |k: TensorKind| infos[k.slot()].ok_or(Error::MissingTensor(k.name()));
     let vector = |k: TensorKind| -> Result<&'a [f32], Error> {
         let i = info(k)?;
@@ -605,14 +699,20 @@ fn build_weights<'a>(bytes: &'a [u8], infos: &[Option<TensorInfo>; KIND_COUNT]) 
         let data = match i.dtype {
             DType::F32 => MatrixData::F32(f32_slice(bytes, i.offset, i.len)?),
             DType::I8 => {
-                let raw = bytes.get(i.offset..i.offset + i.len).ok_or(Error::BadTensor("out of range"))?;
+                let raw = bytes
+                    .get(i.offset..i.offset + i.len)
+                    .ok_or(Error::BadTensor("out of range"))?;
                 MatrixData::I8 {
                     values: bytemuck::cast_slice(raw),
                     scales: f32_slice(bytes, i.scales_offset, i.scales_len)?,
                 }
             }
         };
-        Ok(Matrix { rows: i.shape.0, cols: i.shape.1, data })
+        Ok(Matrix {
+            rows: i.shape.0,
+            cols: i.shape.1,
+            data,
+        })
     };
     use TensorKind::*;
     Ok(Weights {

@@ -1,7 +1,6 @@
 //! `albert-edge classify`: run a blob on one input on the host, through the same forward pass as the device.
 
 use albert_edge::model::{classify, is_int8, scratch_size, Inputs, Precision};
-use albert_edge::tokenizer::Tokenizer;
 use albert_edge::Model;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
@@ -45,11 +44,9 @@ pub fn parse_ids(text: &str, what: &str) -> Result<Vec<u32>> {
 /// Tokenizes `text` (and `pair`) with the blob's tokenizer section as `[CLS] A [SEP] (B [SEP])`, truncated
 /// (longest first) to `max_position_embeddings`. Returns the token ids and token type ids.
 pub fn encode(model: &Model, text: &str, pair: Option<&str>) -> Result<(Vec<u32>, Vec<u32>)> {
-    let section = model.tokenizer_section();
-    if section.is_empty() {
+    let Some(tokenizer) = model.tokenizer() else {
         bail!("the blob has no tokenizer section, so it cannot classify text; pass token ids with --ids \"2 ... 3\" or convert the checkpoint again");
-    }
-    let tokenizer = Tokenizer::from_section(section).map_err(|e| anyhow!("{e}"))?;
+    };
     let max = model.config().max_position_embeddings;
     let text_bytes = text.len() + pair.map_or(0, str::len);
     let mut ws = vec![0u8; tokenizer.workspace_size(text_bytes)];
