@@ -67,5 +67,24 @@ scripts/check-debug-release.sh
 # Cross targets (under qemu)
 # ---------------------------------------------------------------------------------------------------------------
 
+# Raspberry Pi (qemu-user; .cargo/config.toml sets the linkers and runners). Builds with their own RUSTFLAGS get
+# their own target directory so that the steps do not rebuild each other.
+step "core tests on aarch64 (Pi 3/4, 64-bit OS: NEON smull kernels) under qemu -cpu cortex-a72"
+cargo test -p albert-edge --target aarch64-unknown-linux-gnu
+
+step "core tests on aarch64 + dotprod (Pi 5: NEON sdot kernels) under qemu -cpu cortex-a76"
+RUSTFLAGS="-C target-feature=+dotprod" \
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu cortex-a76" \
+    cargo test -p albert-edge --target aarch64-unknown-linux-gnu --target-dir target/aarch64-sdot
+
+step "core tests on armv7 (32-bit Pi OS: reference kernels, then NEON with --features arm-neon) under qemu -cpu cortex-a7"
+cargo test -p albert-edge --target armv7-unknown-linux-gnueabihf
+# (rustc warns that the `neon` target feature is unstable on arm; it is needed, see src/kernels/neon.rs)
+RUSTFLAGS="-C target-feature=+neon" \
+    cargo test -p albert-edge --target armv7-unknown-linux-gnueabihf --features arm-neon --target-dir target/armv7-neon
+
+step "Pi example: identical logits on x86-64, aarch64 (smull, sdot) and armv7 (reference, NEON)"
+scripts/check-pi-logits.sh
+
 echo
 echo "all tests passed"

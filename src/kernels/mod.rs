@@ -1,7 +1,11 @@
 //! Compute kernels. `reference` is the specification; optimised variants for a target are chosen at build time
 //! with `#[cfg(target_arch / target_feature)]` and must agree with it exactly (integer kernels bit for bit).
 
+#[cfg(any(target_arch = "aarch64", all(target_arch = "arm", feature = "arm-neon")))]
+pub mod neon;
 pub mod reference;
+#[cfg(test)]
+mod tests;
 
 pub use reference::{dot_f32, layer_norm_f32, masked_softmax_f32};
 
@@ -9,5 +13,8 @@ pub use reference::{dot_f32, layer_norm_f32, masked_softmax_f32};
 /// Dispatches to the best kernel compiled for this target; always equal to [`reference::gemv_i8_i32`].
 #[inline]
 pub fn gemv_i8_i32(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
+    #[cfg(any(target_arch = "aarch64", all(target_arch = "arm", feature = "arm-neon")))]
+    return neon::gemv_i8_i32(w, cols, x, out);
+    #[allow(unreachable_code)]
     reference::gemv_i8_i32(w, cols, x, out)
 }

@@ -1,0 +1,324 @@
+//! NEON int8 kernels for Raspberry Pi class CPUs, equal to [`reference`] bit for bit.
+//!
+//! | target | kernel | CPUs |
+//! |---|---|---|
+//! | `aarch64` | [`gemv_i8_i32_mull`]: `smull` + `sadalp` | every AArch64 core (Pi 3, Pi 4: Cortex-A53, A72) |
+//! | `aarch64` + `dotprod` | [`gemv_i8_i32_sdot`]: `sdot` | Armv8.2 dot product (Pi 5: Cortex-A76) |
+//! | `arm` + feature `arm-neon` | [`gemv_i8_i32_armv7`]: `vmull.s8` + `vpadal.s16` | 32-bit OS on Pi 2, 3, 4 |
+//!
+//! All are picked at compile time. The `sdot` kernel needs `-C target-feature=+dotprod` (or
+//! `-C target-cpu=cortex-a76`); stable Rust 1.95 has no `vdotq_s32` (`stdarch_neon_dotprod` is unstable), so
+//! the instruction is written with `asm!`. On 32-bit ARM both the NEON intrinsics (`stdarch_arm_neon_intrinsics`)
+//! and `cfg(target_feature = "neon")` are unstable, so that kernel is inline assembly switched on by the Cargo
+//! feature `arm-neon`, and the build must enable NEON in the assembler with `-C target-feature=+neon` (rustc
+//! warns that this feature is unstable; `-C target-cpu=...` does not override the target's `-neon`), otherwise it
+//! fails with "instruction requires: NEON".
+//!
+//! # Exactness
+//!
+//! Every product of two `i8` fits an `i16` (`-128 * -128 = 16384`), but the sum of two does not
+//! (`2 * 16384 = 32768`), so the widening kernels never accumulate in `i16`: each `i16` product vector is
+//! pairwise-added straight into `i32` lanes (`sadalp` / `vpadal.s16`). `sdot` sums four products in 32 bits.
+//! Integer addition is associative, so the lane order does not matter: results equal the reference's
+//! left-to-right sum exactly, including wrap-around where that would overflow (more than 2^17 columns at -128).
+//!
+//! # Shape
+//!
+//! Rows go four at a time so each load of `x` serves four weight rows; columns 16 at a time, then one step of
+//! 8 (attention rows are often 8 to 64 wide), then a scalar tail of at most 7 through
+//! [`reference::dot_i8_i32`]. Degenerate calls (`cols == 0`, `x` shorter than `cols`) go to the reference
+//! unchanged, so every input, valid or not, gives the reference's output.
+
+use super::reference;
+
+/// Rows per block: each load of `x` serves this many weight rows.
+const ROWS: usize = 4;
+
+/// One kernel's inner loop, for `R` rows at a time (`R` is [`ROWS`] or 1).
+trait RowDots {
+    /// The dot products of each row with `x` over columns `0..done`, and `done`: the columns a vector step
+    /// covered (a multiple of 8, `x.len() - 8 < done <= x.len()`). Every row has exactly `x.len()` elements.
+    fn dots<const R: usize>(rows: [&[i8]; R], x: &[i8]) -> ([i32; R], usize);
+}
+
+/// The shared driver: rows in blocks of [`ROWS`], then one at a time; the kernel's vector steps, then the scalar
+/// tail (at most 7 columns) through [`reference::dot_i8_i32`].
+#[inline(always)]
+fn gemv_blocked<K: RowDots>(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
+    if cols == 0 || x.len() < cols {
+        return reference::gemv_i8_i32(w, cols, x, out);
+    }
+    let x = &x[..cols];
+    // The reference stops at whichever runs out first, the outputs or whole rows of `w`.
+    let rows = out.len().min(w.len() / cols);
+    let (w, out) = (&w[..rows * cols], &mut out[..rows]);
+    let mut out_blocks = out.chunks_exact_mut(ROWS);
+    let mut w_blocks = w.chunks_exact(ROWS * cols);
+    for (o, wb) in (&mut out_blocks).zip(&mut w_blocks) {
+        let block: [&[i8]; ROWS] = core::array::from_fn(|i| &wb[i * cols..(i + 1) * cols]);
+        finish(block, K::dots(block, x), x, o);
+    }
+    for (o, row) in out_blocks
+        .into_remainder()
+        .iter_mut()
+        .zip(w_blocks.remainder().chunks_exact(cols))
+    {
+        finish([row], K::dots([row], x), x, core::slice::from_mut(o));
+    }
+}
+
+/// `out[i] = sums[i] + row_i[done..] . x[done..]`, wrapping like the reference's release build.
+#[inline(always)]
+fn finish<const R: usize>(
+    rows: [&[i8]; R],
+    (sums, done): ([i32; R], usize),
+    x: &[i8],
+    out: &mut [i32],
+) {
+    for ((o, s), row) in out.iter_mut().zip(sums).zip(rows) {
+        *o = s.wrapping_add(reference::dot_i8_i32(&row[done..], &x[done..]));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// aarch64: smull + sadalp (every AArch64 core)
+// ---------------------------------------------------------------------------------------------------------------
+
+#[cfg(target_arch = "aarch64")]
+mod a64 {
+    pub(super) use core::arch::aarch64::*;
+
+    /// The generic inner loop: `step16` / `step8` add 16 / 8 columns of products to an accumulator.
+    #[inline(always)]
+    pub(super) fn dots<const R: usize>(
+        rows: [&[i8]; R],
+        x: &[i8],
+        step16: impl Fn(int32x4_t, int8x16_t, int8x16_t) -> int32x4_t,
+        step8: impl Fn(int32x4_t, int8x8_t, int8x8_t) -> int32x4_t,
+    ) -> ([i32; R], usize) {
+        let n = x.len();
+        assert!(rows.iter().all(|r| r.len() == n));
+        // SAFETY (the loads): every row and `x` hold `n` bytes (asserted above) and each load reads 16 (8) bytes
+        // at `c` with `c + 16 <= n` (`c + 8 <= n`); `ld1` has no alignment requirement.
+        let load16 = |s: &[i8], c: usize| unsafe { vld1q_s8(s.as_ptr().add(c)) };
+        let load8 = |s: &[i8], c: usize| unsafe { vld1_s8(s.as_ptr().add(c)) };
+        // SAFETY (this and the other register-only intrinsics below): no memory is touched, and NEON is part of
+        // the AArch64 baseline, so the `neon` target feature they are declared with is always present.
+        let mut acc = [unsafe { vdupq_n_s32(0) }; R];
+        let mut c = 0;
+        while n - c >= 16 {
+            let xv = load16(x, c);
+            for (a, row) in acc.iter_mut().zip(rows) {
+                *a = step16(*a, load16(row, c), xv);
+            }
+            c += 16;
+        }
+        if n - c >= 8 {
+            let xv = load8(x, c);
+            for (a, row) in acc.iter_mut().zip(rows) {
+                *a = step8(*a, load8(row, c), xv);
+            }
+            c += 8;
+        }
+        // SAFETY: register-only, AArch64 baseline (see above).
+        (acc.map(|a| unsafe { vaddvq_s32(a) }), c)
+    }
+}
+
+/// The `smull` / `sadalp` inner loop.
+#[cfg(target_arch = "aarch64")]
+struct Mull;
+
+#[cfg(target_arch = "aarch64")]
+impl RowDots for Mull {
+    #[inline(always)]
+    fn dots<const R: usize>(rows: [&[i8]; R], x: &[i8]) -> ([i32; R], usize) {
+        use a64::*;
+        a64::dots(
+            rows,
+            x,
+            // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
+            |acc, w, x| unsafe {
+                let lo = vmull_s8(vget_low_s8(w), vget_low_s8(x));
+                vpadalq_s16(vpadalq_s16(acc, lo), vmull_high_s8(w, x))
+            },
+            // SAFETY: as above.
+            |acc, w, x| unsafe { vpadalq_s16(acc, vmull_s8(w, x)) },
+        )
+    }
+}
+
+/// [`reference::gemv_i8_i32`] with `smull` / `sadalp`: 16 columns per step, each `i16` product vector added
+/// pairwise into `i32` lanes (never summed in `i16`, which two `-128 * -128` products would overflow).
+#[cfg(target_arch = "aarch64")]
+pub fn gemv_i8_i32_mull(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
+    gemv_blocked::<Mull>(w, cols, x, out)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// aarch64 + dotprod: sdot (Armv8.2 dot product, Pi 5)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// `acc[i] + sum_{j<4} a[4i + j] * b[4i + j]` for each of the four `i32` lanes: one `sdot`.
+#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+#[inline(always)]
+fn sdot(mut acc: a64::int32x4_t, a: a64::int8x16_t, b: a64::int8x16_t) -> a64::int32x4_t {
+    // SAFETY: `sdot` reads and writes only the named vector registers (no memory, stack or flags) and exists on
+    // every CPU this code can run on, because it is compiled only with the `dotprod` target feature enabled.
+    unsafe {
+        core::arch::asm!(
+            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) acc,
+            a = in(vreg) a,
+            b = in(vreg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    acc
+}
+
+/// The `sdot` inner loop.
+#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+struct Sdot;
+
+#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+impl RowDots for Sdot {
+    #[inline(always)]
+    fn dots<const R: usize>(rows: [&[i8]; R], x: &[i8]) -> ([i32; R], usize) {
+        use a64::*;
+        // An 8-column step is a 16-column one whose upper half is zero.
+        // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
+        let widen = |v: int8x8_t| unsafe { vcombine_s8(v, vdup_n_s8(0)) };
+        a64::dots(rows, x, sdot, |acc, w, x| sdot(acc, widen(w), widen(x)))
+    }
+}
+
+/// [`reference::gemv_i8_i32`] with `sdot`: 16 columns per instruction per row.
+#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+pub fn gemv_i8_i32_sdot(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
+    gemv_blocked::<Sdot>(w, cols, x, out)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 32-bit ARM (armv7 + NEON): vmull.s8 + vpadal.s16 in inline assembly
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Four rows' dot products with `x` over the columns a vector step covers, and that column count.
+#[cfg(all(target_arch = "arm", feature = "arm-neon"))]
+fn armv7_dots4(rows: [&[i8]; ROWS], x: &[i8]) -> ([i32; ROWS], usize) {
+    let n16 = x.len() / 16;
+    let n8 = (x.len() % 16) / 8;
+    assert!(rows.iter().all(|r| r.len() == x.len()));
+    let mut sums = [0i32; ROWS];
+    // SAFETY: every row and `x` hold `x.len()` readable bytes (asserted above, and the driver slices them so), and
+    // the asm reads `16 * n16 + 8 * n8 <= x.len()` bytes from each through its own copies of the pointers. It
+    // writes exactly the 16 bytes of `sums`, clobbers only the declared vector registers and the flags, and
+    // uses no stack. `vld1.8` without an alignment qualifier accepts any address. NEON is present: the
+    // `arm-neon` feature is documented to require a NEON CPU, and the assembler rejects this code unless NEON
+    // is enabled (`-C target-feature=+neon`).
+    unsafe {
+        core::arch::asm!(
+            "vmov.i32 q12, #0",
+            "vmov.i32 q13, #0",
+            "vmov.i32 q14, #0",
+            "vmov.i32 q15, #0",
+            "cmp {n16}, #0",
+            "beq 2f",
+            "1:",
+            "vld1.8 {{d0, d1}}, [{x}]!",
+            "vld1.8 {{d2, d3}}, [{w0}]!",
+            "vld1.8 {{d4, d5}}, [{w1}]!",
+            "vld1.8 {{d6, d7}}, [{w2}]!",
+            "vld1.8 {{d8, d9}}, [{w3}]!",
+            "vmull.s8 q8, d2, d0",
+            "vmull.s8 q9, d3, d1",
+            "vmull.s8 q10, d4, d0",
+            "vmull.s8 q11, d5, d1",
+            "vpadal.s16 q12, q8",
+            "vpadal.s16 q12, q9",
+            "vpadal.s16 q13, q10",
+            "vpadal.s16 q13, q11",
+            "vmull.s8 q8, d6, d0",
+            "vmull.s8 q9, d7, d1",
+            "vmull.s8 q10, d8, d0",
+            "vmull.s8 q11, d9, d1",
+            "vpadal.s16 q14, q8",
+            "vpadal.s16 q14, q9",
+            "vpadal.s16 q15, q10",
+            "vpadal.s16 q15, q11",
+            "subs {n16}, {n16}, #1",
+            "bne 1b",
+            "2:",
+            "cmp {n8}, #0",
+            "beq 3f",
+            "vld1.8 {{d0}}, [{x}]",
+            "vld1.8 {{d2}}, [{w0}]",
+            "vld1.8 {{d4}}, [{w1}]",
+            "vld1.8 {{d6}}, [{w2}]",
+            "vld1.8 {{d8}}, [{w3}]",
+            "vmull.s8 q8, d2, d0",
+            "vmull.s8 q9, d4, d0",
+            "vmull.s8 q10, d6, d0",
+            "vmull.s8 q11, d8, d0",
+            "vpadal.s16 q12, q8",
+            "vpadal.s16 q13, q9",
+            "vpadal.s16 q14, q10",
+            "vpadal.s16 q15, q11",
+            "3:",
+            // Horizontal sums: rows 0..4 into d24:d25.
+            "vpadd.i32 d24, d24, d25",
+            "vpadd.i32 d26, d26, d27",
+            "vpadd.i32 d28, d28, d29",
+            "vpadd.i32 d30, d30, d31",
+            "vpadd.i32 d24, d24, d26",
+            "vpadd.i32 d25, d28, d30",
+            "vst1.32 {{d24, d25}}, [{out}]",
+            x = inout(reg) x.as_ptr() => _,
+            w0 = inout(reg) rows[0].as_ptr() => _,
+            w1 = inout(reg) rows[1].as_ptr() => _,
+            w2 = inout(reg) rows[2].as_ptr() => _,
+            w3 = inout(reg) rows[3].as_ptr() => _,
+            n16 = inout(reg) n16 => _,
+            n8 = in(reg) n8,
+            out = in(reg) sums.as_mut_ptr(),
+            out("q0") _, out("q1") _, out("q2") _, out("q3") _, out("q4") _,
+            out("q8") _, out("q9") _, out("q10") _, out("q11") _,
+            out("q12") _, out("q13") _, out("q14") _, out("q15") _,
+            options(nostack),
+        );
+    }
+    (sums, 16 * n16 + 8 * n8)
+}
+
+/// The armv7 inner loop: always four rows; a single row is repeated four times (one asm body stays small).
+#[cfg(all(target_arch = "arm", feature = "arm-neon"))]
+struct Armv7;
+
+#[cfg(all(target_arch = "arm", feature = "arm-neon"))]
+impl RowDots for Armv7 {
+    #[inline(always)]
+    fn dots<const R: usize>(rows: [&[i8]; R], x: &[i8]) -> ([i32; R], usize) {
+        let (sums, done) = armv7_dots4(core::array::from_fn(|i| rows[i.min(R - 1)]), x);
+        (core::array::from_fn(|i| sums[i]), done)
+    }
+}
+
+/// [`reference::gemv_i8_i32`] for 32-bit ARM with NEON (Cortex-A7/A53/A72 running a 32-bit OS): the arithmetic
+/// of [`gemv_i8_i32_mull`], in `asm!` because the ARM NEON intrinsics are unstable.
+#[cfg(all(target_arch = "arm", feature = "arm-neon"))]
+pub fn gemv_i8_i32_armv7(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
+    gemv_blocked::<Armv7>(w, cols, x, out)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The best kernel compiled for this target
+// ---------------------------------------------------------------------------------------------------------------
+
+#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+pub use gemv_i8_i32_sdot as gemv_i8_i32;
+
+#[cfg(all(target_arch = "aarch64", not(target_feature = "dotprod")))]
+pub use gemv_i8_i32_mull as gemv_i8_i32;
+
+#[cfg(all(target_arch = "arm", feature = "arm-neon"))]
+pub use gemv_i8_i32_armv7 as gemv_i8_i32;

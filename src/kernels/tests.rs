@@ -1,0 +1,230 @@
+//! One test harness for every implementation of a kernel (tract-linalg's `*_frame_tests!` style): the same seeded
+//! random shapes, edge lengths and extreme values go through each implementation compiled for the target, and
+//! integer results must equal [`reference`] exactly.
+//!
+//! Add an implementation with one line at the bottom: `gemv_i8_i32_frame_tests!(name, path::to::gemv_i8_i32);`.
+
+extern crate std;
+
+use std::vec::Vec;
+
+use super::reference;
+
+/// SplitMix64 (as `albert-edge-cli`'s `synthetic::Rng`): tiny, seedable, the same on every target.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (0 when `n` is 0).
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+
+    /// Uniform over the whole `i8` range, -128 included (the quantiser never emits it; kernels must take it).
+    fn i8(&mut self) -> i8 {
+        self.next_u64() as u8 as i8
+    }
+}
+
+/// Column counts around every step width (8, 16) and the model's real widths (head dims 8..64, sequence lengths,
+/// hidden 128..768, intermediate 3072).
+const EDGE_COLS: &[usize] = &[
+    0, 1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 32, 33, 47, 48, 63, 64, 65, 100, 127, 128,
+    129, 255, 256, 768, 1000, 3072,
+];
+
+/// Row counts around the 4-row blocks, and none.
+const EDGE_ROWS: &[usize] = &[0, 1, 2, 3, 4, 5, 7, 8, 9, 13];
+
+/// What outputs start as: entries the reference does not write (past the rows `w` holds) must keep it.
+const UNTOUCHED: i32 = 0x5A5A_5A5A;
+
+/// How the values of a case are drawn.
+#[derive(Clone, Copy, Debug)]
+enum Fill {
+    /// Uniform over `-128..=127`.
+    Random,
+    /// Every value -128: the largest products (16384), two of which overflow an `i16`.
+    AllMin,
+    /// `w` all -128, `x` all 127: the most negative products.
+    MinTimesMax,
+    /// Only -128, -127, 0 and 127, at random.
+    Extremes,
+}
+
+impl Fill {
+    fn draw(self, rng: &mut Rng, is_w: bool) -> i8 {
+        match self {
+            Fill::Random => rng.i8(),
+            Fill::AllMin => -128,
+            Fill::MinTimesMax if is_w => -128,
+            Fill::MinTimesMax => 127,
+            Fill::Extremes => [-128, -127, 0, 127][rng.below(4)],
+        }
+    }
+}
+
+/// `n` values after `offset` filler bytes, so the slice `[offset..]` starts at every alignment.
+fn values(rng: &mut Rng, fill: Fill, is_w: bool, offset: usize, n: usize) -> Vec<i8> {
+    let mut v = std::vec![0i8; offset];
+    v.extend((0..n).map(|_| fill.draw(rng, is_w)));
+    v
+}
+
+/// Runs `gemv` and the reference on the same arguments (outputs pre-filled with [`UNTOUCHED`]) and panics with
+/// `case` on any difference.
+fn compare(
+    gemv: fn(&[i8], usize, &[i8], &mut [i32]),
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    out_len: usize,
+    case: &dyn core::fmt::Debug,
+) {
+    let mut expected = std::vec![UNTOUCHED; out_len];
+    let mut got = std::vec![UNTOUCHED; out_len];
+    reference::gemv_i8_i32(w, cols, x, &mut expected);
+    gemv(w, cols, x, &mut got);
+    assert_eq!(got, expected, "{case:?}");
+}
+
+/// One well-formed `(rows, cols)` case: `w` is `(rows, cols)`, `x` is `(cols)`, both starting `offset` bytes
+/// into their buffers.
+fn check_shape(
+    gemv: fn(&[i8], usize, &[i8], &mut [i32]),
+    rng: &mut Rng,
+    rows: usize,
+    cols: usize,
+    offset: usize,
+    fill: Fill,
+) {
+    let w = values(rng, fill, true, offset, rows * cols);
+    let x = values(rng, fill, false, offset, cols);
+    let case = (("rows", rows), ("cols", cols), ("offset", offset), fill);
+    compare(gemv, &w[offset..], cols, &x[offset..], rows, &case);
+}
+
+fn edge_shapes(gemv: fn(&[i8], usize, &[i8], &mut [i32])) {
+    let mut rng = Rng::new(1);
+    for &rows in EDGE_ROWS {
+        for &cols in EDGE_COLS {
+            check_shape(gemv, &mut rng, rows, cols, 0, Fill::Random);
+        }
+    }
+}
+
+fn random_shapes(gemv: fn(&[i8], usize, &[i8], &mut [i32])) {
+    let mut rng = Rng::new(2);
+    for i in 0..300 {
+        let rows = rng.below(20);
+        let cols = if i % 10 == 0 {
+            rng.below(3200)
+        } else {
+            rng.below(300)
+        };
+        let offset = rng.below(16);
+        check_shape(gemv, &mut rng, rows, cols, offset, Fill::Random);
+    }
+}
+
+fn extreme_values(gemv: fn(&[i8], usize, &[i8], &mut [i32])) {
+    let mut rng = Rng::new(3);
+    for fill in [Fill::AllMin, Fill::MinTimesMax, Fill::Extremes] {
+        for &rows in &[1, 3, 4, 5] {
+            for &cols in EDGE_COLS {
+                check_shape(gemv, &mut rng, rows, cols, 0, fill);
+            }
+        }
+    }
+}
+
+fn unaligned(gemv: fn(&[i8], usize, &[i8], &mut [i32])) {
+    let mut rng = Rng::new(4);
+    for offset in 0..16 {
+        for &(rows, cols) in &[(5, 15), (4, 16), (3, 17), (9, 33), (4, 64), (2, 200)] {
+            check_shape(gemv, &mut rng, rows, cols, offset, Fill::Random);
+        }
+    }
+}
+
+/// Calls outside the documented contract still get exactly the reference's answer: `cols == 0` with a
+/// non-empty `w`, `x` shorter or longer than `cols`, `w` ending mid-row, `out` longer than the rows of `w`.
+fn degenerate_arguments(gemv: fn(&[i8], usize, &[i8], &mut [i32])) {
+    let mut rng = Rng::new(5);
+    for &(w_len, cols, x_len, out_len) in &[
+        (0, 0, 0, 3),
+        (5, 0, 3, 7),
+        (5, 0, 0, 7),
+        (64, 16, 15, 4),
+        (64, 16, 8, 4),
+        (64, 16, 40, 4),
+        (100, 16, 16, 9),
+        (100, 17, 17, 9),
+        (7 * 24 + 5, 24, 24, 12),
+        (4 * 33, 33, 33, 2),
+    ] {
+        let w = values(&mut rng, Fill::Random, true, 0, w_len);
+        let x = values(&mut rng, Fill::Random, false, 0, x_len);
+        let case = (
+            ("w.len", w_len),
+            ("cols", cols),
+            ("x.len", x_len),
+            ("out.len", out_len),
+        );
+        compare(gemv, &w, cols, &x, out_len, &case);
+    }
+}
+
+/// The harness for one `gemv_i8_i32` implementation: a test module `$name` of `*_matches_reference_*` tests.
+macro_rules! gemv_i8_i32_frame_tests {
+    ($name:ident, $gemv:path) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn gemv_i8_i32_matches_reference_edge_shapes() {
+                edge_shapes($gemv);
+            }
+
+            #[test]
+            fn gemv_i8_i32_matches_reference_random_shapes() {
+                random_shapes($gemv);
+            }
+
+            #[test]
+            fn gemv_i8_i32_matches_reference_extreme_values() {
+                extreme_values($gemv);
+            }
+
+            #[test]
+            fn gemv_i8_i32_matches_reference_unaligned() {
+                unaligned($gemv);
+            }
+
+            #[test]
+            fn gemv_i8_i32_matches_reference_degenerate_arguments() {
+                degenerate_arguments($gemv);
+            }
+        }
+    };
+}
+
+// Every implementation compiled for this target, and the dispatcher the model calls.
+gemv_i8_i32_frame_tests!(dispatch, super::super::gemv_i8_i32);
+#[cfg(target_arch = "aarch64")]
+gemv_i8_i32_frame_tests!(neon_mull, super::super::neon::gemv_i8_i32_mull);
+#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+gemv_i8_i32_frame_tests!(neon_sdot, super::super::neon::gemv_i8_i32_sdot);
+#[cfg(all(target_arch = "arm", feature = "arm-neon"))]
+gemv_i8_i32_frame_tests!(neon_armv7, super::super::neon::gemv_i8_i32_armv7);
