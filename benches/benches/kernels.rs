@@ -1,0 +1,51 @@
+//! Kernel families, reference and the optimised kernel this build dispatches to, side by side.
+//! IDs: `<op>/<impl>/<shape>`.
+
+use albert_edge::kernels::{self, reference};
+use albert_edge_cli::synthetic::Rng;
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+fn gemv(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gemv_i8_i32");
+    // ALBERT-base projections (768x768, FFN 3072x768 and 768x3072) and an attention-sized one.
+    for &(rows, cols) in &[(768usize, 768usize), (3072, 768), (768, 3072), (128, 64)] {
+        let mut rng = Rng::new(1);
+        let w: Vec<i8> = (0..rows * cols).map(|_| rng.i8()).collect();
+        let x: Vec<i8> = (0..cols).map(|_| rng.i8()).collect();
+        let mut out = vec![0i32; rows];
+        let shape = format!("{rows}x{cols}");
+        group.throughput(Throughput::Elements((rows * cols) as u64));
+        group.bench_function(BenchmarkId::new("reference", &shape), |b| {
+            b.iter(|| reference::gemv_i8_i32(black_box(&w), cols, black_box(&x), &mut out))
+        });
+        group.bench_function(BenchmarkId::new("dispatched", &shape), |b| {
+            b.iter(|| kernels::gemv_i8_i32(black_box(&w), cols, black_box(&x), &mut out))
+        });
+    }
+    group.finish();
+}
+
+fn layer_norm_and_softmax(c: &mut Criterion) {
+    let mut rng = Rng::new(2);
+    let x: Vec<f32> = (0..768).map(|_| rng.normal()).collect();
+    let gamma = vec![1.0f32; 768];
+    let beta = vec![0.0f32; 768];
+    c.bench_function("layer_norm_f32/reference/768", |b| {
+        b.iter(|| {
+            let mut y = x.clone();
+            kernels::layer_norm_f32(&mut y, &gamma, &beta, 1e-12);
+            y
+        })
+    });
+    let scores: Vec<f32> = (0..128).map(|_| 3.0 * rng.normal()).collect();
+    c.bench_function("masked_softmax_f32/reference/128", |b| {
+        b.iter(|| {
+            let mut y = scores.clone();
+            kernels::masked_softmax_f32(&mut y, |_| true);
+            y
+        })
+    });
+}
+
+criterion_group!(benches, gemv, layer_norm_and_softmax);
+criterion_main!(benches);
