@@ -6,6 +6,8 @@ pub mod neon;
 pub mod reference;
 #[cfg(test)]
 mod tests;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
 
 pub use reference::{dot_f32, layer_norm_f32, masked_softmax_f32};
 
@@ -15,6 +17,8 @@ pub use reference::{dot_f32, layer_norm_f32, masked_softmax_f32};
 pub fn gemv_i8_i32(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
     #[cfg(any(target_arch = "aarch64", all(target_arch = "arm", feature = "arm-neon")))]
     return neon::gemv_i8_i32(w, cols, x, out);
+    #[cfg(target_arch = "x86_64")]
+    return x86::gemv_i8_i32_avx2(w, cols, x, out);
     #[allow(unreachable_code)]
     reference::gemv_i8_i32(w, cols, x, out)
 }

@@ -228,3 +228,5 @@ gemv_i8_i32_frame_tests!(neon_mull, super::super::neon::gemv_i8_i32_mull);
 gemv_i8_i32_frame_tests!(neon_sdot, super::super::neon::gemv_i8_i32_sdot);
 #[cfg(all(target_arch = "arm", feature = "arm-neon"))]
 gemv_i8_i32_frame_tests!(neon_armv7, super::super::neon::gemv_i8_i32_armv7);
+#[cfg(target_arch = "x86_64")]
+gemv_i8_i32_frame_tests!(x86_avx2, super::super::x86::gemv_i8_i32_avx2);

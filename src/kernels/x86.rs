@@ -1,0 +1,71 @@
+//! x86-64 AVX2 int8 kernel, equal to [`reference`] bit for bit.
+//!
+//! AVX2 is detected at run time when the `std` feature is on (`is_x86_feature_detected!`, cached by std), and
+//! decided at compile time otherwise (`-C target-feature=+avx2` or `-C target-cpu=native`). Without AVX2 the
+//! reference runs.
+//!
+//! # Exactness
+//!
+//! Each 16-column step sign-extends both operands to `i16` (`vpmovsxbw`) and multiplies with `vpmaddwd`, which
+//! adds adjacent `i16` products into `i32` lanes: `2 * (-128 * -128) = 32768` fits `i32`, so nothing saturates
+//! or wraps before the `i32` accumulation, and integer addition is associative, so the lane order does not
+//! change the result. (`vpmaddubsw`, the usual u8 x i8 trick, saturates to `i16` and is not used for that reason.)
+
+#[cfg(target_arch = "x86_64")]
+use core::arch::x86_64::*;
+
+use super::reference;
+
+/// Whether the AVX2 kernel can run on this CPU.
+#[inline]
+pub fn avx2_available() -> bool {
+    #[cfg(feature = "std")]
+    {
+        std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(target_feature = "avx2")
+    }
+}
+
+/// AVX2 `out[r] = sum_c w[r * cols + c] * x[c]`, or the reference when AVX2 is absent or the call is degenerate.
+pub fn gemv_i8_i32_avx2(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
+    if !avx2_available() || cols == 0 || x.len() < cols {
+        return reference::gemv_i8_i32(w, cols, x, out);
+    }
+    let rows = out.len().min(w.len() / cols);
+    // SAFETY: AVX2 is available (checked above); the kernel reads w[..rows * cols] and x[..cols] only, both
+    // within their slices by the definition of `rows` and the check `x.len() >= cols`.
+    unsafe { gemv_avx2(&w[..rows * cols], cols, &x[..cols], &mut out[..rows]) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn gemv_avx2(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
+    let main = cols - cols % 16;
+    for (r, o) in out.iter_mut().enumerate() {
+        let row = &w[r * cols..(r + 1) * cols];
+        let mut acc = _mm256_setzero_si256();
+        let mut c = 0;
+        while c < main {
+            // SAFETY: c + 16 <= main <= cols = row.len() = x.len(): both 16-byte loads are in bounds.
+            let (a, b) = unsafe {
+                (
+                    _mm_loadu_si128(row.as_ptr().add(c) as *const __m128i),
+                    _mm_loadu_si128(x.as_ptr().add(c) as *const __m128i),
+                )
+            };
+            let prod = _mm256_madd_epi16(_mm256_cvtepi8_epi16(a), _mm256_cvtepi8_epi16(b));
+            acc = _mm256_add_epi32(acc, prod);
+            c += 16;
+        }
+        // Horizontal sum of the eight i32 lanes (wrapping adds, like the reference's sum in release).
+        let s = _mm_add_epi32(
+            _mm256_castsi256_si128(acc),
+            _mm256_extracti128_si256(acc, 1),
+        );
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        *o = _mm_cvtsi128_si32(s).wrapping_add(reference::dot_i8_i32(&row[main..], &x[main..]));
+    }
+}
