@@ -181,7 +181,8 @@ pub fn read_tokenizer_options(path: &Path) -> Result<SectionOptions> {
     Ok(o)
 }
 
-fn progress_bar(len: usize, show: bool, what: &str) -> ProgressBar {
+/// A progress bar labelled `what` on stderr, drawn only when `show` and stderr is a terminal.
+pub fn progress_bar(len: usize, show: bool, what: &str) -> ProgressBar {
     let target = if show && std::io::stderr().is_terminal() {
         ProgressDrawTarget::stderr()
     } else {

@@ -2,10 +2,12 @@
 //! section builder. Modules mirror the runtime crate file for file where they compute offline.
 
 pub mod blob;
+pub mod builtin;
 pub mod calibrate;
 pub mod checkpoint;
 pub mod classify;
 pub mod convert;
+pub mod eval;
 pub mod gptq;
 pub mod inspect;
 pub mod spiece;

@@ -1,12 +1,15 @@
 //! `albert-edge`: convert Hugging Face ALBERT checkpoints to model blobs, inspect blobs, classify on the host.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use albert_edge::format::DType;
 use albert_edge::Model;
+use albert_edge_cli::builtin;
 use albert_edge_cli::classify::{self, PrecisionArg};
 use albert_edge_cli::convert::{self, ConvertOptions, Rounding, WeightsMode};
+use albert_edge_cli::eval;
 use albert_edge_cli::inspect;
 use anyhow::{anyhow, bail, Result};
 use clap::{Parser, Subcommand};
@@ -53,15 +56,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Classify one input (text, or token ids with --ids).
+    /// Classify one input (text, or token ids with --ids) and print the label, probabilities and time taken.
+    ///
+    /// `classify "text"` without a blob uses the built-in model (models/sst2-albert-pi.blob, embedded at build
+    /// time when it exists). The first positional argument is the blob if it names an existing file or ends
+    /// with `.blob`; otherwise it is the text.
     Classify {
-        /// The model blob.
-        blob: PathBuf,
-        /// The sentence to classify (needs a blob with a tokenizer section).
-        #[arg(required_unless_present = "ids", conflicts_with = "ids")]
-        text: Option<String>,
+        /// [BLOB] TEXT: the model blob (optional: the built-in model) and the sentence to classify (needs a blob
+        /// with a tokenizer section). With --ids: just [BLOB].
+        #[arg(value_name = "[BLOB] TEXT", num_args = 0..=2)]
+        positional: Vec<String>,
         /// Second sentence of a pair.
-        #[arg(long, requires = "text")]
+        #[arg(long, conflicts_with = "ids")]
         pair: Option<String>,
         /// Token ids including [CLS] and [SEP], space-separated: "2 10975 3".
         #[arg(long)]
@@ -72,7 +78,26 @@ enum Command {
         /// Arithmetic (default: int8 for an int8 blob, else fp32).
         #[arg(long, value_enum)]
         precision: Option<PrecisionArg>,
-        /// One JSON object {"label", "probabilities", "logits"} instead of text.
+        /// One JSON object {"label", "probabilities", "logits"} instead of text (no timing).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accuracy on a labelled TSV: the int8 engine and the fp32 reference on every sentence, their argmax
+    /// agreement and mean |logit difference|, and int8 throughput.
+    ///
+    /// For an int8 blob the fp32 reference runs f32 activations over the dequantised int8 weights (the same
+    /// weights, so the figures isolate activation quantisation). For an fp32 blob only the fp32 reference runs
+    /// and the int8 figures are null. Throughput times tokenization + the int8 forward pass only.
+    Eval {
+        /// The model blob (with a tokenizer section).
+        blob: PathBuf,
+        /// TSV with a header and `sentence` and `label` (integer id) columns, e.g. SST-2's dev.tsv.
+        tsv: PathBuf,
+        /// Evaluate only the first N rows.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// One JSON object {"n", "accuracy", "accuracy_fp32", "agreement", "mean_abs_logit_delta",
+        /// "sentences_per_second", "timed"} instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -80,6 +105,34 @@ enum Command {
 
 fn parse_model<'a>(bytes: &'a [u8], path: &std::path::Path) -> Result<Model<'a>> {
     Model::from_bytes(bytes).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+/// `classify`'s positionals: `[BLOB] TEXT` (or `[BLOB]` with `--ids`). A first argument that is an existing file
+/// or ends with `.blob` is the blob; no blob means the built-in model.
+fn split_classify_args(
+    mut positional: Vec<String>,
+    with_ids: bool,
+) -> Result<(Option<PathBuf>, Option<String>)> {
+    let is_blob = |s: &str| s.ends_with(".blob") || Path::new(s).is_file();
+    match (positional.len(), with_ids) {
+        (0, true) => Ok((None, None)),
+        (0, false) => bail!("give a TEXT to classify (and optionally a BLOB before it), or --ids"),
+        (1, true) if is_blob(&positional[0]) => Ok((Some(positional.remove(0).into()), None)),
+        (1, true) => bail!(
+            "{:?} is not a blob file; with --ids give only the BLOB (or nothing for the built-in model)",
+            positional[0]
+        ),
+        (1, false) if is_blob(&positional[0]) => bail!(
+            "give the TEXT to classify after the blob {}, or --ids",
+            positional[0]
+        ),
+        (1, false) => Ok((None, positional.pop())),
+        (_, true) => bail!("--ids takes no TEXT; give only the BLOB (or nothing for the built-in model)"),
+        _ => {
+            let text = positional.pop();
+            Ok((Some(positional.remove(0).into()), text))
+        }
+    }
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -142,16 +195,27 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Classify {
-            blob,
-            text,
+            positional,
             pair,
             ids,
             type_ids,
             precision,
             json,
         } => {
-            let bytes = classify::read_blob(&blob)?;
-            let model = parse_model(bytes.bytes(), &blob)?;
+            let (blob, text) = split_classify_args(positional, ids.is_some())?;
+            let file;
+            let (bytes, source) = match &blob {
+                Some(path) => {
+                    file = classify::read_blob(path)?;
+                    (file.bytes(), path.display().to_string())
+                }
+                None => (
+                    builtin::require_builtin_model()?,
+                    format!("built-in model ({})", builtin::BUILTIN_MODEL_PATH),
+                ),
+            };
+            let model = Model::from_bytes(bytes).map_err(|e| anyhow!("{source}: {e}"))?;
+            let start = Instant::now();
             let (ids, type_ids) = match (ids, text) {
                 (Some(ids), _) => {
                     let type_ids = match type_ids {
@@ -161,14 +225,36 @@ fn run(cli: Cli) -> Result<()> {
                     (classify::parse_ids(&ids, "--ids")?, type_ids)
                 }
                 (None, Some(text)) => classify::encode(&model, &text, pair.as_deref())
-                    .map_err(|e| anyhow!("{}: {e:#}", blob.display()))?,
+                    .map_err(|e| anyhow!("{source}: {e:#}"))?,
                 (None, None) => bail!("give a TEXT to classify or --ids"),
             };
             let result = classify::run(&model, &ids, &type_ids, precision)?;
+            let ms = start.elapsed().as_secs_f64() * 1e3;
             if json {
+                // No timing here: the JSON is a deterministic function of the model and the input.
                 println!("{}", serde_json::to_string(&result)?);
             } else {
                 print!("{}", classify::render_text(&model, &result));
+                println!("({ms:.1} ms)");
+            }
+        }
+        Command::Eval {
+            blob,
+            tsv,
+            limit,
+            json,
+        } => {
+            let bytes = classify::read_blob(&blob)?;
+            let model = parse_model(bytes.bytes(), &blob)?;
+            let examples = eval::read_tsv(&tsv, limit)?;
+            let bar = convert::progress_bar(examples.len(), true, "eval");
+            let report = eval::evaluate(&model, &examples, || bar.inc(1))
+                .map_err(|e| anyhow!("{}: {e:#}", blob.display()))?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", eval::render_text(&report));
             }
         }
     }
