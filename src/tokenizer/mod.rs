@@ -66,7 +66,7 @@
 //! |---|---|---|
 //! | 0 | `[u8; 4]` | magic `"ALTK"` |
 //! | 4 | `u32` | version = 1 |
-//! | 8 | `u32` | flags: bit 0 `add_dummy_prefix`, 1 `remove_extra_whitespaces`, 2 `escape_whitespaces`, 3 `do_lower_case`, 4 `keep_accents`, 5 `remove_space`, 6 match special tokens; other bits 0 |
+//! | 8 | `u32` | flags: bit 0 `add_dummy_prefix`, 1 `remove_extra_whitespaces`, 2 `escape_whitespaces`, 3 `do_lower_case`, 4 `keep_accents`, 5 `remove_space`, 6 match special tokens, 7 compact (see below); other bits 0 |
 //! | 12 | `u32` | number of pieces `P` (1 ..= 2^24 - 1) |
 //! | 16 | `u32` x 5 | ids of `<unk>`, `<pad>`, `[CLS]`, `[SEP]`, `[MASK]` |
 //! | 36 | `f32` | unknown-character score: the lowest NORMAL score - 10 |
@@ -92,6 +92,21 @@
 //! unit 0. [`Tokenizer::from_section`] checks every size, offset and range, that pieces are UTF-8, that the piece
 //! trie maps every piece to its own id and holds no other ids, that every charsmap value points into its strings,
 //! and the digit-comma and special-token tables; lookups after that use checked indexing only.
+//!
+//! ## Compact sections (flag bit 7)
+//!
+//! Encoding never reads the strings of `NORMAL` pieces (the trie and the scores are the vocabulary), so a compact
+//! section (`albert-edge convert --compact-tokenizer`) stores only the others' (unknown, control, user-defined:
+//! 5 of 30 000 for ALBERT, about 372 KB less): table 1 holds their strings in id order and table 0 is `u32`
+//! pairs `(piece id, end of its string in table 1)`, ascending id, the last end being table 1's length. Encoding
+//! is identical; [`Tokenizer::piece`] returns `None` for `NORMAL` pieces. Compact sections need
+//! `escape_whitespaces`, and special tokens must be non-`NORMAL` pieces.
+//!
+//! Validation is weaker only where the strings are missing: the stored pieces are checked as above (UTF-8, no
+//! inner U+2581, the trie maps each to its id), and for the rest the trie must hold every id in `0..P` exactly
+//! once (in range and unique); that a `NORMAL` piece's key in the trie is the piece the model was trained with
+//! cannot be checked, nor its length, so the lattice window is the 255-byte maximum (the trie ends each walk at
+//! its longest key anyway).
 
 mod darts;
 mod encode;
@@ -124,10 +139,11 @@ pub struct Tokenizer<'a> {
     max_score: f32,
     max_expansion: usize,
     max_piece_bytes: usize,
-    offsets: &'a [u32],    // (P + 1)
-    strings: &'a [u8],     // piece bytes
-    scores: &'a [f32],     // (P)
-    types: &'a [u8],       // (P)
+    compact: bool, // FLAG_COMPACT: only non-NORMAL pieces' strings, `offsets` = (id, end) pairs
+    offsets: &'a [u32], // (P + 1), compact: (stored pieces, 2)
+    strings: &'a [u8], // piece bytes
+    scores: &'a [f32], // (P)
+    types: &'a [u8], // (P)
     trie: DoubleArray<'a>, // piece -> id
     charsmap: Option<CharsMap<'a>>,
     preprocess: Option<CharsMap<'a>>,
@@ -174,19 +190,41 @@ impl<'a> Tokenizer<'a> {
         self.scores.len()
     }
 
-    /// The piece with id `id`.
+    /// The piece with id `id`. `None` for an id outside the vocabulary, and in a compact section
+    /// ([`Tokenizer::is_compact`]) for every `NORMAL` piece: only the control, unknown and user-defined pieces'
+    /// strings are kept there.
     pub fn piece(&self, id: u32) -> Option<&'a str> {
         self.piece_bytes(id)
             .and_then(|p| core::str::from_utf8(p).ok())
     }
 
+    /// Whether the section omits the `NORMAL` pieces' strings ([`section::FLAG_COMPACT`]). Encoding is the same.
+    pub fn is_compact(&self) -> bool {
+        self.compact
+    }
+
     fn piece_bytes(&self, id: u32) -> Option<&'a [u8]> {
-        let i = id as usize;
-        let (start, end) = (
-            *self.offsets.get(i)? as usize,
-            *self.offsets.get(i + 1)? as usize,
-        );
-        self.strings.get(start..end)
+        let k = if self.compact {
+            // (id, end) pairs in ascending id order: binary search.
+            let (mut lo, mut hi) = (0, self.offsets.len() / 2);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                match self.offsets.get(2 * mid)?.cmp(&id) {
+                    core::cmp::Ordering::Less => lo = mid + 1,
+                    core::cmp::Ordering::Greater => hi = mid,
+                    core::cmp::Ordering::Equal => {
+                        lo = mid;
+                        break;
+                    }
+                }
+            }
+            lo
+        } else {
+            id as usize
+        };
+        section::stored_piece(self.compact, self.offsets, self.strings, k)
+            .filter(|&(stored, _)| stored == id)
+            .map(|(_, p)| p)
     }
 
     /// The id of exactly `piece`, if it is in the vocabulary (any type).

@@ -80,7 +80,10 @@ pub const FLAG_KEEP_ACCENTS: u32 = 1 << 4;
 pub const FLAG_REMOVE_SPACE: u32 = 1 << 5;
 /// Match the `SPECIAL_TOKENS` strings in the input (Hugging Face's `split_special_tokens=False`).
 pub const FLAG_MATCH_SPECIAL_TOKENS: u32 = 1 << 6;
-const KNOWN_FLAGS: u32 = (1 << 7) - 1;
+/// Compact section: only the strings of non-`NORMAL` pieces are stored (encoding never needs the others), and
+/// `PIECE_OFFSETS` holds `(piece id, end offset)` pairs for them; see the [module docs](super).
+pub const FLAG_COMPACT: u32 = 1 << 7;
+const KNOWN_FLAGS: u32 = (1 << 8) - 1;
 
 /// Piece type `NORMAL` (SentencePiece's enum values).
 pub const PIECE_NORMAL: u8 = 1;
@@ -206,30 +209,49 @@ pub(crate) fn parse(section: &[u8]) -> Result<Tokenizer<'_>, Error> {
     }
 
     // Pieces: offsets, strings (each non-empty UTF-8), scores, types.
+    let compact = flags & FLAG_COMPACT != 0;
     let offsets: &[u32] = words(tables[table::PIECE_OFFSETS], "piece offsets table size")?;
     let strings = tables[table::PIECE_STRINGS];
-    if offsets.len() != num_pieces + 1
-        || offsets[0] != 0
-        || offsets[num_pieces] as usize != strings.len()
-    {
-        return Err(bad(
-            "piece offsets table does not match the piece count and strings",
-        ));
-    }
     let scores: &[f32] = words(tables[table::SCORES], "scores table size")?;
     let types = tables[table::PIECE_TYPES];
     if scores.len() != num_pieces || types.len() != num_pieces {
         return Err(bad("scores or types table does not match the piece count"));
     }
-    let mut max_piece_bytes = 0;
     let mut ud_first_bytes = [0u32; 8];
     let mut max_ud_bytes = 0;
     let mut digit_comma_pieces = 0;
     for i in 0..num_pieces {
-        let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
-        let piece = strings
-            .get(start..end)
-            .filter(|p| !p.is_empty())
+        if !scores[i].is_finite() {
+            return Err(bad("a piece score is not finite"));
+        }
+        let kind = types[i] & PIECE_TYPE_MASK;
+        if !(PIECE_NORMAL..=PIECE_BYTE).contains(&kind)
+            || types[i] & !(PIECE_TYPE_MASK | PIECE_DIGIT_COMMA) != 0
+        {
+            return Err(bad("unknown piece type"));
+        }
+        if types[i] & PIECE_DIGIT_COMMA != 0 {
+            digit_comma_pieces += 1;
+        }
+    }
+    // The stored pieces as (id, bytes): all of them, or in a compact section exactly the non-NORMAL ones.
+    let stored = if compact {
+        check_compact_pieces(offsets, strings, types)?
+    } else {
+        if offsets.len() != num_pieces + 1
+            || offsets[0] != 0
+            || offsets[num_pieces] as usize != strings.len()
+        {
+            return Err(bad(
+                "piece offsets table does not match the piece count and strings",
+            ));
+        }
+        num_pieces
+    };
+    let mut max_piece_bytes = 0;
+    for k in 0..stored {
+        let (id, piece) = stored_piece(compact, offsets, strings, k)
+            .filter(|(_, p)| !p.is_empty())
             .ok_or(bad("piece offsets are not increasing"))?;
         if piece.len() > MAX_PIECE_BYTES {
             return Err(bad("a piece is longer than 255 bytes"));
@@ -245,23 +267,16 @@ pub(crate) fn parse(section: &[u8]) -> Result<Tokenizer<'_>, Error> {
                 "a piece contains U+2581 after its first character; unsupported vocabulary",
             ));
         }
-        if !scores[i].is_finite() {
-            return Err(bad("a piece score is not finite"));
-        }
-        let kind = types[i] & PIECE_TYPE_MASK;
-        if !(PIECE_NORMAL..=PIECE_BYTE).contains(&kind)
-            || types[i] & !(PIECE_TYPE_MASK | PIECE_DIGIT_COMMA) != 0
-        {
-            return Err(bad("unknown piece type"));
-        }
-        if types[i] & PIECE_DIGIT_COMMA != 0 {
-            digit_comma_pieces += 1;
-        }
-        if kind == PIECE_USER_DEFINED {
+        if types[id as usize] & PIECE_TYPE_MASK == PIECE_USER_DEFINED {
             ud_first_bytes[usize::from(piece[0] >> 5)] |= 1 << (piece[0] & 31);
             max_ud_bytes = max_ud_bytes.max(piece.len());
         }
         max_piece_bytes = max_piece_bytes.max(piece.len());
+    }
+    if compact {
+        // The lattice walks the trie, which ends every walk at its own longest key; the bound only caps the
+        // window for a malformed trie.
+        max_piece_bytes = MAX_PIECE_BYTES;
     }
     if types[unk_id as usize] & PIECE_TYPE_MASK != PIECE_UNKNOWN {
         return Err(bad("the unk id is not an UNKNOWN piece"));
@@ -276,13 +291,18 @@ pub(crate) fn parse(section: &[u8]) -> Result<Tokenizer<'_>, Error> {
     if trie.leaf_values().any(|v| v as usize >= num_pieces) {
         return Err(bad("piece trie holds an id outside the vocabulary"));
     }
-    for i in 0..num_pieces {
-        let piece = &strings[offsets[i] as usize..offsets[i + 1] as usize];
-        if trie.exact(piece) != Some(i as u32) {
+    for k in 0..stored {
+        let (id, piece) = stored_piece(compact, offsets, strings, k).ok_or(bad("piece offsets"))?;
+        if trie.exact(piece) != Some(id) {
             return Err(bad(
                 "piece trie does not map every piece to its id (duplicate pieces?)",
             ));
         }
+    }
+    if compact {
+        // Without the NORMAL pieces' strings the trie cannot be checked key by key; it must at least hold every
+        // id exactly once.
+        check_ids_once(trie, num_pieces)?;
     }
 
     let charsmap = CharsMap::parse(tables[table::CHARSMAP], "precompiled charsmap is malformed")?;
@@ -325,6 +345,15 @@ pub(crate) fn parse(section: &[u8]) -> Result<Tokenizer<'_>, Error> {
     {
         return Err(bad("special token entry out of range"));
     }
+    if compact
+        && special
+            .chunks_exact(2)
+            .any(|e| types[e[0] as usize] & PIECE_TYPE_MASK == PIECE_NORMAL)
+    {
+        return Err(bad(
+            "a special token is a NORMAL piece, whose string a compact section does not store",
+        ));
+    }
 
     // The lattice is split at U+2581 (or ' '), whose piece must exist so that a lone space is never unknown.
     let space_symbol: &'static [u8] = if flags & FLAG_ESCAPE_WHITESPACES != 0 {
@@ -341,6 +370,11 @@ pub(crate) fn parse(section: &[u8]) -> Result<Tokenizer<'_>, Error> {
     if space_piece.is_none() {
         return Err(bad(
             "the vocabulary has no piece for the space symbol U+2581",
+        ));
+    }
+    if space_symbol == b" " && compact {
+        return Err(bad(
+            "a compact tokenizer section needs escape_whitespaces (U+2581); rebuild it without --compact-tokenizer",
         ));
     }
     if space_symbol == b" "
@@ -363,6 +397,7 @@ pub(crate) fn parse(section: &[u8]) -> Result<Tokenizer<'_>, Error> {
         max_score,
         max_expansion,
         max_piece_bytes,
+        compact,
         offsets,
         strings,
         scores,
@@ -377,4 +412,73 @@ pub(crate) fn parse(section: &[u8]) -> Result<Tokenizer<'_>, Error> {
         ud_first_bytes,
         max_ud_bytes,
     })
+}
+
+/// Checks a compact section's `(piece id, end offset)` pairs: ids ascending, exactly the non-NORMAL pieces, ends
+/// increasing up to the strings' length. Returns the number of stored pieces.
+fn check_compact_pieces(offsets: &[u32], strings: &[u8], types: &[u8]) -> Result<usize, Error> {
+    if offsets.len() % 2 != 0 || offsets.last().map_or(0, |&e| e as usize) != strings.len() {
+        return Err(bad(
+            "compact piece table is not (id, end) pairs ending at the strings' length",
+        ));
+    }
+    let mut pairs = offsets.chunks_exact(2);
+    for (i, t) in types.iter().enumerate() {
+        let stored = t & PIECE_TYPE_MASK != PIECE_NORMAL;
+        if stored && pairs.next().map(|e| e[0] as usize) != Some(i) {
+            return Err(bad(
+                "compact piece table does not list exactly the non-NORMAL pieces in id order",
+            ));
+        }
+    }
+    if pairs.next().is_some() {
+        return Err(bad(
+            "compact piece table lists pieces outside the vocabulary",
+        ));
+    }
+    Ok(offsets.len() / 2)
+}
+
+/// The `k`-th stored piece as `(id, bytes)`; `None` if its offsets are out of order or out of bounds.
+pub(crate) fn stored_piece<'s>(
+    compact: bool,
+    offsets: &[u32],
+    strings: &'s [u8],
+    k: usize,
+) -> Option<(u32, &'s [u8])> {
+    let (id, start, end) = if compact {
+        let start = if k == 0 { 0 } else { *offsets.get(2 * k - 1)? };
+        (*offsets.get(2 * k)?, start, *offsets.get(2 * k + 1)?)
+    } else {
+        (k as u32, *offsets.get(k)?, *offsets.get(k + 1)?)
+    };
+    Some((id, strings.get(start as usize..end as usize)?))
+}
+
+/// Every id in `0..num_pieces` is stored exactly once among the trie's value units (no allocation: one window of
+/// ids at a time, a 1 KiB bitmap on the stack; `num_pieces / 8192` passes over the units).
+fn check_ids_once(trie: DoubleArray<'_>, num_pieces: usize) -> Result<(), Error> {
+    const WINDOW: usize = 8192;
+    let mut seen = [0u64; WINDOW / 64];
+    let mut base = 0;
+    while base < num_pieces {
+        let end = (base + WINDOW).min(num_pieces);
+        seen.fill(0);
+        let mut count = 0;
+        for v in trie.leaf_values().map(|v| v as usize) {
+            if (base..end).contains(&v) {
+                let (word, bit) = ((v - base) / 64, (v - base) % 64);
+                if seen[word] >> bit & 1 == 1 {
+                    return Err(bad("piece trie holds an id twice"));
+                }
+                seen[word] |= 1 << bit;
+                count += 1;
+            }
+        }
+        if count != end - base {
+            return Err(bad("piece trie does not hold every piece id"));
+        }
+        base = end;
+    }
+    Ok(())
 }

@@ -60,6 +60,8 @@ pub struct ConvertOptions {
     pub gptq: GptqOptions,
     /// Fold each layer's mean rounding error into its bias: `b += (W - Ŵ) E[x]` over the calibration inputs.
     pub bias_correction: bool,
+    /// Tokenizer section without the NORMAL pieces' strings (`--compact-tokenizer`): same encoding, smaller blob.
+    pub compact_tokenizer: bool,
 }
 
 impl Default for ConvertOptions {
@@ -72,6 +74,7 @@ impl Default for ConvertOptions {
             calibration: None,
             gptq: GptqOptions::default(),
             bias_correction: false,
+            compact_tokenizer: false,
         }
     }
 }
@@ -149,12 +152,14 @@ fn detect_prefix(w: &WeightsFile) -> &'static str {
 // ---------------------------------------------------------------------------------------------------------------
 
 /// The tokenizer section for the blob, built from `spiece.model` with the `AlbertTokenizer` options of
-/// `tokenizer_config.json` next to it (ALBERT's defaults where it is absent).
-pub fn tokenizer_section_bytes(spiece: &Path) -> Result<Vec<u8>> {
-    let options = match spiece.parent().map(|d| d.join(TOKENIZER_CONFIG_FILE)) {
+/// `tokenizer_config.json` next to it (ALBERT's defaults where it is absent); `compact` leaves out the NORMAL
+/// pieces' strings.
+pub fn tokenizer_section_bytes(spiece: &Path, compact: bool) -> Result<Vec<u8>> {
+    let mut options = match spiece.parent().map(|d| d.join(TOKENIZER_CONFIG_FILE)) {
         Some(path) if path.is_file() => read_tokenizer_options(&path)?,
         _ => SectionOptions::default(),
     };
+    options.compact = compact;
     build_from_file(spiece, &options)
 }
 
@@ -305,7 +310,7 @@ pub fn build_contents_calibrated(
     }
     reading.finish_and_clear();
 
-    let tokenizer = tokenizer_section_bytes(&files.spiece)?;
+    let tokenizer = tokenizer_section_bytes(&files.spiece, opts.compact_tokenizer)?;
     let aligned = AlignedBlob::new(&tokenizer);
     let pieces = Tokenizer::from_section(aligned.bytes())
         .map_err(|e| {

@@ -25,6 +25,19 @@ fn section() -> &'static [u8] {
     bytemuck::cast_slice(words)
 }
 
+/// The same section built with `compact: true` (no NORMAL piece strings).
+fn compact_section() -> &'static [u8] {
+    static SECTION: OnceLock<Vec<u32>> = OnceLock::new();
+    let words = SECTION.get_or_init(|| {
+        let options = SectionOptions {
+            compact: true,
+            ..SectionOptions::default()
+        };
+        to_words(&build_from_file(&data("spiece/30k-clean.model"), &options).unwrap())
+    });
+    bytemuck::cast_slice(words)
+}
+
 fn tokenizer() -> Tokenizer<'static> {
     Tokenizer::from_section(section()).unwrap()
 }
@@ -45,7 +58,67 @@ fn encode(tok: &Tokenizer, text: &str, pair: Option<&str>, max_len: usize) -> (V
 
 #[test]
 fn tokenizer_matches_reference_sst2_dev() {
-    let tok = tokenizer();
+    check_sst2_dev(&tokenizer());
+}
+
+#[test]
+fn tokenizer_compact_section_matches_reference_sst2_dev() {
+    let tok = Tokenizer::from_section(compact_section()).unwrap();
+    assert!(tok.is_compact());
+    check_sst2_dev(&tok);
+}
+
+#[test]
+fn tokenizer_compact_section_keeps_only_special_piece_strings() {
+    let (full, compact) = (
+        tokenizer(),
+        Tokenizer::from_section(compact_section()).unwrap(),
+    );
+    println!(
+        "tokenizer section for 30k-clean.model: full {} bytes, compact {} bytes",
+        section().len(),
+        compact_section().len()
+    );
+    assert!(compact_section().len() + 300_000 < section().len());
+    assert!(!full.is_compact());
+    for id in [
+        full.unk_id(),
+        full.pad_id(),
+        full.cls_id(),
+        full.sep_id(),
+        full.mask_id(),
+    ] {
+        assert!(compact.piece(id).is_some());
+        assert_eq!(compact.piece(id), full.piece(id));
+    }
+    assert_eq!(full.piece(21), Some("\u{2581}a"));
+    assert_eq!(compact.piece(21), None);
+    assert_eq!(compact.piece(30_000), None);
+    assert_eq!(
+        compact.piece_to_id("\u{2581}charming"),
+        full.piece_to_id("\u{2581}charming")
+    );
+}
+
+#[test]
+fn tokenizer_compact_section_rejects_a_trie_with_a_repeated_id() {
+    let mut words = compact_section().to_vec();
+    let trie_at = u32::from_le_bytes(words[64 + 8 * 4..][..4].try_into().unwrap()) as usize;
+    let trie_len = u32::from_le_bytes(words[64 + 8 * 4 + 4..][..4].try_into().unwrap()) as usize;
+    // Two value units (bit 31) of the piece trie: give the second the first's id.
+    let leaves: Vec<usize> = (trie_at..trie_at + trie_len)
+        .step_by(4)
+        .filter(|&at| words[at + 3] & 0x80 != 0)
+        .take(2)
+        .collect();
+    let first = words[leaves[0]..leaves[0] + 4].to_vec();
+    words[leaves[1]..leaves[1] + 4].copy_from_slice(&first);
+    let aligned = to_words(&words);
+    let err = Tokenizer::from_section(bytemuck::cast_slice(&aligned)).unwrap_err();
+    assert!(matches!(err, Error::BadTokenizer(_)), "{err:?}");
+}
+
+fn check_sst2_dev(tok: &Tokenizer) {
     let tsv = std::fs::read_to_string(data("sst2/dev.tsv")).unwrap();
     let golden = std::fs::read_to_string(data("spiece/sst2_dev.albert_ids.txt")).unwrap();
     let sentences: Vec<&str> = tsv
@@ -60,7 +133,7 @@ fn tokenizer_matches_reference_sst2_dev() {
     assert_eq!((sentences.len(), expected.len()), (872, 872));
     let mut mismatches = Vec::new();
     for (i, (sentence, want)) in sentences.iter().zip(&expected).enumerate() {
-        let (ids, types) = encode(&tok, sentence, None, 0);
+        let (ids, types) = encode(tok, sentence, None, 0);
         assert!(types.iter().all(|&t| t == 0));
         if ids != *want {
             mismatches.push(format!(
