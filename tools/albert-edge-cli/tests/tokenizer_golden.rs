@@ -118,6 +118,30 @@ fn tokenizer_compact_section_rejects_a_trie_with_a_repeated_id() {
     assert!(matches!(err, Error::BadTokenizer(_)), "{err:?}");
 }
 
+#[test]
+fn tokenizer_compact_flag_and_piece_table_are_checked() {
+    let bad = |bytes: &[u8]| {
+        let aligned = to_words(bytes);
+        match Tokenizer::from_section(bytemuck::cast_slice(&aligned)) {
+            Err(Error::BadTokenizer(_)) => {}
+            other => panic!("expected BadTokenizer, got {other:?}"),
+        }
+    };
+    let flags_low_byte = 8; // the flags' low byte; FLAG_COMPACT is bit 7
+                       // a full section read as compact, and a compact one read as full
+    let mut full = section().to_vec();
+    full[flags_low_byte] ^= 0x80;
+    bad(&full);
+    let mut compact = compact_section().to_vec();
+    compact[flags_low_byte] ^= 0x80;
+    bad(&compact);
+    // the compact piece table must list exactly the non-NORMAL pieces: point its first entry at a NORMAL one
+    let mut compact = compact_section().to_vec();
+    let table0 = u32::from_le_bytes(compact[64..68].try_into().unwrap()) as usize;
+    compact[table0..table0 + 4].copy_from_slice(&21u32.to_le_bytes()); // "▁a"
+    bad(&compact);
+}
+
 fn check_sst2_dev(tok: &Tokenizer) {
     let tsv = std::fs::read_to_string(data("sst2/dev.tsv")).unwrap();
     let golden = std::fs::read_to_string(data("spiece/sst2_dev.albert_ids.txt")).unwrap();
