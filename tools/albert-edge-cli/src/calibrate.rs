@@ -233,6 +233,10 @@ impl Observer for Collector {
     }
 }
 
+/// Sequences per partial statistic. Partials are summed in sequence order, so the result does not depend on
+/// how many threads ran them.
+const CHUNK: usize = 16;
+
 /// Runs every sequence through the f32 forward pass of `model` (an fp32 blob), on all cores, and gathers each
 /// linear layer's input statistics. `progress` advances by one per sequence.
 pub fn collect(
@@ -240,59 +244,69 @@ pub fn collect(
     sequences: &[Vec<u32>],
     progress: &ProgressBar,
 ) -> Result<Statistics> {
-    let config: &AlbertConfig = model.config();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(sequences.len())
-        .max(1);
-    let parts: Vec<Result<Statistics>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || -> Result<Statistics> {
-                    let mut collector = Collector {
-                        stats: Statistics::default(),
-                    };
-                    let mut logits = vec![0f32; config.num_labels];
-                    let mut arena = Vec::new();
-                    for ids in sequences.iter().skip(t).step_by(threads) {
-                        let need =
-                            scratch_size(config, ids.len(), albert_edge::model::Precision::F32);
-                        if arena.len() < need {
-                            arena.resize(need, 0u8);
-                        }
-                        classify_observed(
-                            model,
-                            &Inputs::ids(ids),
-                            &mut arena,
-                            &mut logits,
-                            &mut collector,
-                        )
-                        .map_err(|e| anyhow!("calibration forward pass failed: {e}"))?;
-                        collector.stats.sequences += 1;
-                        collector.stats.tokens += ids.len();
-                        progress.inc(1);
-                    }
-                    collector
-                        .stats
-                        .sites
-                        .iter_mut()
-                        .flatten()
-                        .for_each(SiteStats::flush);
-                    Ok(collector.stats)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("calibration worker panicked"))
-            .collect()
-    });
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunks: Vec<&[Vec<u32>]> = sequences.chunks(CHUNK).collect();
     let mut total = Statistics::default();
-    for part in parts {
-        let part = part?;
-        total.sequences += part.sequences;
-        total.tokens += part.tokens;
-        for (slot, s) in total.sites.iter_mut().zip(part.sites) {
+    for wave in chunks.chunks(threads.max(1)) {
+        let parts: Vec<Result<Statistics>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = wave
+                .iter()
+                .map(|chunk| scope.spawn(move || collect_chunk(model, chunk, progress)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("calibration worker panicked"))
+                .collect()
+        });
+        for part in parts {
+            total.merge(part?);
+        }
+    }
+    Ok(total)
+}
+
+fn collect_chunk(
+    model: &Model,
+    sequences: &[Vec<u32>],
+    progress: &ProgressBar,
+) -> Result<Statistics> {
+    let config: &AlbertConfig = model.config();
+    let mut collector = Collector {
+        stats: Statistics::default(),
+    };
+    let mut logits = vec![0f32; config.num_labels];
+    let mut arena = Vec::new();
+    for ids in sequences {
+        let need = scratch_size(config, ids.len(), albert_edge::model::Precision::F32);
+        if arena.len() < need {
+            arena.resize(need, 0u8);
+        }
+        classify_observed(
+            model,
+            &Inputs::ids(ids),
+            &mut arena,
+            &mut logits,
+            &mut collector,
+        )
+        .map_err(|e| anyhow!("calibration forward pass failed: {e}"))?;
+        collector.stats.sequences += 1;
+        collector.stats.tokens += ids.len();
+        progress.inc(1);
+    }
+    collector
+        .stats
+        .sites
+        .iter_mut()
+        .flatten()
+        .for_each(SiteStats::flush);
+    Ok(collector.stats)
+}
+
+impl Statistics {
+    fn merge(&mut self, part: Statistics) {
+        self.sequences += part.sequences;
+        self.tokens += part.tokens;
+        for (slot, s) in self.sites.iter_mut().zip(part.sites) {
             match (slot.as_mut(), s) {
                 (Some(t), Some(s)) => t.merge(s),
                 (None, s) => *slot = s,
@@ -300,7 +314,6 @@ pub fn collect(
             }
         }
     }
-    Ok(total)
 }
 
 #[cfg(test)]

@@ -56,6 +56,9 @@ pub struct ConvertOptions {
     pub rounding: Rounding,
     /// Calibration sentences for [`Rounding::Gptq`]; `None`: the built-in set.
     pub calibration: Option<PathBuf>,
+    /// Most calibration tokens to run (whole sentences, in file order; at least one sentence). `None`: a compute
+    /// budget, [`default_calibration_tokens`]; `Some(0)`: every sentence.
+    pub calibration_tokens: Option<usize>,
     /// GPTQ's knobs.
     pub gptq: GptqOptions,
     /// Fold each layer's mean rounding error into its bias: `b += (W - Ŵ) E[x]` over the calibration inputs.
@@ -72,6 +75,7 @@ impl Default for ConvertOptions {
             progress: false,
             rounding: Rounding::Gptq,
             calibration: None,
+            calibration_tokens: None,
             gptq: GptqOptions::default(),
             bias_correction: false,
             compact_tokenizer: false,
@@ -99,6 +103,8 @@ pub struct CalibrationSummary {
     pub sequences: usize,
     /// Tokens in them.
     pub tokens: usize,
+    /// Sentences available (more than `sequences` when the token budget cut the set short).
+    pub available: usize,
     /// Where they came from: a path, or "built-in".
     pub source: String,
 }
@@ -218,13 +224,22 @@ pub fn linear_site(kind: TensorKind) -> Option<(Site, TensorKind)> {
     })
 }
 
-/// The tokenizer section calibration tokenizes with: the blob's, or (while the blob carries none) one built from
-/// `spiece.model` with ALBERT's default options.
-fn calibration_tokenizer(blob_section: &[u8], spiece: &Path) -> Result<Vec<u8>> {
-    if !blob_section.is_empty() {
-        return Ok(blob_section.to_vec());
-    }
-    crate::tokenizer_section::build_from_file(spiece, &Default::default())
+/// Forward-pass floating-point operations per calibration token (linear layers only), so the default budget
+/// scales with the model.
+fn flops_per_token(c: &albert_edge::AlbertConfig) -> f64 {
+    let (e, h, i) = (
+        c.embedding_size as f64,
+        c.hidden_size as f64,
+        c.intermediate_size as f64,
+    );
+    2.0 * (h * e + c.num_hidden_layers as f64 * (4.0 * h * h + 2.0 * h * i))
+}
+
+/// The default calibration token budget: as many tokens as 1.2·10¹¹ forward FLOPs buy (the host's f32 reference
+/// forward is plain scalar code), at least 512. Small models run the whole built-in set (the fixtures: ~6,500
+/// tokens); ALBERT-base gets ~700 tokens (~27 sentences, 8,400 rows per shared-layer H).
+pub fn default_calibration_tokens(c: &albert_edge::AlbertConfig) -> usize {
+    ((1.2e11 / flops_per_token(c)) as usize).max(512)
 }
 
 /// Runs the fp32 model on the calibration sentences and returns every linear layer's input statistics.
@@ -242,7 +257,23 @@ fn calibrate(
             "built-in".to_string(),
         ),
     };
-    let sequences = calibrate::tokenize(tokenizer, &sentences, config.max_position_embeddings)?;
+    let mut sequences = calibrate::tokenize(tokenizer, &sentences, config.max_position_embeddings)?;
+    let available = sequences.len();
+    let budget = match opts.calibration_tokens {
+        None => default_calibration_tokens(config),
+        Some(0) => usize::MAX,
+        Some(n) => n,
+    };
+    let mut tokens = 0usize;
+    let keep = sequences
+        .iter()
+        .take_while(|s| {
+            tokens += s.len();
+            tokens <= budget
+        })
+        .count()
+        .max(1);
+    sequences.truncate(keep);
     let fp32 = BlobContents {
         config: *config,
         tensors: tensors
@@ -262,6 +293,7 @@ fn calibrate(
     let summary = CalibrationSummary {
         sequences: stats.sequences,
         tokens: stats.tokens,
+        available,
         source,
     };
     Ok((stats, summary))
@@ -321,8 +353,8 @@ pub fn build_contents_calibrated(
         bail!("spiece.model has {pieces} pieces but config.json has vocab_size {}; is spiece.model the base checkpoint's tokenizer?", config.vocab_size);
     }
     let calibration = if opts.weights == WeightsMode::Int8 && opts.rounding == Rounding::Gptq {
-        let section = calibration_tokenizer(&tokenizer, &files.spiece)?;
-        Some(calibrate(&tensors, &config, &hf.labels, &section, opts)?)
+        // Calibration sentences are tokenized with the blob's own tokenizer section, as the device would.
+        Some(calibrate(&tensors, &config, &hf.labels, &tokenizer, opts)?)
     } else {
         None
     };

@@ -41,6 +41,10 @@ enum Command {
         /// one sentence per line. Default: 256 built-in SST-2 train sentences.
         #[arg(long, value_name = "FILE", conflicts_with = "no_calibrate")]
         calibrate: Option<PathBuf>,
+        /// Most calibration tokens to run, whole sentences in order (0: all). Default: a compute budget that
+        /// runs the whole built-in set for small models and about 700 tokens for ALBERT-base.
+        #[arg(long, value_name = "N")]
+        calibration_tokens: Option<usize>,
         /// Round int8 weights to nearest, without calibration (same as --rounding nearest).
         #[arg(long)]
         no_calibrate: bool,
@@ -146,6 +150,7 @@ fn run(cli: Cli) -> Result<()> {
             output,
             weights,
             calibrate,
+            calibration_tokens,
             no_calibrate,
             rounding,
             compact_tokenizer,
@@ -165,6 +170,7 @@ fn run(cli: Cli) -> Result<()> {
                         rounding
                     },
                     calibration: calibrate,
+                    calibration_tokens,
                     compact_tokenizer,
                     ..ConvertOptions::default()
                 },
@@ -177,8 +183,8 @@ fn run(cli: Cli) -> Result<()> {
             );
             if let Some(c) = &report.calibration {
                 println!(
-                    "calibrated GPTQ rounding on {} sentences ({} tokens, {})",
-                    c.sequences, c.tokens, c.source
+                    "calibrated GPTQ rounding on {} of {} sentences ({} tokens, {})",
+                    c.sequences, c.available, c.tokens, c.source
                 );
             }
             for t in report.tensors.iter().filter(|t| t.dtype == DType::I8) {
