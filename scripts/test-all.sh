@@ -86,5 +86,8 @@ RUSTFLAGS="-C target-feature=+neon" \
 step "Pi example: identical logits on x86-64, aarch64 (smull, sdot) and armv7 (reference, NEON)"
 scripts/check-pi-logits.sh
 
+step "Cortex-M firmware under qemu-system-arm: M4F (DSP, reference) and M55 (Helium, DSP, reference) = host bit for bit"
+scripts/check-firmware.sh
+
 echo
 echo "all tests passed"

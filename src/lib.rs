@@ -41,6 +41,8 @@ compile_error!("albert-edge reads little-endian model blobs in place and support
 
 pub mod config;
 pub mod error;
+#[cfg(feature = "defmt")]
+mod fmt;
 pub mod format;
 pub mod kernels;
 pub mod math;

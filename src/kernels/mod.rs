@@ -1,6 +1,10 @@
 //! Compute kernels. `reference` is the specification; optimised variants for a target are chosen at build time
 //! with `#[cfg(target_arch / target_feature)]` and must agree with it exactly (integer kernels bit for bit).
 
+#[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+pub mod dsp;
+#[cfg(all(target_arch = "arm", feature = "arm-helium"))]
+pub mod helium;
 #[cfg(any(target_arch = "aarch64", all(target_arch = "arm", feature = "arm-neon")))]
 pub mod neon;
 pub mod reference;
@@ -14,9 +18,14 @@ pub use reference::{dot_f32, layer_norm_f32, masked_softmax_f32};
 /// int8 matrix-vector product with `i32` accumulation: `out[r] = sum_c w[r * cols + c] * x[c]`.
 /// Dispatches to the best kernel compiled for this target; always equal to [`reference::gemv_i8_i32`].
 #[inline]
+#[allow(unreachable_code)] // with several kernels enabled, the first one compiled wins
 pub fn gemv_i8_i32(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
+    #[cfg(all(target_arch = "arm", feature = "arm-helium"))]
+    return helium::gemv_i8_i32(w, cols, x, out);
     #[cfg(any(target_arch = "aarch64", all(target_arch = "arm", feature = "arm-neon")))]
     return neon::gemv_i8_i32(w, cols, x, out);
+    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+    return dsp::gemv_i8_i32(w, cols, x, out);
     #[cfg(target_arch = "x86_64")]
     return x86::gemv_i8_i32_avx2(w, cols, x, out);
     #[allow(unreachable_code)]

@@ -228,5 +228,9 @@ gemv_i8_i32_frame_tests!(neon_mull, super::super::neon::gemv_i8_i32_mull);
 gemv_i8_i32_frame_tests!(neon_sdot, super::super::neon::gemv_i8_i32_sdot);
 #[cfg(all(target_arch = "arm", feature = "arm-neon"))]
 gemv_i8_i32_frame_tests!(neon_armv7, super::super::neon::gemv_i8_i32_armv7);
+// The DSP kernel's instructions (SXTB16, SMLAD) are the same on Cortex-A, so this runs on armv7 Linux under qemu-arm
+// (`--features arm-dsp`); the Helium kernel has no A-profile host and is checked on the device (examples/firmware).
+#[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+gemv_i8_i32_frame_tests!(dsp, super::super::dsp::gemv_i8_i32_dsp);
 #[cfg(target_arch = "x86_64")]
 gemv_i8_i32_frame_tests!(x86_avx2, super::super::x86::gemv_i8_i32_avx2);
