@@ -89,9 +89,18 @@ impl AlbertConfig {
         let dims = [
             (self.embedding_size, "embedding_size must be in 1..=65536"),
             (self.hidden_size, "hidden_size must be in 1..=65536"),
-            (self.num_attention_heads, "num_attention_heads must be in 1..=65536"),
-            (self.intermediate_size, "intermediate_size must be in 1..=65536"),
-            (self.max_position_embeddings, "max_position_embeddings must be in 1..=65536"),
+            (
+                self.num_attention_heads,
+                "num_attention_heads must be in 1..=65536",
+            ),
+            (
+                self.intermediate_size,
+                "intermediate_size must be in 1..=65536",
+            ),
+            (
+                self.max_position_embeddings,
+                "max_position_embeddings must be in 1..=65536",
+            ),
             (self.type_vocab_size, "type_vocab_size must be in 1..=65536"),
         ];
         for (value, what) in dims {
@@ -109,10 +118,14 @@ impl AlbertConfig {
             return Err(Error::BadConfig("num_labels must be in 1..=64"));
         }
         if self.hidden_size % self.num_attention_heads != 0 {
-            return Err(Error::BadConfig("hidden_size must be a multiple of num_attention_heads"));
+            return Err(Error::BadConfig(
+                "hidden_size must be a multiple of num_attention_heads",
+            ));
         }
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
-            return Err(Error::BadConfig("layer_norm_eps must be finite and positive"));
+            return Err(Error::BadConfig(
+                "layer_norm_eps must be finite and positive",
+            ));
         }
         Ok(())
     }

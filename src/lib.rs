@@ -37,7 +37,9 @@
 extern crate std;
 
 #[cfg(target_endian = "big")]
-compile_error!("albert-edge reads little-endian model blobs in place and supports little-endian targets only");
+compile_error!(
+    "albert-edge reads little-endian model blobs in place and supports little-endian targets only"
+);
 
 pub mod config;
 pub mod error;

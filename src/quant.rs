@@ -33,7 +33,8 @@ pub fn scale_for(max_abs: f32) -> f32 {
 /// Largest `|x|` of a slice (0.0 for an empty slice; NaN is ignored).
 #[inline]
 pub fn max_abs(xs: &[f32]) -> f32 {
-    xs.iter().fold(0.0f32, |m, &x| if x.abs() > m { x.abs() } else { m })
+    xs.iter()
+        .fold(0.0f32, |m, &x| if x.abs() > m { x.abs() } else { m })
 }
 
 /// Quantises one row `x` into `q` (same length) and returns its scale. `q` shorter than `x` quantises a prefix.
@@ -41,7 +42,9 @@ pub fn max_abs(xs: &[f32]) -> f32 {
 pub fn quantize_row(x: &[f32], q: &mut [i8]) -> f32 {
     let scale = scale_for(max_abs(x));
     let inv = 1.0 / scale;
-    q.iter_mut().zip(x).for_each(|(q, &v)| *q = round_to_i8(v * inv));
+    q.iter_mut()
+        .zip(x)
+        .for_each(|(q, &v)| *q = round_to_i8(v * inv));
     scale
 }
 
@@ -52,7 +55,11 @@ pub fn quantize_matrix(w: &[f32], cols: usize, q: &mut [i8], scales: &mut [f32])
     if cols == 0 {
         return worst;
     }
-    for ((row, qrow), scale) in w.chunks_exact(cols).zip(q.chunks_exact_mut(cols)).zip(scales.iter_mut()) {
+    for ((row, qrow), scale) in w
+        .chunks_exact(cols)
+        .zip(q.chunks_exact_mut(cols))
+        .zip(scales.iter_mut())
+    {
         *scale = quantize_row(row, qrow);
         for (&v, &qv) in row.iter().zip(qrow.iter()) {
             let err = (v - qv as f32 * *scale).abs();

@@ -5,7 +5,10 @@
 pub mod dsp;
 #[cfg(all(target_arch = "arm", feature = "arm-helium"))]
 pub mod helium;
-#[cfg(any(target_arch = "aarch64", all(target_arch = "arm", feature = "arm-neon")))]
+#[cfg(any(
+    target_arch = "aarch64",
+    all(target_arch = "arm", feature = "arm-neon")
+))]
 pub mod neon;
 pub mod reference;
 #[cfg(test)]
@@ -22,7 +25,10 @@ pub use reference::{dot_f32, layer_norm_f32, masked_softmax_f32};
 pub fn gemv_i8_i32(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
     #[cfg(all(target_arch = "arm", feature = "arm-helium"))]
     return helium::gemv_i8_i32(w, cols, x, out);
-    #[cfg(any(target_arch = "aarch64", all(target_arch = "arm", feature = "arm-neon")))]
+    #[cfg(any(
+        target_arch = "aarch64",
+        all(target_arch = "arm", feature = "arm-neon")
+    ))]
     return neon::gemv_i8_i32(w, cols, x, out);
     #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
     return dsp::gemv_i8_i32(w, cols, x, out);

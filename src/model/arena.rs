@@ -17,7 +17,9 @@ pub(crate) struct Arena<'a> {
 impl<'a> Arena<'a> {
     pub(crate) fn new(buf: &'a mut [u8]) -> Self {
         let skip = buf.as_ptr().align_offset(16).min(buf.len());
-        Arena { rest: &mut buf[skip..] }
+        Arena {
+            rest: &mut buf[skip..],
+        }
     }
 
     fn take(&mut self, bytes: usize) -> &'a mut [u8] {

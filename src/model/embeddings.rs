@@ -59,7 +59,11 @@ impl<'a> Embeddings<'a> {
         obs: &mut impl Observer,
     ) {
         let (e, h) = (self.word.cols, self.mapping_in.rows);
-        for (t, out) in hidden.chunks_exact_mut(h).take(inputs.input_ids.len()).enumerate() {
+        for (t, out) in hidden
+            .chunks_exact_mut(h)
+            .take(inputs.input_ids.len())
+            .enumerate()
+        {
             self.embed(inputs, t, &mut row[..e], &mut row2[..e]);
             obs.linear_input(Site::MappingIn, 0, &row[..e]);
             linear_f32(&self.mapping_in, 0, &row[..e], self.mapping_bias, out);
@@ -74,7 +78,14 @@ impl<'a> Embeddings<'a> {
             let row = &mut s.row[..e];
             self.embed(inputs, t, row, &mut as_f32(s.acc)[..e]);
             let xs = quant::quantize_row(row, &mut s.qrow[..e]);
-            let y = linear_i8(&self.mapping_in, 0, &s.qrow[..e], xs, self.mapping_bias, &mut s.acc[..h]);
+            let y = linear_i8(
+                &self.mapping_in,
+                0,
+                &s.qrow[..e],
+                xs,
+                self.mapping_bias,
+                &mut s.acc[..h],
+            );
             s.hidden_scale[t] = quant::quantize_row(y, &mut s.hidden[t * h..(t + 1) * h]);
         }
     }

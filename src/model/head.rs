@@ -8,10 +8,10 @@ use crate::{math, quant};
 /// The pooler and classifier weights, borrowed from the blob.
 #[derive(Debug, Clone, Copy)]
 pub struct Head<'a> {
-    pooler: Matrix<'a>,          // (H, H)
-    pooler_bias: &'a [f32],      // (H)
-    classifier: Matrix<'a>,      // (labels, H)
-    classifier_bias: &'a [f32],  // (labels)
+    pooler: Matrix<'a>,         // (H, H)
+    pooler_bias: &'a [f32],     // (H)
+    classifier: Matrix<'a>,     // (labels, H)
+    classifier_bias: &'a [f32], // (labels)
 }
 
 impl<'a> Head<'a> {
@@ -27,7 +27,13 @@ impl<'a> Head<'a> {
     }
 
     /// f32 reference: `logits = classifier(tanh(pooler(cls)))`; `row` is scratch of at least H.
-    pub(crate) fn forward_f32(&self, cls: &[f32], row: &mut [f32], logits: &mut [f32], obs: &mut impl Observer) {
+    pub(crate) fn forward_f32(
+        &self,
+        cls: &[f32],
+        row: &mut [f32],
+        logits: &mut [f32],
+        obs: &mut impl Observer,
+    ) {
         let pooled = &mut row[..self.pooler.rows];
         obs.linear_input(Site::Pooler, 0, cls);
         linear_f32(&self.pooler, 0, cls, self.pooler_bias, pooled);
@@ -37,12 +43,33 @@ impl<'a> Head<'a> {
     }
 
     /// int8 engine: `cls` is the `[CLS]` row of the hidden state with its scale.
-    pub(crate) fn forward_i8(&self, cls: &[i8], cls_scale: f32, acc: &mut [i32], qrow: &mut [i8], logits: &mut [f32]) {
+    pub(crate) fn forward_i8(
+        &self,
+        cls: &[i8],
+        cls_scale: f32,
+        acc: &mut [i32],
+        qrow: &mut [i8],
+        logits: &mut [f32],
+    ) {
         let h = self.pooler.rows;
-        let pooled = linear_i8(&self.pooler, 0, cls, cls_scale, self.pooler_bias, &mut acc[..h]);
+        let pooled = linear_i8(
+            &self.pooler,
+            0,
+            cls,
+            cls_scale,
+            self.pooler_bias,
+            &mut acc[..h],
+        );
         pooled.iter_mut().for_each(|x| *x = math::tanh(*x));
         let ps = quant::quantize_row(pooled, &mut qrow[..h]);
-        let out = linear_i8(&self.classifier, 0, &qrow[..h], ps, self.classifier_bias, &mut acc[..logits.len()]);
+        let out = linear_i8(
+            &self.classifier,
+            0,
+            &qrow[..h],
+            ps,
+            self.classifier_bias,
+            &mut acc[..logits.len()],
+        );
         logits.copy_from_slice(out);
     }
 }

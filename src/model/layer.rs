@@ -12,22 +12,22 @@ use crate::{math, quant};
 /// The shared layer's weights, borrowed from the blob.
 #[derive(Debug, Clone, Copy)]
 pub struct Layer<'a> {
-    query: Matrix<'a>,             // (H, H)
-    query_bias: &'a [f32],         // (H)
-    key: Matrix<'a>,               // (H, H)
-    key_bias: &'a [f32],           // (H)
-    value: Matrix<'a>,             // (H, H)
-    value_bias: &'a [f32],         // (H)
-    dense: Matrix<'a>,             // (H, H)
-    dense_bias: &'a [f32],         // (H)
+    query: Matrix<'a>,              // (H, H)
+    query_bias: &'a [f32],          // (H)
+    key: Matrix<'a>,                // (H, H)
+    key_bias: &'a [f32],            // (H)
+    value: Matrix<'a>,              // (H, H)
+    value_bias: &'a [f32],          // (H)
+    dense: Matrix<'a>,              // (H, H)
+    dense_bias: &'a [f32],          // (H)
     attention_ln_weight: &'a [f32], // (H)
-    attention_ln_bias: &'a [f32],  // (H)
-    ffn: Matrix<'a>,               // (I, H)
-    ffn_bias: &'a [f32],           // (I)
-    ffn_output: Matrix<'a>,        // (H, I)
-    ffn_output_bias: &'a [f32],    // (H)
-    full_ln_weight: &'a [f32],     // (H)
-    full_ln_bias: &'a [f32],       // (H)
+    attention_ln_bias: &'a [f32],   // (H)
+    ffn: Matrix<'a>,                // (I, H)
+    ffn_bias: &'a [f32],            // (I)
+    ffn_output: Matrix<'a>,         // (H, I)
+    ffn_output_bias: &'a [f32],     // (H)
+    full_ln_weight: &'a [f32],      // (H)
+    full_ln_bias: &'a [f32],        // (H)
     heads: usize,
     act: Activation,
     eps: f32,
@@ -48,20 +48,20 @@ pub(crate) struct F32Scratch<'s> {
 
 /// Buffers of the int8 engine (see `Int8Plan`).
 pub(crate) struct Int8Scratch<'s> {
-    pub hidden: &'s mut [i8],       // (seq, H)
-    pub ctx: &'s mut [i8],          // (seq, H)
+    pub hidden: &'s mut [i8],        // (seq, H)
+    pub ctx: &'s mut [i8],           // (seq, H)
     pub hidden_scale: &'s mut [f32], // (seq)
-    pub ctx_scale: &'s mut [f32],   // (seq, heads)
-    pub acc: &'s mut [i32],         // (max(I, H, E, seq, labels)), also viewed as f32
-    pub row: &'s mut [f32],         // (max(E, H))
-    pub qrow: &'s mut [i8],         // (max(I, H, E))
-    pub q: &'s mut [i8],            // (seq, head_dim)
-    pub k: &'s mut [i8],            // (seq, head_dim)
-    pub vt: &'s mut [i8],           // (head_dim, seq): V transposed, so P.V is a GEMV
-    pub q_scale: &'s mut [f32],     // (seq)
-    pub k_scale: &'s mut [f32],     // (seq)
-    pub v_scale: &'s mut [f32],     // (seq)
-    pub probs: &'s mut [i8],        // (seq)
+    pub ctx_scale: &'s mut [f32],    // (seq, heads)
+    pub acc: &'s mut [i32],          // (max(I, H, E, seq, labels)), also viewed as f32
+    pub row: &'s mut [f32],          // (max(E, H))
+    pub qrow: &'s mut [i8],          // (max(I, H, E))
+    pub q: &'s mut [i8],             // (seq, head_dim)
+    pub k: &'s mut [i8],             // (seq, head_dim)
+    pub vt: &'s mut [i8],            // (head_dim, seq): V transposed, so P.V is a GEMV
+    pub q_scale: &'s mut [f32],      // (seq)
+    pub k_scale: &'s mut [f32],      // (seq)
+    pub v_scale: &'s mut [f32],      // (seq)
+    pub probs: &'s mut [i8],         // (seq)
 }
 
 impl<'a> Layer<'a> {
@@ -97,7 +97,13 @@ impl<'a> Layer<'a> {
     // -----------------------------------------------------------------------------------------------------------
 
     /// One application of the layer to `s.hidden` (seq, H), in place; `obs` sees each linear's input (pass `pass`).
-    pub(crate) fn forward_f32(&self, inputs: &Inputs, s: &mut F32Scratch, pass: usize, obs: &mut impl Observer) {
+    pub(crate) fn forward_f32(
+        &self,
+        inputs: &Inputs,
+        s: &mut F32Scratch,
+        pass: usize,
+        obs: &mut impl Observer,
+    ) {
         let seq = inputs.input_ids.len();
         let h = self.query.rows;
         let d = h / self.heads;
@@ -108,9 +114,21 @@ impl<'a> Layer<'a> {
             obs.linear_input(Site::Query, pass, x);
             obs.linear_input(Site::Key, pass, x);
             obs.linear_input(Site::Value, pass, x);
-            linear_f32(&self.query, 0, x, self.query_bias, &mut s.q[t * h..(t + 1) * h]);
+            linear_f32(
+                &self.query,
+                0,
+                x,
+                self.query_bias,
+                &mut s.q[t * h..(t + 1) * h],
+            );
             linear_f32(&self.key, 0, x, self.key_bias, &mut s.k[t * h..(t + 1) * h]);
-            linear_f32(&self.value, 0, x, self.value_bias, &mut s.v[t * h..(t + 1) * h]);
+            linear_f32(
+                &self.value,
+                0,
+                x,
+                self.value_bias,
+                &mut s.v[t * h..(t + 1) * h],
+            );
         }
 
         // Attention, head by head: softmax(q k^T / sqrt(d) + mask) v.
@@ -137,10 +155,21 @@ impl<'a> Layer<'a> {
         for t in 0..seq {
             let row = &mut s.row[..h];
             obs.linear_input(Site::Dense, pass, &s.ctx[t * h..(t + 1) * h]);
-            linear_f32(&self.dense, 0, &s.ctx[t * h..(t + 1) * h], self.dense_bias, row);
+            linear_f32(
+                &self.dense,
+                0,
+                &s.ctx[t * h..(t + 1) * h],
+                self.dense_bias,
+                row,
+            );
             let x = &mut s.hidden[t * h..(t + 1) * h];
             row.iter_mut().zip(x.iter()).for_each(|(r, &x)| *r += x);
-            layer_norm_f32(row, self.attention_ln_weight, self.attention_ln_bias, self.eps);
+            layer_norm_f32(
+                row,
+                self.attention_ln_weight,
+                self.attention_ln_bias,
+                self.eps,
+            );
             x.copy_from_slice(row);
         }
 
@@ -179,11 +208,32 @@ impl<'a> Layer<'a> {
             for t in 0..seq {
                 let x = &s.hidden[t * h..(t + 1) * h];
                 let xs = s.hidden_scale[t];
-                let y = linear_i8(&self.query, r0, x, xs, &self.query_bias[r0..r0 + d], &mut s.acc[..d]);
+                let y = linear_i8(
+                    &self.query,
+                    r0,
+                    x,
+                    xs,
+                    &self.query_bias[r0..r0 + d],
+                    &mut s.acc[..d],
+                );
                 s.q_scale[t] = quant::quantize_row(y, &mut s.q[t * d..(t + 1) * d]);
-                let y = linear_i8(&self.key, r0, x, xs, &self.key_bias[r0..r0 + d], &mut s.acc[..d]);
+                let y = linear_i8(
+                    &self.key,
+                    r0,
+                    x,
+                    xs,
+                    &self.key_bias[r0..r0 + d],
+                    &mut s.acc[..d],
+                );
                 s.k_scale[t] = quant::quantize_row(y, &mut s.k[t * d..(t + 1) * d]);
-                let y = linear_i8(&self.value, r0, x, xs, &self.value_bias[r0..r0 + d], &mut s.acc[..d]);
+                let y = linear_i8(
+                    &self.value,
+                    r0,
+                    x,
+                    xs,
+                    &self.value_bias[r0..r0 + d],
+                    &mut s.acc[..d],
+                );
                 s.v_scale[t] = quant::quantize_row(y, &mut s.qrow[..d]);
                 for (c, &v) in s.qrow[..d].iter().enumerate() {
                     s.vt[c * seq + t] = v;
@@ -199,7 +249,10 @@ impl<'a> Layer<'a> {
                 }
                 let probs = as_f32(acc);
                 masked_softmax_f32(probs, |j| inputs.attends(j));
-                probs.iter_mut().zip(s.v_scale.iter()).for_each(|(p, &vs)| *p *= vs);
+                probs
+                    .iter_mut()
+                    .zip(s.v_scale.iter())
+                    .for_each(|(p, &vs)| *p *= vs);
                 let ps = quant::quantize_row(probs, &mut s.probs[..seq]);
                 let acc = &mut s.acc[..d];
                 kernels::gemv_i8_i32(&s.vt[..d * seq], seq, &s.probs[..seq], acc);
@@ -207,7 +260,8 @@ impl<'a> Layer<'a> {
                     *a = (*a as f32 * ps).to_bits() as i32;
                 }
                 let at = t * h + r0;
-                s.ctx_scale[t * heads + head] = quant::quantize_row(as_f32(acc), &mut s.ctx[at..at + d]);
+                s.ctx_scale[t * heads + head] =
+                    quant::quantize_row(as_f32(acc), &mut s.ctx[at..at + d]);
             }
         }
 
@@ -219,8 +273,15 @@ impl<'a> Layer<'a> {
             let y = linear_i8(&self.dense, 0, ctx, cs, self.dense_bias, &mut s.acc[..h]);
             let x = &mut s.hidden[t * h..(t + 1) * h];
             let xs = s.hidden_scale[t];
-            y.iter_mut().zip(x.iter()).for_each(|(y, &q)| *y += q as f32 * xs);
-            layer_norm_f32(y, self.attention_ln_weight, self.attention_ln_bias, self.eps);
+            y.iter_mut()
+                .zip(x.iter())
+                .for_each(|(y, &q)| *y += q as f32 * xs);
+            layer_norm_f32(
+                y,
+                self.attention_ln_weight,
+                self.attention_ln_bias,
+                self.eps,
+            );
             s.hidden_scale[t] = quant::quantize_row(y, x);
         }
 
@@ -231,8 +292,17 @@ impl<'a> Layer<'a> {
             let inter = linear_i8(&self.ffn, 0, x, xs, self.ffn_bias, &mut s.acc[..i_size]);
             math::activate(self.act, inter);
             let is = quant::quantize_row(inter, &mut s.qrow[..i_size]);
-            let y = linear_i8(&self.ffn_output, 0, &s.qrow[..i_size], is, self.ffn_output_bias, &mut s.acc[..h]);
-            y.iter_mut().zip(x.iter()).for_each(|(y, &q)| *y += q as f32 * xs);
+            let y = linear_i8(
+                &self.ffn_output,
+                0,
+                &s.qrow[..i_size],
+                is,
+                self.ffn_output_bias,
+                &mut s.acc[..h],
+            );
+            y.iter_mut()
+                .zip(x.iter())
+                .for_each(|(y, &q)| *y += q as f32 * xs);
             layer_norm_f32(y, self.full_ln_weight, self.full_ln_bias, self.eps);
             s.hidden_scale[t] = quant::quantize_row(y, x);
         }
@@ -250,7 +320,8 @@ fn requantize_blocks(row: &mut [i8], block: usize, scales: &[f32]) -> f32 {
     let scale = quant::scale_for(max);
     for (b, &s) in row.chunks_mut(block.max(1)).zip(scales) {
         let f = s / scale;
-        b.iter_mut().for_each(|q| *q = quant::round_to_i8(*q as f32 * f));
+        b.iter_mut()
+            .for_each(|q| *q = quant::round_to_i8(*q as f32 * f));
     }
     scale
 }

@@ -69,7 +69,9 @@ fn dots4<T: Copy>(w: &[T], cols: usize, x: &[f32], out: &mut [f32], f: impl Fn(T
     let mut rows = w.chunks_exact(cols);
     let mut outs = out.chunks_exact_mut(4);
     for o in &mut outs {
-        let (Some(r0), Some(r1), Some(r2), Some(r3)) = (rows.next(), rows.next(), rows.next(), rows.next()) else {
+        let (Some(r0), Some(r1), Some(r2), Some(r3)) =
+            (rows.next(), rows.next(), rows.next(), rows.next())
+        else {
             o.iter_mut().for_each(|o| *o = 0.0);
             return;
         };
@@ -83,6 +85,8 @@ fn dots4<T: Copy>(w: &[T], cols: usize, x: &[f32], out: &mut [f32], f: impl Fn(T
         o.copy_from_slice(&acc);
     }
     for o in outs.into_remainder() {
-        *o = rows.next().map_or(0.0, |r| r.iter().zip(x).fold(0.0f32, |acc, (&q, &v)| acc + f(q) * v));
+        *o = rows.next().map_or(0.0, |r| {
+            r.iter().zip(x).fold(0.0f32, |acc, (&q, &v)| acc + f(q) * v)
+        });
     }
 }

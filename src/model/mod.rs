@@ -52,7 +52,11 @@ pub struct Inputs<'a> {
 impl<'a> Inputs<'a> {
     /// A single unpadded sequence with all token types 0.
     pub fn ids(input_ids: &'a [u32]) -> Self {
-        Inputs { input_ids, token_type_ids: &[], attention_mask: &[] }
+        Inputs {
+            input_ids,
+            token_type_ids: &[],
+            attention_mask: &[],
+        }
     }
 
     fn token_type(&self, t: usize) -> usize {
@@ -86,9 +90,9 @@ struct Int8Plan {
     acc: usize,          // (max(I, H, E, seq, labels)) i32, reused in place as f32
     row: usize,          // (max(E, H)) f32
     qrow: usize,         // (max(I, H, E)) i8
-    head_q: usize,       // (seq, head_dim) i8, one head at a time; same for K; V is stored transposed
-    head_scale: usize,   // (seq) f32, for each of Q, K, V
-    probs: usize,        // (seq) i8: one row of quantised attention probabilities
+    head_q: usize, // (seq, head_dim) i8, one head at a time; same for K; V is stored transposed
+    head_scale: usize, // (seq) f32, for each of Q, K, V
+    probs: usize,  // (seq) i8: one row of quantised attention probabilities
 }
 
 impl Int8Plan {
@@ -141,7 +145,10 @@ impl F32Plan {
     }
 
     const fn bytes(&self) -> usize {
-        5 * round16(4 * self.seq_hidden) + round16(4 * self.scores) + round16(4 * self.inter) + 2 * round16(4 * self.row)
+        5 * round16(4 * self.seq_hidden)
+            + round16(4 * self.scores)
+            + round16(4 * self.inter)
+            + 2 * round16(4 * self.row)
     }
 }
 
@@ -185,18 +192,33 @@ fn check_inputs(c: &AlbertConfig, inputs: &Inputs) -> Result<usize, Error> {
         return Err(Error::BadInput("empty input_ids"));
     }
     if seq > c.max_position_embeddings {
-        return Err(Error::SequenceTooLong { len: seq, max: c.max_position_embeddings });
+        return Err(Error::SequenceTooLong {
+            len: seq,
+            max: c.max_position_embeddings,
+        });
     }
     if !inputs.token_type_ids.is_empty() && inputs.token_type_ids.len() != seq {
-        return Err(Error::BadInput("token_type_ids length differs from input_ids"));
+        return Err(Error::BadInput(
+            "token_type_ids length differs from input_ids",
+        ));
     }
     if !inputs.attention_mask.is_empty() && inputs.attention_mask.len() != seq {
-        return Err(Error::BadInput("attention_mask length differs from input_ids"));
+        return Err(Error::BadInput(
+            "attention_mask length differs from input_ids",
+        ));
     }
-    if inputs.input_ids.iter().any(|&id| id as usize >= c.vocab_size) {
+    if inputs
+        .input_ids
+        .iter()
+        .any(|&id| id as usize >= c.vocab_size)
+    {
         return Err(Error::BadInput("token id outside the vocabulary"));
     }
-    if inputs.token_type_ids.iter().any(|&t| t as usize >= c.type_vocab_size) {
+    if inputs
+        .token_type_ids
+        .iter()
+        .any(|&t| t as usize >= c.type_vocab_size)
+    {
         return Err(Error::BadInput("token type id outside type_vocab_size"));
     }
     if inputs.attention_mask.iter().any(|&m| m > 1) {
@@ -245,11 +267,17 @@ fn forward(
     let c = model.config();
     let seq = check_inputs(c, inputs)?;
     if logits.len() < c.num_labels {
-        return Err(Error::OutputTooSmall { needed: c.num_labels, got: logits.len() });
+        return Err(Error::OutputTooSmall {
+            needed: c.num_labels,
+            got: logits.len(),
+        });
     }
     let needed = scratch_size(c, seq, precision);
     if arena.len() < needed {
-        return Err(Error::ArenaTooSmall { needed, got: arena.len() });
+        return Err(Error::ArenaTooSmall {
+            needed,
+            got: arena.len(),
+        });
     }
     let logits = &mut logits[..c.num_labels];
     let embeddings = Embeddings::load(model);
@@ -279,7 +307,9 @@ fn forward(
         }
         Precision::Int8 => {
             if !is_int8(model) {
-                return Err(Error::BadInput("int8 precision needs a blob converted with --weights int8"));
+                return Err(Error::BadInput(
+                    "int8 precision needs a blob converted with --weights int8",
+                ));
             }
             let p = Int8Plan::new(c, seq);
             let mut s = layer::Int8Scratch {
@@ -302,7 +332,13 @@ fn forward(
             for _ in 0..c.num_hidden_layers {
                 layer.forward_i8(inputs, &mut s);
             }
-            head.forward_i8(&s.hidden[..c.hidden_size], s.hidden_scale[0], s.acc, s.qrow, logits);
+            head.forward_i8(
+                &s.hidden[..c.hidden_size],
+                s.hidden_scale[0],
+                s.acc,
+                s.qrow,
+                logits,
+            );
         }
     }
     Ok(())

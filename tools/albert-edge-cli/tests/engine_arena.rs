@@ -9,7 +9,13 @@ use albert_edge_cli::synthetic::{albert_base_config, random_model, Rng};
 fn scratch_for_albert_base_at_seq_128_is_at_most_256_kib() {
     let c = albert_base_config(2);
     let bytes = scratch_size(&c, 128, Precision::Int8);
-    println!("ALBERT-base int8 scratch: seq 32 {} B, 64 {} B, 128 {} B, 512 {} B", scratch_size(&c, 32, Precision::Int8), scratch_size(&c, 64, Precision::Int8), bytes, scratch_size(&c, 512, Precision::Int8));
+    println!(
+        "ALBERT-base int8 scratch: seq 32 {} B, 64 {} B, 128 {} B, 512 {} B",
+        scratch_size(&c, 32, Precision::Int8),
+        scratch_size(&c, 64, Precision::Int8),
+        bytes,
+        scratch_size(&c, 512, Precision::Int8)
+    );
     assert!(bytes <= 256 * 1024, "scratch {bytes} B exceeds 256 KiB");
 }
 
@@ -22,7 +28,9 @@ fn albert_base_runs_in_an_arena_of_exactly_scratch_size() {
     let blob = AlignedBlob::new(&write_blob(&random_model(&c, 7, true)).unwrap());
     let model = Model::from_bytes(blob.bytes()).unwrap();
     let mut rng = Rng::new(1);
-    let ids: Vec<u32> = (0..128).map(|_| rng.range(5, c.vocab_size) as u32).collect();
+    let ids: Vec<u32> = (0..128)
+        .map(|_| rng.range(5, c.vocab_size) as u32)
+        .collect();
     let size = scratch_size(&c, ids.len(), Precision::Int8);
     let mut backing = vec![0u8; size + 16];
     let mut first: Option<[f32; 2]> = None;
@@ -31,14 +39,37 @@ fn albert_base_runs_in_an_arena_of_exactly_scratch_size() {
         let arena = &mut backing[offset..offset + size];
         arena.fill(0xA5);
         let mut logits = [0f32; 2];
-        classify(&model, Precision::Int8, &Inputs::ids(&ids), arena, &mut logits).unwrap();
+        classify(
+            &model,
+            Precision::Int8,
+            &Inputs::ids(&ids),
+            arena,
+            &mut logits,
+        )
+        .unwrap();
         assert!(logits.iter().all(|v| v.is_finite()));
         match first {
             None => first = Some(logits),
-            Some(f) => assert_eq!(f.map(f32::to_bits), logits.map(f32::to_bits), "result depends on arena alignment"),
+            Some(f) => assert_eq!(
+                f.map(f32::to_bits),
+                logits.map(f32::to_bits),
+                "result depends on arena alignment"
+            ),
         }
     }
     let mut logits = [0f32; 2];
-    let err = classify(&model, Precision::Int8, &Inputs::ids(&ids), &mut backing[..size - 1], &mut logits);
-    assert_eq!(err, Err(Error::ArenaTooSmall { needed: size, got: size - 1 }));
+    let err = classify(
+        &model,
+        Precision::Int8,
+        &Inputs::ids(&ids),
+        &mut backing[..size - 1],
+        &mut logits,
+    );
+    assert_eq!(
+        err,
+        Err(Error::ArenaTooSmall {
+            needed: size,
+            got: size - 1
+        })
+    );
 }

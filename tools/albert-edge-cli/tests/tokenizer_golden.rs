@@ -128,7 +128,7 @@ fn tokenizer_compact_flag_and_piece_table_are_checked() {
         }
     };
     let flags_low_byte = 8; // the flags' low byte; FLAG_COMPACT is bit 7
-                       // a full section read as compact, and a compact one read as full
+                            // a full section read as compact, and a compact one read as full
     let mut full = section().to_vec();
     full[flags_low_byte] ^= 0x80;
     bad(&full);
