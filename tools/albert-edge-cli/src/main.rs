@@ -109,6 +109,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the token ids of each input, one line each, space-separated, [CLS] and [SEP] included.
+    ///
+    /// Uses the blob's own tokenizer, truncating to max_position_embeddings (longest first for pairs).
+    Tokenize {
+        /// The model blob (with a tokenizer section).
+        blob: PathBuf,
+        /// Texts to tokenize, one output line each.
+        texts: Vec<String>,
+        /// Also read texts from FILE, one per line ("-" for standard input).
+        #[arg(long, value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Second sentence of a pair, used with every text.
+        #[arg(long)]
+        pair: Option<String>,
+    },
 }
 
 fn parse_model<'a>(bytes: &'a [u8], path: &std::path::Path) -> Result<Model<'a>> {
@@ -268,6 +283,36 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 print!("{}", eval::render_text(&report));
             }
+        }
+        Command::Tokenize {
+            blob,
+            mut texts,
+            input,
+            pair,
+        } => {
+            let bytes = classify::read_blob(&blob)?;
+            let model = parse_model(bytes.bytes(), &blob)?;
+            if let Some(path) = input {
+                let content = if path.as_os_str() == "-" {
+                    std::io::read_to_string(std::io::stdin())?
+                } else {
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?
+                };
+                texts.extend(content.lines().map(str::to_string));
+            }
+            if texts.is_empty() {
+                bail!("give at least one TEXT or --input FILE");
+            }
+            let mut out = String::new();
+            for text in &texts {
+                let (ids, _) = classify::encode(&model, text, pair.as_deref())
+                    .map_err(|e| anyhow!("{}: {e:#}", blob.display()))?;
+                let line: Vec<String> = ids.iter().map(u32::to_string).collect();
+                out.push_str(&line.join(" "));
+                out.push('\n');
+            }
+            print!("{out}");
         }
     }
     Ok(())
