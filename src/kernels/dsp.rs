@@ -1,11 +1,11 @@
 //! Int8 kernels for the Arm DSP extension (Cortex-M4, M7, M33, M35P, M55, M85; also every Armv6/Armv7-A core),
-//! equal to [`reference`] bit for bit.
+//! equal to [`reference`](super::reference) bit for bit.
 //!
 //! Four columns at a time: one 32-bit load holds four `i8`; `SXTB16` sign-extends bytes 0 and 2 (and, rotated by
 //! 8, bytes 1 and 3) into two `i16` halves; `SMLAD` multiplies both halves and adds both products to the `i32`
 //! accumulator. Two rows at a time, so each load and sign extension of `x` serves both: 15 instructions per four
 //! columns of two rows (1.9 per multiply-accumulate, against about 5 for the reference's `LDRSB`/`MLA` loop on a
-//! Cortex-M4). A column tail of at most 3 goes through [`reference::dot_i8_i32`]. (Four rows at a time need more
+//! Cortex-M4). A column tail of at most 3 goes through [`reference::dot_i8_i32`](super::reference::dot_i8_i32). (Four rows at a time need more
 //! registers than Thumb has, and measured slower.)
 //!
 //! Switched on by the Cargo feature `arm-dsp`: `cfg(target_feature = "dsp")` is unstable on stable Rust, and the
@@ -23,7 +23,7 @@
 
 use core::arch::asm;
 
-use super::reference;
+use super::blocked;
 
 /// Rows per block: each load (and sign extension) of `x` serves this many weight rows (`dots2`).
 const ROWS: usize = 2;
@@ -135,42 +135,19 @@ fn dots1(row: &[i8], x: &[i8]) -> (i32, usize) {
     (acc, done)
 }
 
-/// [`reference::gemv_i8_i32`] with `SXTB16` + `SMLAD`: two multiply-accumulates per instruction.
+/// [`reference::gemv_i8_i32`](super::reference::gemv_i8_i32) with `SXTB16` + `SMLAD`: two multiply-accumulates per instruction.
 pub fn gemv_i8_i32_dsp(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
-    if cols == 0 || x.len() < cols {
-        return reference::gemv_i8_i32(w, cols, x, out);
-    }
-    let x = &x[..cols];
-    // The reference stops at whichever runs out first, the outputs or whole rows of `w`.
-    let rows = out.len().min(w.len() / cols);
-    let (w, out) = (&w[..rows * cols], &mut out[..rows]);
-    let mut out_blocks = out.chunks_exact_mut(ROWS);
-    let mut w_blocks = w.chunks_exact(ROWS * cols);
-    for (o, wb) in (&mut out_blocks).zip(&mut w_blocks) {
-        let block: [&[i8]; ROWS] = core::array::from_fn(|i| &wb[i * cols..(i + 1) * cols]);
-        finish(block, dots2(block, x), x, o);
-    }
-    for (o, row) in out_blocks
-        .into_remainder()
-        .iter_mut()
-        .zip(w_blocks.remainder().chunks_exact(cols))
-    {
-        let (sum, done) = dots1(row, x);
-        finish([row], ([sum], done), x, core::slice::from_mut(o));
-    }
-}
-
-/// `out[i] = sums[i] + row_i[done..] . x[done..]`, wrapping like the reference's release build.
-#[inline(always)]
-fn finish<const R: usize>(
-    rows: [&[i8]; R],
-    (sums, done): ([i32; R], usize),
-    x: &[i8],
-    out: &mut [i32],
-) {
-    for ((o, s), row) in out.iter_mut().zip(sums).zip(rows) {
-        *o = s.wrapping_add(reference::dot_i8_i32(&row[done..], &x[done..]));
-    }
+    blocked::gemv_rows::<ROWS>(
+        w,
+        cols,
+        x,
+        out,
+        |rows, x| blocked::with_tail(rows, dots2(rows, x), x),
+        |row, x| {
+            let (sum, done) = dots1(row, x);
+            blocked::with_tail([row], ([sum], done), x)[0]
+        },
+    )
 }
 
 /// The kernel [`super::gemv_i8_i32`] dispatches to with `arm-dsp`.

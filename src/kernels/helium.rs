@@ -1,4 +1,4 @@
-//! Int8 kernels for Helium, the M-Profile Vector Extension (Cortex-M55, M85), equal to [`reference`] bit for bit.
+//! Int8 kernels for Helium, the M-Profile Vector Extension (Cortex-M55, M85), equal to [`reference`](super::reference) bit for bit.
 //!
 //! Sixteen columns at a time: `VLDRB` loads 16 `i8` of `x` and of each weight row, `VMLADAVA.S8` multiplies the 16
 //! pairs and adds all their products to a 32-bit general-purpose register. The loop is a tail-predicated
@@ -18,7 +18,7 @@
 
 use core::arch::asm;
 
-use super::reference;
+use super::blocked;
 
 /// Rows per block: each vector load of `x` serves this many weight rows.
 const ROWS: usize = 4;
@@ -96,28 +96,9 @@ fn dot1(row: &[i8], x: &[i8]) -> i32 {
     acc
 }
 
-/// [`reference::gemv_i8_i32`] with `VLDRB` + `VMLADAVA.S8`: 16 multiply-accumulates per instruction.
+/// [`reference::gemv_i8_i32`](super::reference::gemv_i8_i32) with `VLDRB` + `VMLADAVA.S8`: 16 multiply-accumulates per instruction.
 pub fn gemv_i8_i32_helium(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
-    if cols == 0 || x.len() < cols {
-        return reference::gemv_i8_i32(w, cols, x, out);
-    }
-    let x = &x[..cols];
-    // The reference stops at whichever runs out first, the outputs or whole rows of `w`.
-    let rows = out.len().min(w.len() / cols);
-    let (w, out) = (&w[..rows * cols], &mut out[..rows]);
-    let mut out_blocks = out.chunks_exact_mut(ROWS);
-    let mut w_blocks = w.chunks_exact(ROWS * cols);
-    for (o, wb) in (&mut out_blocks).zip(&mut w_blocks) {
-        let block: [&[i8]; ROWS] = core::array::from_fn(|i| &wb[i * cols..(i + 1) * cols]);
-        o.copy_from_slice(&dots4(block, x));
-    }
-    for (o, row) in out_blocks
-        .into_remainder()
-        .iter_mut()
-        .zip(w_blocks.remainder().chunks_exact(cols))
-    {
-        *o = dot1(row, x);
-    }
+    blocked::gemv_rows::<ROWS>(w, cols, x, out, dots4, dot1)
 }
 
 /// The kernel [`super::gemv_i8_i32`] dispatches to with `arm-helium`.

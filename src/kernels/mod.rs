@@ -1,6 +1,14 @@
 //! Compute kernels. `reference` is the specification; optimised variants for a target are chosen at build time
 //! with `#[cfg(target_arch / target_feature)]` and must agree with it exactly (integer kernels bit for bit).
 
+#[cfg(any(
+    target_arch = "aarch64",
+    all(
+        target_arch = "arm",
+        any(feature = "arm-neon", feature = "arm-dsp", feature = "arm-helium")
+    )
+))]
+mod blocked;
 #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
 pub mod dsp;
 #[cfg(all(target_arch = "arm", feature = "arm-helium"))]

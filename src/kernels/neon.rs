@@ -1,4 +1,4 @@
-//! NEON int8 kernels for Raspberry Pi class CPUs, equal to [`reference`] bit for bit.
+//! NEON int8 kernels for Raspberry Pi class CPUs, equal to [`reference`](super::reference) bit for bit.
 //!
 //! | target | kernel | CPUs |
 //! |---|---|---|
@@ -26,10 +26,10 @@
 //!
 //! Rows go four at a time so each load of `x` serves four weight rows; columns 16 at a time, then one step of
 //! 8 (attention rows are often 8 to 64 wide), then a scalar tail of at most 7 through
-//! [`reference::dot_i8_i32`]. Degenerate calls (`cols == 0`, `x` shorter than `cols`) go to the reference
+//! [`reference::dot_i8_i32`](super::reference::dot_i8_i32). Degenerate calls (`cols == 0`, `x` shorter than `cols`) go to the reference
 //! unchanged, so every input, valid or not, gives the reference's output.
 
-use super::reference;
+use super::blocked;
 
 /// Rows per block: each load of `x` serves this many weight rows.
 const ROWS: usize = 4;
@@ -41,43 +41,17 @@ trait RowDots {
     fn dots<const R: usize>(rows: [&[i8]; R], x: &[i8]) -> ([i32; R], usize);
 }
 
-/// The shared driver: rows in blocks of [`ROWS`], then one at a time; the kernel's vector steps, then the scalar
-/// tail (at most 7 columns) through [`reference::dot_i8_i32`].
+/// The shared driver ([`blocked::gemv_rows`]) with this kernel's dot products and the scalar tail.
 #[inline(always)]
 fn gemv_blocked<K: RowDots>(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
-    if cols == 0 || x.len() < cols {
-        return reference::gemv_i8_i32(w, cols, x, out);
-    }
-    let x = &x[..cols];
-    // The reference stops at whichever runs out first, the outputs or whole rows of `w`.
-    let rows = out.len().min(w.len() / cols);
-    let (w, out) = (&w[..rows * cols], &mut out[..rows]);
-    let mut out_blocks = out.chunks_exact_mut(ROWS);
-    let mut w_blocks = w.chunks_exact(ROWS * cols);
-    for (o, wb) in (&mut out_blocks).zip(&mut w_blocks) {
-        let block: [&[i8]; ROWS] = core::array::from_fn(|i| &wb[i * cols..(i + 1) * cols]);
-        finish(block, K::dots(block, x), x, o);
-    }
-    for (o, row) in out_blocks
-        .into_remainder()
-        .iter_mut()
-        .zip(w_blocks.remainder().chunks_exact(cols))
-    {
-        finish([row], K::dots([row], x), x, core::slice::from_mut(o));
-    }
-}
-
-/// `out[i] = sums[i] + row_i[done..] . x[done..]`, wrapping like the reference's release build.
-#[inline(always)]
-fn finish<const R: usize>(
-    rows: [&[i8]; R],
-    (sums, done): ([i32; R], usize),
-    x: &[i8],
-    out: &mut [i32],
-) {
-    for ((o, s), row) in out.iter_mut().zip(sums).zip(rows) {
-        *o = s.wrapping_add(reference::dot_i8_i32(&row[done..], &x[done..]));
-    }
+    blocked::gemv_rows::<ROWS>(
+        w,
+        cols,
+        x,
+        out,
+        |rows, x| blocked::with_tail(rows, K::dots(rows, x), x),
+        |row, x| blocked::with_tail([row], K::dots([row], x), x)[0],
+    )
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -148,7 +122,7 @@ impl RowDots for Mull {
     }
 }
 
-/// [`reference::gemv_i8_i32`] with `smull` / `sadalp`: 16 columns per step, each `i16` product vector added
+/// [`reference::gemv_i8_i32`](super::reference::gemv_i8_i32) with `smull` / `sadalp`: 16 columns per step, each `i16` product vector added
 /// pairwise into `i32` lanes (never summed in `i16`, which two `-128 * -128` products would overflow).
 #[cfg(target_arch = "aarch64")]
 pub fn gemv_i8_i32_mull(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
@@ -193,7 +167,7 @@ impl RowDots for Sdot {
     }
 }
 
-/// [`reference::gemv_i8_i32`] with `sdot`: 16 columns per instruction per row.
+/// [`reference::gemv_i8_i32`](super::reference::gemv_i8_i32) with `sdot`: 16 columns per instruction per row.
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 pub fn gemv_i8_i32_sdot(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
     gemv_blocked::<Sdot>(w, cols, x, out)
@@ -303,7 +277,7 @@ impl RowDots for Armv7 {
     }
 }
 
-/// [`reference::gemv_i8_i32`] for 32-bit ARM with NEON (Cortex-A7/A53/A72 running a 32-bit OS): the arithmetic
+/// [`reference::gemv_i8_i32`](super::reference::gemv_i8_i32) for 32-bit ARM with NEON (Cortex-A7/A53/A72 running a 32-bit OS): the arithmetic
 /// of [`gemv_i8_i32_mull`], in `asm!` because the ARM NEON intrinsics are unstable.
 #[cfg(all(target_arch = "arm", feature = "arm-neon"))]
 pub fn gemv_i8_i32_armv7(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
