@@ -48,6 +48,60 @@ pub fn quantize_row(x: &[f32], q: &mut [i8]) -> f32 {
     scale
 }
 
+/// Quantises `x` in `block`-wide blocks (the last one shorter when `block` does not divide `x.len()`), each with
+/// its own scale, into `q` and `scales[..x.len().div_ceil(block)]`: [`quantize_row`] per block. The engine's
+/// activations all take this form, with `block` = the attention head size.
+#[inline]
+pub fn quantize_blocks(x: &[f32], block: usize, q: &mut [i8], scales: &mut [f32]) {
+    let block = block.max(1);
+    for ((x, q), s) in x.chunks(block).zip(q.chunks_mut(block)).zip(scales) {
+        *s = quantize_row(x, q);
+    }
+}
+
+/// Largest magnitude of a 16-bit quantised value.
+pub const QMAX16: i32 = 32767;
+
+/// [`round_to_i8`]'s rule with 16-bit saturation (`-32767..=32767`).
+#[inline]
+pub fn round_to_i16(x: f32) -> i16 {
+    let r = if x >= 0.0 { x + 0.5 } else { x - 0.5 };
+    (r as i32).clamp(-QMAX16, QMAX16) as i16
+}
+
+/// [`quantize_row`] into 16 bits: `scale = max|x| / 32767` (the attention's Q and K rows).
+#[inline]
+pub fn quantize_row_i16(x: &[f32], q: &mut [i16]) -> f32 {
+    let max = max_abs(x);
+    let scale = if max > 0.0 && max.is_finite() {
+        max / QMAX16 as f32
+    } else {
+        1.0
+    };
+    let inv = 1.0 / scale;
+    q.iter_mut()
+        .zip(x)
+        .for_each(|(q, &v)| *q = round_to_i16(v * inv));
+    scale
+}
+
+/// Quantises a row of non-negative values (attention probabilities) to `0..=255`: `scale = max(x) / 255`,
+/// `q = round_half_up(x / scale)` clamped to `0..=255` (negative values and NaN give 0).
+#[inline]
+pub fn quantize_row_u8(x: &[f32], q: &mut [u8]) -> f32 {
+    let max = x.iter().fold(0.0f32, |m, &v| if v > m { v } else { m });
+    let scale = if max > 0.0 && max.is_finite() {
+        max / 255.0
+    } else {
+        1.0
+    };
+    let inv = 1.0 / scale;
+    q.iter_mut()
+        .zip(x)
+        .for_each(|(q, &v)| *q = ((v * inv + 0.5) as i32).clamp(0, 255) as u8);
+    scale
+}
+
 /// Quantises a row-major `(rows, cols)` matrix per row into `q` and `scales` (the converter's weight
 /// quantisation). Returns the worst absolute error `|w - q * scale|` over the matrix.
 pub fn quantize_matrix(w: &[f32], cols: usize, q: &mut [i8], scales: &mut [f32]) -> f32 {
@@ -84,6 +138,23 @@ mod tests {
         assert_eq!(round_to_i8(1e9), 127);
         assert_eq!(round_to_i8(-1e9), -127);
         assert_eq!(round_to_i8(f32::NAN), 0);
+    }
+
+    #[test]
+    fn wider_and_unsigned_rows_round_like_round_to_i8() {
+        let mut q16 = [0i16; 3];
+        let s = quantize_row_i16(&[1.0, -0.5, 0.25], &mut q16);
+        assert_eq!(s, 1.0 / 32767.0);
+        assert_eq!(q16, [32767, -16384, 8192]);
+        assert_eq!(round_to_i16(-1e9), -32767);
+        let mut q8 = [0u8; 4];
+        let s = quantize_row_u8(&[0.0, 255.0, 127.5, -1.0], &mut q8);
+        assert_eq!(s, 1.0);
+        assert_eq!(q8, [0, 255, 128, 0]);
+        let (mut q, mut scales) = ([0i8; 5], [0f32; 2]);
+        quantize_blocks(&[1.0, -2.0, 0.5, 4.0, 0.0], 3, &mut q, &mut scales);
+        assert_eq!(q, [64, -127, 32, 127, 0]);
+        assert_eq!(scales, [2.0 / 127.0, 4.0 / 127.0]);
     }
 
     #[test]

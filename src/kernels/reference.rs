@@ -10,11 +10,41 @@ pub fn dot_i8_i32(a: &[i8], b: &[i8]) -> i32 {
     a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
 }
 
-/// `out[r] = dot(w[r * cols .. (r + 1) * cols], x)` for every `r < out.len()`. `w` is row-major
-/// `(out.len(), cols)`, `x` has `cols` elements.
+/// `out[r] = dot(w[r * cols .. (r + 1) * cols], x)` for every `r < out.len()` for which `w` holds that row:
+/// [`gemv_i8_i32_strided`] with `stride == cols`. `w` is row-major `(out.len(), cols)`, `x` has `cols` elements.
 pub fn gemv_i8_i32(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
-    for (o, row) in out.iter_mut().zip(w.chunks_exact(cols.max(1))) {
+    gemv_i8_i32_strided(w, cols, cols, x, out)
+}
+
+/// `out[r] = dot(w[r * stride ..][..cols], x)` for every `r < out.len()` whose row lies inside `w`; outputs past
+/// the last such row are left untouched. A column window of a row-major matrix: `w` starts at the window's first
+/// column, `stride` is the matrix's row length. The dot product runs over `min(cols, x.len())` elements.
+pub fn gemv_i8_i32_strided(w: &[i8], stride: usize, cols: usize, x: &[i8], out: &mut [i32]) {
+    for (r, o) in out.iter_mut().enumerate() {
+        let start = r.checked_mul(stride);
+        let Some(row) = start.and_then(|s| w.get(s..s.checked_add(cols)?)) else {
+            break;
+        };
         *o = dot_i8_i32(row, x);
+    }
+}
+
+/// `sum_i a[i] * b[i]` over `min(a.len(), b.len())` elements, exact in `i64` (the attention scores' 16-bit Q and
+/// K: each product is below 2^30, so no overflow below 2^33 elements).
+#[inline]
+pub fn dot_i16_i64(a: &[i16], b: &[i16]) -> i64 {
+    a.iter().zip(b).map(|(&x, &y)| x as i64 * y as i64).sum()
+}
+
+/// `out[r] = sum_c w[r * cols + c] * x[c]` with unsigned `x` (the attention probabilities, `0..=255`), exact in
+/// `i32` (no overflow below 2^16 columns). Rows as [`gemv_i8_i32`].
+pub fn gemv_u8_i8_i32(w: &[i8], cols: usize, x: &[u8], out: &mut [i32]) {
+    for (r, o) in out.iter_mut().enumerate() {
+        let start = r.checked_mul(cols);
+        let Some(row) = start.and_then(|s| w.get(s..s.checked_add(cols)?)) else {
+            break;
+        };
+        *o = row.iter().zip(x).map(|(&a, &b)| a as i32 * b as i32).sum();
     }
 }
 

@@ -45,6 +45,16 @@ impl<'a> Arena<'a> {
         bytemuck::cast_slice_mut(self.words(n))
     }
 
+    pub(crate) fn i16s(&mut self, n: usize) -> &'a mut [i16] {
+        let bytes = self.take(n.saturating_mul(2));
+        let whole = bytes.len() & !1;
+        bytemuck::cast_slice_mut(&mut bytes[..whole])
+    }
+
+    pub(crate) fn u8s(&mut self, n: usize) -> &'a mut [u8] {
+        self.take(n)
+    }
+
     pub(crate) fn i8s(&mut self, n: usize) -> &'a mut [i8] {
         bytemuck::cast_slice_mut(self.take(n))
     }

@@ -42,13 +42,17 @@ impl<'a> Head<'a> {
         linear_f32(&self.classifier, 0, pooled, self.classifier_bias, logits);
     }
 
-    /// int8 engine: `cls` is the `[CLS]` row of the hidden state with its scale.
+    /// int8 engine: `cls` is the `[CLS]` row of the hidden state with its `block`-wide block scales; `qrow_scale`
+    /// holds at least `H / block` (rounded up) scales.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward_i8(
         &self,
         cls: &[i8],
-        cls_scale: f32,
+        cls_scales: &[f32],
+        block: usize,
         acc: &mut [i32],
         qrow: &mut [i8],
+        qrow_scale: &mut [f32],
         logits: &mut [f32],
     ) {
         let h = self.pooler.rows;
@@ -56,17 +60,19 @@ impl<'a> Head<'a> {
             &self.pooler,
             0,
             cls,
-            cls_scale,
+            cls_scales,
+            block,
             self.pooler_bias,
             &mut acc[..h],
         );
         pooled.iter_mut().for_each(|x| *x = math::tanh(*x));
-        let ps = quant::quantize_row(pooled, &mut qrow[..h]);
+        quant::quantize_blocks(pooled, block, &mut qrow[..h], qrow_scale);
         let out = linear_i8(
             &self.classifier,
             0,
             &qrow[..h],
-            ps,
+            qrow_scale,
+            block,
             self.classifier_bias,
             &mut acc[..logits.len()],
         );

@@ -29,6 +29,7 @@ pub struct Layer<'a> {
     full_ln_weight: &'a [f32],      // (H)
     full_ln_bias: &'a [f32],        // (H)
     heads: usize,
+    block: usize, // activation block width (`AlbertConfig::activation_block`)
     act: Activation,
     eps: f32,
 }
@@ -46,22 +47,23 @@ pub(crate) struct F32Scratch<'s> {
     pub row2: &'s mut [f32],   // (max(E, H))
 }
 
-/// Buffers of the int8 engine (see `Int8Plan`).
+/// Buffers of the int8 engine (see `Int8Plan`). Every activation is int8 in blocks of
+/// `AlbertConfig::activation_block` values (the context: one block per head), each block with its own scale.
 pub(crate) struct Int8Scratch<'s> {
     pub hidden: &'s mut [i8],        // (seq, H)
+    pub hidden_scale: &'s mut [f32], // (seq, H / block)
     pub ctx: &'s mut [i8],           // (seq, H)
-    pub hidden_scale: &'s mut [f32], // (seq)
-    pub ctx_scale: &'s mut [f32],    // (seq, heads)
+    pub ctx_scale: &'s mut [f32],    // (seq, heads): one scale per token and head
     pub acc: &'s mut [i32],          // (max(I, H, E, seq, labels)), also viewed as f32
     pub row: &'s mut [f32],          // (max(E, H))
-    pub qrow: &'s mut [i8],          // (max(I, H, E))
-    pub q: &'s mut [i8],             // (seq, head_dim)
-    pub k: &'s mut [i8],             // (seq, head_dim)
-    pub vt: &'s mut [i8],            // (head_dim, seq): V transposed, so P.V is a GEMV
-    pub q_scale: &'s mut [f32],      // (seq)
+    pub qrow: &'s mut [i8],          // (max(I, H))
+    pub qrow_scale: &'s mut [f32],   // (max(I, H) / block, rounded up)
+    pub q: &'s mut [i16],            // (d): one query row
+    pub k: &'s mut [i16],            // (seq, d)
+    pub vt: &'s mut [i8],            // (d, seq): V transposed, so P.V is a GEMV
     pub k_scale: &'s mut [f32],      // (seq)
     pub v_scale: &'s mut [f32],      // (seq)
-    pub probs: &'s mut [i8],         // (seq)
+    pub probs: &'s mut [u8],         // (seq)
 }
 
 impl<'a> Layer<'a> {
@@ -87,6 +89,7 @@ impl<'a> Layer<'a> {
             full_ln_weight: l.full_ln_weight,
             full_ln_bias: l.full_ln_bias,
             heads: c.num_attention_heads,
+            block: c.activation_block(),
             act: c.hidden_act,
             eps: c.layer_norm_eps,
         }
@@ -193,135 +196,122 @@ impl<'a> Layer<'a> {
     // int8 engine
     // -----------------------------------------------------------------------------------------------------------
 
-    /// One application of the layer to `s.hidden` (seq, H, int8 with per-token scales), in place.
+    /// One application of the layer to `s.hidden` (seq, H, int8 in blocks), in place.
     pub(crate) fn forward_i8(&self, inputs: &Inputs, s: &mut Int8Scratch) {
         let seq = inputs.input_ids.len();
         let h = self.query.rows;
         let heads = self.heads;
         let d = h / heads;
+        let blk = self.block.max(1);
+        let nb = h.div_ceil(blk); // blocks per hidden row
         let i_size = self.ffn.rows;
         let inv_sqrt_d = 1.0 / math::sqrt(d as f32);
 
         for head in 0..heads {
             let r0 = head * d;
-            // Q, K, V of this head for every token, quantised per token.
+            let rows = r0..r0 + d;
+            // K (16 bits) and V (8 bits, transposed) of this head for every token, one scale per token.
             for t in 0..seq {
                 let x = &s.hidden[t * h..(t + 1) * h];
-                let xs = s.hidden_scale[t];
-                let y = linear_i8(
-                    &self.query,
-                    r0,
-                    x,
-                    xs,
-                    &self.query_bias[r0..r0 + d],
-                    &mut s.acc[..d],
-                );
-                s.q_scale[t] = quant::quantize_row(y, &mut s.q[t * d..(t + 1) * d]);
-                let y = linear_i8(
-                    &self.key,
-                    r0,
-                    x,
-                    xs,
-                    &self.key_bias[r0..r0 + d],
-                    &mut s.acc[..d],
-                );
-                s.k_scale[t] = quant::quantize_row(y, &mut s.k[t * d..(t + 1) * d]);
-                let y = linear_i8(
-                    &self.value,
-                    r0,
-                    x,
-                    xs,
-                    &self.value_bias[r0..r0 + d],
-                    &mut s.acc[..d],
-                );
+                let xs = &s.hidden_scale[t * nb..(t + 1) * nb];
+                let bias = &self.key_bias[rows.clone()];
+                let y = linear_i8(&self.key, r0, x, xs, blk, bias, &mut s.acc[..d]);
+                s.k_scale[t] = quant::quantize_row_i16(y, &mut s.k[t * d..(t + 1) * d]);
+                let bias = &self.value_bias[rows.clone()];
+                let y = linear_i8(&self.value, r0, x, xs, blk, bias, &mut s.acc[..d]);
                 s.v_scale[t] = quant::quantize_row(y, &mut s.qrow[..d]);
                 for (c, &v) in s.qrow[..d].iter().enumerate() {
                     s.vt[c * seq + t] = v;
                 }
             }
-            // One query at a time: scores, softmax, then P.V with V's per-token scales folded into P.
+            // One query at a time: its Q row, scores, softmax, then P.V with V's per-token scales folded into P.
             for t in 0..seq {
-                let acc = &mut s.acc[..seq];
-                kernels::gemv_i8_i32(&s.k[..seq * d], d, &s.q[t * d..(t + 1) * d], acc);
-                let qs = s.q_scale[t] * inv_sqrt_d;
-                for (a, &ks) in acc.iter_mut().zip(s.k_scale.iter()) {
-                    *a = (*a as f32 * (qs * ks)).to_bits() as i32;
+                let x = &s.hidden[t * h..(t + 1) * h];
+                let xs = &s.hidden_scale[t * nb..(t + 1) * nb];
+                let bias = &self.query_bias[rows.clone()];
+                let y = linear_i8(&self.query, r0, x, xs, blk, bias, &mut s.acc[..d]);
+                let qs = quant::quantize_row_i16(y, &mut s.q[..d]) * inv_sqrt_d;
+                let scores = as_f32(&mut s.acc[..seq]);
+                for ((score, k), &ks) in scores
+                    .iter_mut()
+                    .zip(s.k.chunks_exact(d.max(1)))
+                    .zip(s.k_scale.iter())
+                {
+                    *score = kernels::dot_i16_i64(&s.q[..d], k) as f32 * (qs * ks);
                 }
-                let probs = as_f32(acc);
-                masked_softmax_f32(probs, |j| inputs.attends(j));
-                probs
+                masked_softmax_f32(scores, |j| inputs.attends(j));
+                scores
                     .iter_mut()
                     .zip(s.v_scale.iter())
                     .for_each(|(p, &vs)| *p *= vs);
-                let ps = quant::quantize_row(probs, &mut s.probs[..seq]);
+                let ps = quant::quantize_row_u8(scores, &mut s.probs[..seq]);
                 let acc = &mut s.acc[..d];
-                kernels::gemv_i8_i32(&s.vt[..d * seq], seq, &s.probs[..seq], acc);
+                kernels::gemv_u8_i8_i32(&s.vt[..d * seq], seq, &s.probs[..seq], acc);
                 for a in acc.iter_mut() {
                     *a = (*a as f32 * ps).to_bits() as i32;
                 }
+                let ctx = as_f32(acc);
                 let at = t * h + r0;
-                s.ctx_scale[t * heads + head] =
-                    quant::quantize_row(as_f32(acc), &mut s.ctx[at..at + d]);
+                s.ctx_scale[t * heads + head] = quant::quantize_row(ctx, &mut s.ctx[at..at + d]);
             }
         }
 
-        // Dense, add & LayerNorm, token by token; the context row first gets one scale for all heads.
+        // Dense (on the per-head context blocks), add & LayerNorm, token by token.
         for t in 0..seq {
-            let ctx = &mut s.ctx[t * h..(t + 1) * h];
-            let head_scales = &s.ctx_scale[t * heads..(t + 1) * heads];
-            let cs = requantize_blocks(ctx, d, head_scales);
-            let y = linear_i8(&self.dense, 0, ctx, cs, self.dense_bias, &mut s.acc[..h]);
+            let ctx = &s.ctx[t * h..(t + 1) * h];
+            let cs = &s.ctx_scale[t * heads..(t + 1) * heads];
+            let y = linear_i8(&self.dense, 0, ctx, cs, d, self.dense_bias, &mut s.acc[..h]);
             let x = &mut s.hidden[t * h..(t + 1) * h];
-            let xs = s.hidden_scale[t];
-            y.iter_mut()
-                .zip(x.iter())
-                .for_each(|(y, &q)| *y += q as f32 * xs);
+            let xs = &mut s.hidden_scale[t * nb..(t + 1) * nb];
+            add_blocks(y, x, xs, blk);
             layer_norm_f32(
                 y,
                 self.attention_ln_weight,
                 self.attention_ln_bias,
                 self.eps,
             );
-            s.hidden_scale[t] = quant::quantize_row(y, x);
+            quant::quantize_blocks(y, blk, x, xs);
         }
 
         // FFN, add & LayerNorm, token by token: the (I) intermediate exists for one token at a time.
+        let ni = i_size.div_ceil(blk);
         for t in 0..seq {
             let x = &mut s.hidden[t * h..(t + 1) * h];
-            let xs = s.hidden_scale[t];
-            let inter = linear_i8(&self.ffn, 0, x, xs, self.ffn_bias, &mut s.acc[..i_size]);
+            let xs = &mut s.hidden_scale[t * nb..(t + 1) * nb];
+            let inter = linear_i8(
+                &self.ffn,
+                0,
+                x,
+                xs,
+                blk,
+                self.ffn_bias,
+                &mut s.acc[..i_size],
+            );
             math::activate(self.act, inter);
-            let is = quant::quantize_row(inter, &mut s.qrow[..i_size]);
+            quant::quantize_blocks(inter, blk, &mut s.qrow[..i_size], &mut s.qrow_scale[..ni]);
             let y = linear_i8(
                 &self.ffn_output,
                 0,
                 &s.qrow[..i_size],
-                is,
+                &s.qrow_scale[..ni],
+                blk,
                 self.ffn_output_bias,
                 &mut s.acc[..h],
             );
-            y.iter_mut()
-                .zip(x.iter())
-                .for_each(|(y, &q)| *y += q as f32 * xs);
+            add_blocks(y, x, xs, blk);
             layer_norm_f32(y, self.full_ln_weight, self.full_ln_bias, self.eps);
-            s.hidden_scale[t] = quant::quantize_row(y, x);
+            quant::quantize_blocks(y, blk, x, xs);
         }
     }
 }
 
-/// Gives a row made of `block`-wide int8 blocks with their own scales one common scale, in place; returns it.
-/// `q' = round(q * block_scale / row_scale)` with `row_scale = max_b(block_scale_b * max|q_b|) / 127`.
-fn requantize_blocks(row: &mut [i8], block: usize, scales: &[f32]) -> f32 {
-    let mut max = 0.0f32;
-    for (b, &s) in row.chunks(block.max(1)).zip(scales) {
-        let m = b.iter().map(|&q| (q as i32).abs()).max().unwrap_or(0) as f32 * s;
-        max = max.max(m);
+/// The residual: `y[c] += q[c] * scales[c / block]`.
+fn add_blocks(y: &mut [f32], q: &[i8], scales: &[f32], block: usize) {
+    for ((y, q), &s) in y
+        .chunks_mut(block.max(1))
+        .zip(q.chunks(block.max(1)))
+        .zip(scales)
+    {
+        y.iter_mut().zip(q).for_each(|(y, &q)| *y += q as f32 * s);
     }
-    let scale = quant::scale_for(max);
-    for (b, &s) in row.chunks_mut(block.max(1)).zip(scales) {
-        let f = s / scale;
-        b.iter_mut()
-            .for_each(|q| *q = quant::round_to_i8(*q as f32 * f));
-    }
-    scale
 }

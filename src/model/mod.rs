@@ -80,33 +80,39 @@ const fn max(a: usize, b: usize) -> usize {
     }
 }
 
-/// Element counts of the int8 engine's buffers for `seq` tokens.
+/// Element counts of the int8 engine's buffers for `seq` tokens. Activations are int8 in blocks of
+/// `AlbertConfig::activation_block` values (the attention context: one block per head, `d` values) with one `f32`
+/// scale per block.
 #[derive(Debug, Clone, Copy)]
 struct Int8Plan {
-    hidden: usize,       // (seq, H) i8: the hidden state, one row per token
-    hidden_scale: usize, // (seq) f32
-    ctx: usize,          // (seq, H) i8: attention context, filled head by head
-    ctx_scale: usize,    // (seq, heads) f32: one scale per token and head
-    acc: usize,          // (max(I, H, E, seq, labels)) i32, reused in place as f32
-    row: usize,          // (max(E, H)) f32
-    qrow: usize,         // (max(I, H, E)) i8
-    head_q: usize, // (seq, head_dim) i8, one head at a time; same for K; V is stored transposed
-    head_scale: usize, // (seq) f32, for each of Q, K, V
-    probs: usize,  // (seq) i8: one row of quantised attention probabilities
+    hidden: usize, // (seq, H) i8: the hidden state, one row per token; same for the attention context
+    hidden_scale: usize, // (seq, H / block) f32
+    ctx_scale: usize, // (seq, heads) f32: one scale per token and head
+    acc: usize,    // (max(I, H, E, seq, labels)) i32, reused in place as f32
+    row: usize,    // (max(E, H)) f32
+    qrow: usize,   // (max(I, H)) i8
+    qrow_scale: usize, // (max(I, H) / block, rounded up) f32
+    head: usize,   // (seq, d): K as i16, V transposed as i8, one head at a time
+    q: usize,      // (d) i16: one query row
+    head_scale: usize, // (seq) f32, for each of K and V
+    probs: usize,  // (seq) u8: one row of quantised attention probabilities
 }
 
 impl Int8Plan {
     const fn new(c: &AlbertConfig, seq: usize) -> Self {
         let (e, h, i) = (c.embedding_size, c.hidden_size, c.intermediate_size);
+        let d = max(h / max(c.num_attention_heads, 1), 1);
+        let block = c.activation_block();
         Int8Plan {
             hidden: seq * h,
-            hidden_scale: seq,
-            ctx: seq * h,
+            hidden_scale: seq * h.div_ceil(block),
             ctx_scale: seq * c.num_attention_heads,
             acc: max(max(i, h), max(max(e, seq), c.num_labels)),
             row: max(e, h),
-            qrow: max(i, max(h, e)),
-            head_q: seq * c.hidden_size / c.num_attention_heads,
+            qrow: max(i, h),
+            qrow_scale: max(i, h).div_ceil(block),
+            head: seq * d,
+            q: d,
             head_scale: seq,
             probs: seq,
         }
@@ -119,8 +125,11 @@ impl Int8Plan {
             + round16(4 * self.acc)
             + round16(4 * self.row)
             + round16(self.qrow)
-            + 3 * round16(self.head_q)
-            + 3 * round16(4 * self.head_scale)
+            + round16(4 * self.qrow_scale)
+            + round16(2 * self.head)
+            + round16(self.head)
+            + round16(2 * self.q)
+            + 2 * round16(4 * self.head_scale)
             + round16(self.probs)
     }
 }
@@ -312,31 +321,35 @@ fn forward(
                 ));
             }
             let p = Int8Plan::new(c, seq);
+            let block = c.activation_block();
             let mut s = layer::Int8Scratch {
                 hidden: a.i8s(p.hidden),
-                ctx: a.i8s(p.ctx),
                 hidden_scale: a.f32s(p.hidden_scale),
+                ctx: a.i8s(p.hidden),
                 ctx_scale: a.f32s(p.ctx_scale),
                 acc: a.i32s(p.acc),
                 row: a.f32s(p.row),
                 qrow: a.i8s(p.qrow),
-                q: a.i8s(p.head_q),
-                k: a.i8s(p.head_q),
-                vt: a.i8s(p.head_q),
-                q_scale: a.f32s(p.head_scale),
+                qrow_scale: a.f32s(p.qrow_scale),
+                q: a.i16s(p.q),
+                k: a.i16s(p.head),
+                vt: a.i8s(p.head),
                 k_scale: a.f32s(p.head_scale),
                 v_scale: a.f32s(p.head_scale),
-                probs: a.i8s(p.probs),
+                probs: a.u8s(p.probs),
             };
-            embeddings.forward_i8(inputs, &mut s);
+            embeddings.forward_i8(inputs, block, &mut s);
             for _ in 0..c.num_hidden_layers {
                 layer.forward_i8(inputs, &mut s);
             }
+            let nb = c.hidden_size.div_ceil(block);
             head.forward_i8(
                 &s.hidden[..c.hidden_size],
-                s.hidden_scale[0],
+                &s.hidden_scale[..nb],
+                block,
                 s.acc,
                 s.qrow,
+                s.qrow_scale,
                 logits,
             );
         }

@@ -1,9 +1,8 @@
 //! Our forward pass against two independent references, on every committed fixture:
 //! * fp32: the logits Hugging Face recorded and tract-onnx running the fp32 ONNX export, both to <= 1e-4;
-//! * int8: better than ONNX Runtime dynamic int8 (measured by the fixture script on the same 200 random
-//!   sequences) on both argmax agreement with HF fp32 and mean |Δlogit|, with at least a 30 % lower mean |Δlogit|.
-//!   The stricter goal (agreement >= 98 % and at most half of ORT's mean |Δlogit|) is not reached yet; see
-//!   QUANTIZATION.md for the measured figures and the error budget.
+//! * int8: against ONNX Runtime dynamic int8 (measured by the fixture script on the same 200 random sequences):
+//!   at most half of its mean |Δlogit| to HF fp32, and a higher argmax agreement with HF fp32 (at least 97.5 %;
+//!   the 98 % goal is missed by one row on tiny-gelu-3, see QUANTIZATION.md).
 
 use std::path::{Path, PathBuf};
 
@@ -184,11 +183,16 @@ fn int8_beats_onnx_runtime_int8_on_agreement_and_logit_error() {
         let rows = random["rows"].as_array().unwrap();
         assert!(rows.len() >= 200);
         let (mut agree, mut delta_sum, mut n_logits) = (0usize, 0f64, 0usize);
-        for row in rows {
+        let mut flipped = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
             let (ids, types) = (ints(&row["input_ids"]), ints(&row["token_type_ids"]));
             let hf = floats(&row["logits_fp32"]);
             let ours = run(&model, Precision::Int8, &ids, &types, &[]);
-            agree += usize::from(argmax(&ours) == argmax(&hf));
+            if argmax(&ours) == argmax(&hf) {
+                agree += 1;
+            } else {
+                flipped.push((i, top2_margin(&hf)));
+            }
             delta_sum += ours
                 .iter()
                 .zip(&hf)
@@ -204,13 +208,24 @@ fn int8_beats_onnx_runtime_int8_on_agreement_and_logit_error() {
             rows.len(),
             mean_delta / ort_delta
         );
+        println!("{name}: rows whose argmax differs (row, HF top-2 margin): {flipped:.4?}");
+        // The error target: at most half of ONNX Runtime's mean |Δlogit|. Its agreement target (98 %) is
+        // met by tiny-gelu-new-2 (98.5 %) but not by tiny-gelu-3 (97.5 %, 195/200; QUANTIZATION.md section 5), so
+        // agreement is guarded at today's level, which is also above ONNX Runtime's on both fixtures.
         assert!(
-            agreement > ort_agreement,
-            "{name}: int8 argmax agreement {agreement} is not above ONNX Runtime int8's {ort_agreement}"
+            agreement > ort_agreement && agreement >= 0.975,
+            "{name}: int8 argmax agreement {agreement} (ONNX Runtime int8: {ort_agreement})"
         );
         assert!(
-            mean_delta <= 0.7 * ort_delta,
-            "{name}: mean |Δlogit| {mean_delta} > 0.7 x ONNX Runtime int8's {ort_delta}"
+            mean_delta <= 0.5 * ort_delta,
+            "{name}: mean |Δlogit| {mean_delta} > 0.5 x ONNX Runtime int8's {ort_delta}"
         );
     }
+}
+
+/// The gap between the two largest logits.
+fn top2_margin(logits: &[f32]) -> f32 {
+    let mut sorted = logits.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    sorted[0] - sorted.get(1).copied().unwrap_or(f32::NEG_INFINITY)
 }
