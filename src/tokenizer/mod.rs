@@ -47,6 +47,15 @@
 //! [`Tokenizer::encode_bytes`] takes untrusted bytes: each maximal ill-formed subsequence becomes one U+FFFD, as
 //! `String::from_utf8_lossy` does; the result is the encoding of that lossy string.
 //!
+//! # Hostile input
+//!
+//! No input makes encoding panic or loop: any bytes (lone surrogates as WTF-8 `ED A0 80`, overlong forms, control
+//! and zero-width characters, a megabyte without a space) give ids or a typed error. With ALBERT's model, U+FFFD
+//! (so every invalid sequence) and C0 controls other than NUL are dropped by the normaliser, zero-width spaces
+//! split words, and characters outside the vocabulary become `<unk>`; empty or whitespace-only text is
+//! `[CLS] [SEP]`. A word longer than the workspace is [`Error::ArenaTooSmall`]; everything else is bounded by the
+//! output buffers and `max_len`. `tests/data/hostile/` lists the cases and their documented results.
+//!
 //! # Limits
 //!
 //! - The preprocessing table comes from the writer's Unicode data (`unicode-normalization`, Rust's lowercase
