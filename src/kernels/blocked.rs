@@ -9,6 +9,7 @@ use super::reference;
 /// (`cols == 0`, `stride == 0`, `x` shorter than `cols`) go to the reference unchanged, so every input gives the
 /// reference's output.
 #[inline(always)]
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))] // x86-64 has its own contiguous kernel
 pub(crate) fn gemv_rows<const R: usize>(
     w: &[i8],
     stride: usize,
@@ -44,9 +45,60 @@ pub(crate) fn gemv_rows<const R: usize>(
     }
 }
 
+/// [`reference::gemv_i8_blocks_f32`] with the same per-block dot products as [`gemv_rows`]: `R` rows at a time,
+/// each block's `R` dot products through `block_dots`, then the `f32` combination row by row in block order
+/// (bit for bit the reference's). Degenerate calls (`cols == 0`, `block == 0`, `x` shorter than `cols`) go to the
+/// reference.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemv_blocks_rows<const R: usize>(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    out: &mut [f32],
+    block_dots: impl Fn([&[i8]; R], &[i8]) -> [i32; R],
+    single: impl Fn(&[i8], &[i8]) -> i32,
+) {
+    if cols == 0 || block == 0 || x.len() < cols {
+        return reference::gemv_i8_blocks_f32(w, cols, x, block, scales, out);
+    }
+    let x = &x[..cols];
+    let rows = out.len().min(w.len() / cols);
+    let nb = cols.div_ceil(block).min(scales.len());
+    let out = &mut out[..rows];
+    // Block `b` of row `r`: `w[r * cols + c0..r * cols + c1]`, in bounds for `r < rows`, `c1 <= cols`.
+    let window = |r: usize, c0: usize, c1: usize| &w[r * cols + c0..r * cols + c1];
+    let mut out_blocks = out.chunks_exact_mut(R);
+    let mut r = 0;
+    for o in &mut out_blocks {
+        let mut f = [0.0f32; R];
+        for (b, &s) in scales[..nb].iter().enumerate() {
+            let (c0, c1) = (b * block, ((b + 1) * block).min(cols));
+            let dots = block_dots(core::array::from_fn(|i| window(r + i, c0, c1)), &x[c0..c1]);
+            for (f, d) in f.iter_mut().zip(dots) {
+                *f += d as f32 * s;
+            }
+        }
+        o.copy_from_slice(&f);
+        r += R;
+    }
+    for o in out_blocks.into_remainder() {
+        let mut f = 0.0f32;
+        for (b, &s) in scales[..nb].iter().enumerate() {
+            let (c0, c1) = (b * block, ((b + 1) * block).min(cols));
+            f += single(window(r, c0, c1), &x[c0..c1]) as f32 * s;
+        }
+        *o = f;
+        r += 1;
+    }
+}
+
 /// `sums[i] + rows[i][done..] . x[done..]`: a vector kernel's partial sums completed by the scalar tail, wrapping
 /// like the reference's release build.
 #[inline(always)]
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 pub(crate) fn with_tail<const R: usize>(
     rows: [&[i8]; R],
     (sums, done): ([i32; R], usize),

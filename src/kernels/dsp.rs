@@ -156,6 +156,32 @@ pub fn gemv_i8_i32_strided_dsp(w: &[i8], stride: usize, cols: usize, x: &[i8], o
     )
 }
 
+/// [`reference::gemv_i8_blocks_f32`](super::reference::gemv_i8_blocks_f32) with the dot products of [`gemv_i8_i32_dsp`].
+pub fn gemv_i8_blocks_dsp(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    out: &mut [f32],
+) {
+    blocked::gemv_blocks_rows::<ROWS>(
+        w,
+        cols,
+        x,
+        block,
+        scales,
+        out,
+        |rows, x| blocked::with_tail(rows, dots2(rows, x), x),
+        |row, x| {
+            let (sum, done) = dots1(row, x);
+            blocked::with_tail([row], ([sum], done), x)[0]
+        },
+    )
+}
+
+/// The block-scaled kernel [`super::gemv_i8_blocks`] dispatches to with `arm-dsp`.
+pub use gemv_i8_blocks_dsp as gemv_i8_blocks;
 /// The kernel [`super::gemv_i8_i32`] dispatches to with `arm-dsp`.
 pub use gemv_i8_i32_dsp as gemv_i8_i32;
 /// The strided kernel [`super::gemv_i8_i32_strided`] dispatches to with `arm-dsp`.

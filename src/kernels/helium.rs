@@ -106,6 +106,20 @@ pub fn gemv_i8_i32_strided_helium(w: &[i8], stride: usize, cols: usize, x: &[i8]
     blocked::gemv_rows::<ROWS>(w, stride, cols, x, out, dots4, dot1)
 }
 
+/// [`reference::gemv_i8_blocks_f32`](super::reference::gemv_i8_blocks_f32) with the dot products of [`gemv_i8_i32_helium`].
+pub fn gemv_i8_blocks_helium(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    out: &mut [f32],
+) {
+    blocked::gemv_blocks_rows::<ROWS>(w, cols, x, block, scales, out, dots4, dot1)
+}
+
+/// The block-scaled kernel [`super::gemv_i8_blocks`] dispatches to with `arm-helium`.
+pub use gemv_i8_blocks_helium as gemv_i8_blocks;
 /// The kernel [`super::gemv_i8_i32`] dispatches to with `arm-helium`.
 pub use gemv_i8_i32_helium as gemv_i8_i32;
 /// The strided kernel [`super::gemv_i8_i32_strided`] dispatches to with `arm-helium`.

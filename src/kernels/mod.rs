@@ -3,6 +3,7 @@
 
 #[cfg(any(
     target_arch = "aarch64",
+    target_arch = "x86_64",
     all(
         target_arch = "arm",
         any(feature = "arm-neon", feature = "arm-dsp", feature = "arm-helium")
@@ -65,4 +66,31 @@ pub fn gemv_i8_i32_strided(w: &[i8], stride: usize, cols: usize, x: &[i8], out: 
     return x86::gemv_i8_i32_strided_avx2(w, stride, cols, x, out);
     #[allow(unreachable_code)]
     reference::gemv_i8_i32_strided(w, stride, cols, x, out)
+}
+
+/// Block-scaled int8 GEMV into `f32` (the engine's every linear layer): dispatches like [`gemv_i8_i32`]; always
+/// equal, bit for bit, to [`reference::gemv_i8_blocks_f32`].
+#[inline]
+#[allow(unreachable_code)] // with several kernels enabled, the first one compiled wins
+pub fn gemv_i8_blocks(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    x_scales: &[f32],
+    out: &mut [f32],
+) {
+    #[cfg(all(target_arch = "arm", feature = "arm-helium"))]
+    return helium::gemv_i8_blocks(w, cols, x, block, x_scales, out);
+    #[cfg(any(
+        target_arch = "aarch64",
+        all(target_arch = "arm", feature = "arm-neon")
+    ))]
+    return neon::gemv_i8_blocks(w, cols, x, block, x_scales, out);
+    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+    return dsp::gemv_i8_blocks(w, cols, x, block, x_scales, out);
+    #[cfg(target_arch = "x86_64")]
+    return x86::gemv_i8_blocks_avx2(w, cols, x, block, x_scales, out);
+    #[allow(unreachable_code)]
+    reference::gemv_i8_blocks_f32(w, cols, x, block, x_scales, out)
 }

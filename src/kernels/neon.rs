@@ -55,6 +55,28 @@ fn gemv_blocked<K: RowDots>(w: &[i8], stride: usize, cols: usize, x: &[i8], out:
     )
 }
 
+/// The block-scaled driver ([`blocked::gemv_blocks_rows`]) with this kernel's dot products.
+#[inline(always)]
+fn gemv_blocks_blocked<K: RowDots>(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    out: &mut [f32],
+) {
+    blocked::gemv_blocks_rows::<ROWS>(
+        w,
+        cols,
+        x,
+        block,
+        scales,
+        out,
+        |rows, x| blocked::with_tail(rows, K::dots(rows, x), x),
+        |row, x| blocked::with_tail([row], K::dots([row], x), x)[0],
+    )
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // aarch64: smull + sadalp (every AArch64 core)
 // ---------------------------------------------------------------------------------------------------------------
@@ -136,6 +158,19 @@ pub fn gemv_i8_i32_strided_mull(w: &[i8], stride: usize, cols: usize, x: &[i8], 
     gemv_blocked::<Mull>(w, stride, cols, x, out)
 }
 
+/// [`reference::gemv_i8_blocks_f32`](super::reference::gemv_i8_blocks_f32) with the dot products of [`gemv_i8_i32_mull`].
+#[cfg(target_arch = "aarch64")]
+pub fn gemv_i8_blocks_mull(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    out: &mut [f32],
+) {
+    gemv_blocks_blocked::<Mull>(w, cols, x, block, scales, out)
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // aarch64 + dotprod: sdot (Armv8.2 dot product, Pi 5)
 // ---------------------------------------------------------------------------------------------------------------
@@ -184,6 +219,19 @@ pub fn gemv_i8_i32_sdot(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 pub fn gemv_i8_i32_strided_sdot(w: &[i8], stride: usize, cols: usize, x: &[i8], out: &mut [i32]) {
     gemv_blocked::<Sdot>(w, stride, cols, x, out)
+}
+
+/// [`reference::gemv_i8_blocks_f32`](super::reference::gemv_i8_blocks_f32) with the dot products of [`gemv_i8_i32_sdot`].
+#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+pub fn gemv_i8_blocks_sdot(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    out: &mut [f32],
+) {
+    gemv_blocks_blocked::<Sdot>(w, cols, x, block, scales, out)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -303,20 +351,39 @@ pub fn gemv_i8_i32_strided_armv7(w: &[i8], stride: usize, cols: usize, x: &[i8],
     gemv_blocked::<Armv7>(w, stride, cols, x, out)
 }
 
+/// [`reference::gemv_i8_blocks_f32`](super::reference::gemv_i8_blocks_f32) with the dot products of [`gemv_i8_i32_armv7`].
+#[cfg(all(target_arch = "arm", feature = "arm-neon"))]
+pub fn gemv_i8_blocks_armv7(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    out: &mut [f32],
+) {
+    gemv_blocks_blocked::<Armv7>(w, cols, x, block, scales, out)
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The best kernel compiled for this target
 // ---------------------------------------------------------------------------------------------------------------
 
+#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+pub use gemv_i8_blocks_sdot as gemv_i8_blocks;
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 pub use gemv_i8_i32_sdot as gemv_i8_i32;
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 pub use gemv_i8_i32_strided_sdot as gemv_i8_i32_strided;
 
 #[cfg(all(target_arch = "aarch64", not(target_feature = "dotprod")))]
+pub use gemv_i8_blocks_mull as gemv_i8_blocks;
+#[cfg(all(target_arch = "aarch64", not(target_feature = "dotprod")))]
 pub use gemv_i8_i32_mull as gemv_i8_i32;
 #[cfg(all(target_arch = "aarch64", not(target_feature = "dotprod")))]
 pub use gemv_i8_i32_strided_mull as gemv_i8_i32_strided;
 
+#[cfg(all(target_arch = "arm", feature = "arm-neon"))]
+pub use gemv_i8_blocks_armv7 as gemv_i8_blocks;
 #[cfg(all(target_arch = "arm", feature = "arm-neon"))]
 pub use gemv_i8_i32_armv7 as gemv_i8_i32;
 #[cfg(all(target_arch = "arm", feature = "arm-neon"))]

@@ -29,6 +29,33 @@ pub fn gemv_i8_i32_strided(w: &[i8], stride: usize, cols: usize, x: &[i8], out: 
     }
 }
 
+/// Block-scaled GEMV into `f32`: `x` is `block`-wide int8 blocks (the last may be shorter), block `b` with scale
+/// `x_scales[b]`; for every row `r < out.len()` that `w` (row-major, `cols` wide) holds,
+/// `out[r] = sum_b dot(w[r][block b], x[block b]) as f32 * x_scales[b]`: each block's dot product exact in `i32`,
+/// then converted, multiplied and added in `f32` from 0.0, blocks in order (a separate multiply and add, never
+/// fused, so every target rounds the same way). Outputs past the rows of `w` are left untouched.
+pub fn gemv_i8_blocks_f32(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    x_scales: &[f32],
+    out: &mut [f32],
+) {
+    let block = block.max(1);
+    for (r, o) in out.iter_mut().enumerate() {
+        let start = r.checked_mul(cols);
+        let Some(row) = start.and_then(|s| w.get(s..s.checked_add(cols)?)) else {
+            break;
+        };
+        let mut f = 0.0f32;
+        for ((wb, xb), &s) in row.chunks(block).zip(x.chunks(block)).zip(x_scales) {
+            f += dot_i8_i32(wb, xb) as f32 * s;
+        }
+        *o = f;
+    }
+}
+
 /// `sum_i a[i] * b[i]` over `min(a.len(), b.len())` elements, exact in `i64` (the attention scores' 16-bit Q and
 /// K: each product is below 2^30, so no overflow below 2^33 elements).
 #[inline]

@@ -3,7 +3,7 @@
 //! integer results must equal [`reference`] exactly.
 //!
 //! Add an implementation with one line at the bottom:
-//! `gemv_i8_i32_frame_tests!(name, path::to::gemv_i8_i32, path::to::gemv_i8_i32_strided);`.
+//! `gemv_i8_i32_frame_tests!(name, path::to::gemv_i8_i32, path::to::gemv_i8_i32_strided, path::to::gemv_i8_blocks);`.
 
 extern crate std;
 
@@ -287,11 +287,85 @@ fn strided_random(gemv: Strided) {
     }
 }
 
+/// A block-scaled implementation, compared bit for bit with [`reference::gemv_i8_blocks_f32`].
+type Blocks = fn(&[i8], usize, &[i8], usize, &[f32], &mut [f32]);
+
+/// Random shapes and block widths (dividing the row or not, wider than it, 0), scales of very different
+/// magnitudes (so that the `f32` combination order matters), `x` too short, fewer scales than blocks.
+fn blocks_random(gemv: Blocks) {
+    let mut rng = Rng::new(8);
+    for i in 0..400 {
+        let rows = rng.below(14);
+        let cols = if i % 20 == 0 {
+            rng.below(1100)
+        } else {
+            rng.below(140)
+        };
+        let block = match i % 9 {
+            0 => 0,
+            1 => cols + 1 + rng.below(8),
+            2 => 1 + rng.below(4),
+            _ => [8, 16, 24, 32, 64][rng.below(5)],
+        };
+        let nb = if block == 0 { 0 } else { cols.div_ceil(block) };
+        let n_scales = if i % 11 == 0 {
+            nb.saturating_sub(1)
+        } else {
+            nb
+        };
+        let x_len = if i % 13 == 0 {
+            cols.saturating_sub(1)
+        } else {
+            cols
+        };
+        let offset = rng.below(16);
+        let fill = if i % 3 == 0 {
+            Fill::Extremes
+        } else {
+            Fill::Random
+        };
+        let w = values(&mut rng, fill, true, offset, rows * cols);
+        let x = values(&mut rng, fill, false, offset, x_len);
+        let scales: Vec<f32> = (0..n_scales)
+            .map(|_| {
+                let mag = [1e-6f32, 1e-3, 0.02, 1.0, 37.5][rng.below(5)];
+                mag * (1.0 + rng.below(1000) as f32 / 1000.0)
+            })
+            .collect();
+        let out_len = rows + rng.below(3);
+        let mut expected = std::vec![f32::from_bits(0x7FC0_0001); out_len];
+        let mut got = expected.clone();
+        reference::gemv_i8_blocks_f32(
+            &w[offset..],
+            cols,
+            &x[offset..],
+            block,
+            &scales,
+            &mut expected,
+        );
+        gemv(&w[offset..], cols, &x[offset..], block, &scales, &mut got);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let case = (
+            ("rows", rows),
+            ("cols", cols),
+            ("block", block),
+            ("scales", n_scales),
+            ("x.len", x_len),
+        );
+        assert_eq!(bits(&got), bits(&expected), "{case:?}");
+    }
+}
+
 /// The harness for one `gemv_i8_i32` implementation: a test module `$name` of `*_matches_reference_*` tests.
 macro_rules! gemv_i8_i32_frame_tests {
-    ($name:ident, $gemv:path, $strided:path) => {
+    ($name:ident, $gemv:path, $strided:path, $blocks:path) => {
         mod $name {
             use super::*;
+
+            #[test]
+            fn gemv_i8_blocks_matches_reference_bit_for_bit() {
+                blocks_random($blocks);
+            }
 
             #[test]
             fn gemv_i8_i32_strided_matches_reference_windows() {
@@ -335,25 +409,29 @@ macro_rules! gemv_i8_i32_frame_tests {
 gemv_i8_i32_frame_tests!(
     dispatch,
     super::super::gemv_i8_i32,
-    super::super::gemv_i8_i32_strided
+    super::super::gemv_i8_i32_strided,
+    super::super::gemv_i8_blocks
 );
 #[cfg(target_arch = "aarch64")]
 gemv_i8_i32_frame_tests!(
     neon_mull,
     super::super::neon::gemv_i8_i32_mull,
-    super::super::neon::gemv_i8_i32_strided_mull
+    super::super::neon::gemv_i8_i32_strided_mull,
+    super::super::neon::gemv_i8_blocks_mull
 );
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 gemv_i8_i32_frame_tests!(
     neon_sdot,
     super::super::neon::gemv_i8_i32_sdot,
-    super::super::neon::gemv_i8_i32_strided_sdot
+    super::super::neon::gemv_i8_i32_strided_sdot,
+    super::super::neon::gemv_i8_blocks_sdot
 );
 #[cfg(all(target_arch = "arm", feature = "arm-neon"))]
 gemv_i8_i32_frame_tests!(
     neon_armv7,
     super::super::neon::gemv_i8_i32_armv7,
-    super::super::neon::gemv_i8_i32_strided_armv7
+    super::super::neon::gemv_i8_i32_strided_armv7,
+    super::super::neon::gemv_i8_blocks_armv7
 );
 // The DSP kernel's instructions (SXTB16, SMLAD) are the same on Cortex-A, so this runs on armv7 Linux under qemu-arm
 // (`--features arm-dsp`); the Helium kernel has no A-profile host and is checked on the device (examples/firmware).
@@ -361,11 +439,13 @@ gemv_i8_i32_frame_tests!(
 gemv_i8_i32_frame_tests!(
     dsp,
     super::super::dsp::gemv_i8_i32_dsp,
-    super::super::dsp::gemv_i8_i32_strided_dsp
+    super::super::dsp::gemv_i8_i32_strided_dsp,
+    super::super::dsp::gemv_i8_blocks_dsp
 );
 #[cfg(target_arch = "x86_64")]
 gemv_i8_i32_frame_tests!(
     x86_avx2,
     super::super::x86::gemv_i8_i32_avx2,
-    super::super::x86::gemv_i8_i32_strided_avx2
+    super::super::x86::gemv_i8_i32_strided_avx2,
+    super::super::x86::gemv_i8_blocks_avx2
 );

@@ -14,7 +14,7 @@
 #[cfg(target_arch = "x86_64")]
 use core::arch::x86_64::*;
 
-use super::reference;
+use super::{blocked, reference};
 
 /// Whether the AVX2 kernel can run on this CPU.
 #[inline]
@@ -75,4 +75,73 @@ unsafe fn gemv_avx2(w: &[i8], stride: usize, x: &[i8], out: &mut [i32]) {
         let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
         *o = _mm_cvtsi128_si32(s).wrapping_add(reference::dot_i8_i32(&row[main..], &x[main..]));
     }
+}
+
+/// AVX2 [`reference::gemv_i8_blocks_f32`]: four rows per step through the shared block driver, or the reference
+/// when AVX2 is absent.
+pub fn gemv_i8_blocks_avx2(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    out: &mut [f32],
+) {
+    if !avx2_available() {
+        return reference::gemv_i8_blocks_f32(w, cols, x, block, scales, out);
+    }
+    // SAFETY: AVX2 is available (checked above).
+    unsafe { gemv_blocks_avx2(w, cols, x, block, scales, out) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn gemv_blocks_avx2(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    out: &mut [f32],
+) {
+    blocked::gemv_blocks_rows::<4>(
+        w,
+        cols,
+        x,
+        block,
+        scales,
+        out,
+        // SAFETY: this function only runs with AVX2 (see `gemv_i8_blocks_avx2`).
+        |rows, x| unsafe { dots_avx2(rows, x) },
+        |row, x| unsafe { dots_avx2([row], x)[0] },
+    )
+}
+
+/// The dot product of each of `R` rows with `x` (every row exactly `x.len()` long), 16 columns per step as in
+/// [`gemv_avx2`], the last `x.len() % 16` through the reference.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn dots_avx2<const R: usize>(rows: [&[i8]; R], x: &[i8]) -> [i32; R] {
+    let n = x.len();
+    assert!(rows.iter().all(|r| r.len() == n));
+    let main = n - n % 16;
+    let mut acc = [_mm256_setzero_si256(); R];
+    let mut c = 0;
+    while c < main {
+        // SAFETY: c + 16 <= main <= n, and `x` and every row hold n bytes (asserted above).
+        let xv =
+            _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(x.as_ptr().add(c) as *const __m128i) });
+        for (acc, row) in acc.iter_mut().zip(rows) {
+            // SAFETY: as for `x`.
+            let wv = unsafe { _mm_loadu_si128(row.as_ptr().add(c) as *const __m128i) };
+            *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(wv), xv));
+        }
+        c += 16;
+    }
+    core::array::from_fn(|i| {
+        let a = acc[i];
+        let s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        _mm_cvtsi128_si32(s).wrapping_add(reference::dot_i8_i32(&rows[i][main..], &x[main..]))
+    })
 }

@@ -30,15 +30,11 @@ pub(crate) fn linear_f32(w: &Matrix, row0: usize, x: &[f32], bias: &[f32], out: 
     }
 }
 
-/// Rows per pass of [`linear_i8`]: its per-block partial sums live on the stack.
-const ROW_CHUNK: usize = 32;
-
 /// Block-scaled int8 `y = W x + b`. `x` is made of `block`-wide int8 blocks (the last may be shorter), block `b`
 /// with scale `x_scales[b]`. For each output row `r` (weight row `row0 + r`):
 ///
-/// * `p_b = sum_{c in block b} q_w[row0 + r][c] * x[c]`, exact in `i32` ([`kernels::gemv_i8_i32_strided`] over
-///   the block's column window);
-/// * `f = sum_b p_b as f32 * x_scales[b]` in `f32`, from 0.0, blocks in order;
+/// * `f = sum_b (sum_{c in block b} q_w[row0 + r][c] * x[c]) as f32 * x_scales[b]`: each block's dot product exact
+///   in `i32`, then combined in `f32` from 0.0, blocks in order ([`kernels::gemv_i8_blocks`]);
 /// * `y[r] = f * w_scale[row0 + r] + bias[r]`.
 ///
 /// The outputs overwrite `acc` (reinterpreted as `f32`, which is returned): the int8 engine keeps one accumulator
@@ -54,36 +50,19 @@ pub(crate) fn linear_i8<'s>(
 ) -> &'s mut [f32] {
     let cols = w.cols;
     let rows = acc.len();
-    let block = block.max(1);
     let (values, scales) = match w.data {
         MatrixData::I8 { values, scales } => (values, scales),
         MatrixData::F32(_) => (&[][..], &[][..]),
     };
     let values = values.get(row0 * cols..(row0 + rows) * cols).unwrap_or(&[]);
     let scales = scales.get(row0..row0 + rows).unwrap_or(&[]);
-    let x = &x[..x.len().min(cols)];
-    let mut partial = [0i32; ROW_CHUNK];
-    for (chunk, acc) in acc.chunks_mut(ROW_CHUNK).enumerate() {
-        let r0 = chunk * ROW_CHUNK;
-        let n = acc.len();
-        let mut f = [0.0f32; ROW_CHUNK];
-        let w = values.get(r0 * cols..).unwrap_or(&[]);
-        for (b, (xb, &xs)) in x.chunks(block).zip(x_scales).enumerate() {
-            let p = &mut partial[..n];
-            p.iter_mut().for_each(|p| *p = 0);
-            let window = w.get(b * block..).unwrap_or(&[]);
-            kernels::gemv_i8_i32_strided(window, cols, xb.len(), xb, p);
-            f.iter_mut()
-                .zip(p.iter())
-                .for_each(|(f, &p)| *f += p as f32 * xs);
-        }
-        let scales = scales.get(r0..).unwrap_or(&[]);
-        let bias = bias.get(r0..).unwrap_or(&[]);
-        for (((a, &f), &s), &b) in acc.iter_mut().zip(&f).zip(scales).zip(bias) {
-            *a = (f * s + b).to_bits() as i32;
-        }
+    let y: &mut [f32] = bytemuck::cast_slice_mut(acc);
+    y.iter_mut().for_each(|y| *y = 0.0);
+    kernels::gemv_i8_blocks(values, cols, x, block, x_scales, y);
+    for ((y, &s), &b) in y.iter_mut().zip(scales).zip(bias) {
+        *y = *y * s + b;
     }
-    bytemuck::cast_slice_mut(acc)
+    y
 }
 
 /// Reinterprets an accumulator whose words hold `f32` bit patterns (see [`linear_i8`]).
