@@ -447,6 +447,7 @@ fn bias_delta(w: &[f32], q: &[i8], scales: &[f32], mean: &[f64]) -> Vec<f32> {
 
 /// Converts `dir` to a blob at `out`, atomically.
 pub fn convert(dir: &Path, out: &Path, opts: ConvertOptions) -> Result<ConvertReport> {
+    check_output_path(out)?;
     let (contents, weights_file, calibration) = build_contents_calibrated(dir, &opts)?;
     let bytes = write_blob(&contents)?;
     // Parse what was written with the device's own reader before it reaches the disk.
@@ -477,9 +478,30 @@ pub fn convert(dir: &Path, out: &Path, opts: ConvertOptions) -> Result<ConvertRe
     })
 }
 
+/// Refuses an output path that is a directory or not a regular file (a device such as `/dev/null`, a pipe): the
+/// rename in [`write_atomically`] would replace it. Checked before converting, so the mistake costs nothing.
+pub fn check_output_path(out: &Path) -> Result<()> {
+    match std::fs::metadata(out) {
+        Ok(m) if m.is_dir() => {
+            bail!(
+                "{} is a directory; give the blob's file name (e.g. {})",
+                out.display(),
+                out.join("model.blob").display()
+            )
+        }
+        Ok(m) if !m.is_file() => bail!(
+            "{} exists and is not a regular file (a device or a pipe?); write the blob to a file",
+            out.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Writes `bytes` to `out` through a temporary file in the same directory and a rename, so `out` either keeps its
-/// old contents or holds the complete new blob; the temporary file is removed on any failure.
+/// old contents or holds the complete new blob; the temporary file is removed on any failure (a full disk
+/// included: the error names `out` and the OS's reason).
 pub fn write_atomically(out: &Path, bytes: &[u8]) -> Result<()> {
+    check_output_path(out)?;
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

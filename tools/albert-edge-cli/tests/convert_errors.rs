@@ -236,3 +236,173 @@ fn convert_fails_cleanly_on_a_bad_tokenizer_config() {
     .unwrap();
     case.fails_with("tokenizer_config.json has do_lower_case \"yes\"; expected true or false");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Lying weights files, calibration files, outputs that cannot be written
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Rewrites the JSON header of `path` (a safetensors file) with `edit`, keeping the data and a correct length
+/// prefix: the header then lies about the data.
+fn edit_safetensors_header(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let bytes = fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    edit(&mut header);
+    let json = serde_json::to_vec(&header).unwrap();
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&bytes[8 + n..]);
+    fs::write(path, out).unwrap();
+}
+
+fn offsets(header: &serde_json::Value, name: &str) -> (u64, u64) {
+    let o = &header[name]["data_offsets"];
+    (o[0].as_u64().unwrap(), o[1].as_u64().unwrap())
+}
+
+#[test]
+fn convert_fails_cleanly_on_a_safetensors_header_that_lies_about_offsets() {
+    type Lie = fn(&mut serde_json::Value);
+    let lies: [(&str, Lie); 5] = [
+        ("past the end of the file", |h| {
+            let (a, b) = offsets(h, "albert.pooler.bias");
+            h["albert.pooler.bias"]["data_offsets"] = serde_json::json!([a, b + 1_000_000]);
+        }),
+        ("begin after end", |h| {
+            let (a, b) = offsets(h, "albert.pooler.bias");
+            h["albert.pooler.bias"]["data_offsets"] = serde_json::json!([b, a]);
+        }),
+        ("fewer bytes than the shape needs", |h| {
+            let (a, _) = offsets(h, "albert.pooler.bias");
+            h["albert.pooler.bias"]["data_offsets"] = serde_json::json!([a, a + 4]);
+        }),
+        ("overlapping another tensor", |h| {
+            let o = h["classifier.bias"]["data_offsets"].clone();
+            h["albert.pooler.bias"]["data_offsets"] = o;
+        }),
+        ("huge offsets", |h| {
+            h["albert.pooler.bias"]["data_offsets"] = serde_json::json!([u64::MAX - 31, u64::MAX]);
+        }),
+    ];
+    for (what, lie) in lies {
+        let case = Case::new();
+        edit_safetensors_header(&case.ckpt.join("model.safetensors"), lie);
+        let out = convert(&case.ckpt, &case.blob, &[]);
+        assert_clean_failure(
+            &out,
+            &case.blob,
+            "model.safetensors is not a valid safetensors file",
+        );
+        println!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+
+    // A length prefix larger than the file, and one that cuts the JSON short.
+    let case = Case::new();
+    let st = case.ckpt.join("model.safetensors");
+    let bytes = fs::read(&st).unwrap();
+    for prefix in [u64::MAX, bytes.len() as u64, 10] {
+        let mut lying = bytes.clone();
+        lying[..8].copy_from_slice(&prefix.to_le_bytes());
+        fs::write(&st, &lying).unwrap();
+        case.fails_with("model.safetensors is not a valid safetensors file");
+    }
+}
+
+#[test]
+fn convert_fails_cleanly_on_an_integer_dtype_naming_the_tensor() {
+    let case = Case::new();
+    // Same element size as F32, so the file stays consistent: only the dtype is wrong.
+    edit_safetensors_header(&case.ckpt.join("model.safetensors"), |h| {
+        h["albert.pooler.weight"]["dtype"] = "I32".into();
+    });
+    case.fails_with(
+        "tensor `albert.pooler.weight` has dtype I32; albert-edge converts F32, F16 and BF16 weights only",
+    );
+}
+
+#[test]
+fn convert_fails_cleanly_on_a_missing_unreadable_or_non_utf8_calibration_file() {
+    let case = Case::new();
+    let dir = case.blob.parent().unwrap().to_path_buf();
+    let missing = dir.join("no-such-sentences.txt");
+    let binary = dir.join("binary.txt");
+    fs::write(&binary, b"a sentence\n\xff\xfe not text\n").unwrap();
+    for (file, needle) in [
+        (&missing, "cannot read calibration file"),
+        (&dir, "cannot read calibration file"),
+        (&binary, "cannot read calibration file"),
+    ] {
+        let out = convert(
+            &case.ckpt,
+            &case.blob,
+            &["--calibrate", file.to_str().unwrap()],
+        );
+        assert_clean_failure(&out, &case.blob, needle);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&file.display().to_string()),
+            "the error names the file"
+        );
+    }
+    // An empty one: see `convert_calibration.rs` (`an_empty_calibration_file_is_a_one_line_error`).
+}
+
+/// Asserts a one-line `error: ...` containing `needle` and a non-zero exit (for outputs that exist beforehand).
+fn assert_one_line_error(out: &std::process::Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure; stderr: {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "stderr must be one line: {stderr:?}"
+    );
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains(needle),
+        "{stderr:?} does not mention {needle:?}"
+    );
+}
+
+#[test]
+fn convert_refuses_a_directory_or_a_device_as_the_output() {
+    let case = Case::new();
+    let dir = case.blob.parent().unwrap();
+    let out = convert(&case.ckpt, dir, &[]);
+    assert_one_line_error(&out, "is a directory; give the blob's file name");
+    assert!(dir.is_dir());
+
+    // The rename would replace the device node (root may write to /dev).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let null = Path::new("/dev/null");
+        if null.exists() {
+            let out = convert(&case.ckpt, null, &[]);
+            assert_one_line_error(&out, "/dev/null exists and is not a regular file");
+            assert!(fs::metadata(null).unwrap().file_type().is_char_device());
+        }
+    }
+}
+
+/// A full disk, simulated without root: `ulimit -f` caps the size of files the converter may write (and SIGXFSZ is
+/// ignored), so the blob's `write()` fails part-way exactly where ENOSPC would (with EFBIG, "File too large").
+/// Filling a real file system portably would need root to mount a small tmpfs; `/dev/full` cannot stand in,
+/// since the converter writes a temporary file next to the output and renames it (and refuses devices).
+#[cfg(unix)]
+#[test]
+fn convert_fails_cleanly_when_the_blob_cannot_be_written_in_full() {
+    let case = Case::new();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -f 64 && trap '' XFSZ && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_albert-edge"))
+        .arg("convert")
+        .arg(&case.ckpt)
+        .arg("-o")
+        .arg(&case.blob)
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, &case.blob, "cannot write");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&case.blob.display().to_string()),
+        "the error names the output"
+    );
+}
