@@ -5,7 +5,8 @@
 //! sentence per line) or from the built-in set, 256 sentences of the GLUE SST-2 *train* split (provenance in
 //! `data/README.md`). They are tokenized with the model's own tokenizer section, exactly as the device would.
 //!
-//! Each sequence runs through the core's own f32 forward pass ([`classify_observed`]); an [`Observer`] adds
+//! Each sequence runs through the core's own f32 forward pass ([`classify_observed`], or its bit-identical
+//! whole-sequence mirror [`F32Forward`] for fp32 blobs: the same rows, several times faster); an [`Observer`] adds
 //! every linear layer's input row `x` to that layer's `H = Σ x xᵀ` (and `Σ x`, for bias correction). The ONE
 //! shared layer's sites pool their rows over **all** `num_hidden_layers` passes: the weight is shared, so the
 //! error that matters is the sum over every pass. Q, K and V share their input, hence one `H`.
@@ -18,6 +19,7 @@ use albert_edge::{AlbertConfig, Model};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::ProgressBar;
 
+use crate::f32_forward::{Buffers, F32Forward};
 use crate::tokenizer_section::to_words;
 
 /// The built-in calibration sentences (GLUE SST-2 train; see `data/README.md`).
@@ -237,21 +239,24 @@ impl Observer for Collector {
 /// how many threads ran them.
 const CHUNK: usize = 16;
 
-/// Runs every sequence through the f32 forward pass of `model` (an fp32 blob), on all cores, and gathers each
-/// linear layer's input statistics. `progress` advances by one per sequence.
+/// Runs every sequence through the f32 forward pass of `model` (an fp32 blob: [`F32Forward`]; otherwise the core's
+/// `classify_observed`), on all cores, and gathers each linear layer's input statistics. `progress` advances by
+/// one per sequence.
 pub fn collect(
     model: &Model,
     sequences: &[Vec<u32>],
     progress: &ProgressBar,
 ) -> Result<Statistics> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let fast = F32Forward::new(model);
+    let fast = fast.as_ref();
     let chunks: Vec<&[Vec<u32>]> = sequences.chunks(CHUNK).collect();
     let mut total = Statistics::default();
     for wave in chunks.chunks(threads.max(1)) {
         let parts: Vec<Result<Statistics>> = std::thread::scope(|scope| {
             let handles: Vec<_> = wave
                 .iter()
-                .map(|chunk| scope.spawn(move || collect_chunk(model, chunk, progress)))
+                .map(|chunk| scope.spawn(move || collect_chunk(model, fast, chunk, progress)))
                 .collect();
             handles
                 .into_iter()
@@ -267,6 +272,7 @@ pub fn collect(
 
 fn collect_chunk(
     model: &Model,
+    fast: Option<&F32Forward>,
     sequences: &[Vec<u32>],
     progress: &ProgressBar,
 ) -> Result<Statistics> {
@@ -276,19 +282,25 @@ fn collect_chunk(
     };
     let mut logits = vec![0f32; config.num_labels];
     let mut arena = Vec::new();
+    let mut buffers = Buffers::default();
     for ids in sequences {
-        let need = scratch_size(config, ids.len(), albert_edge::model::Precision::F32);
-        if arena.len() < need {
-            arena.resize(need, 0u8);
+        match fast {
+            Some(fast) => fast.classify_observed(ids, &mut buffers, &mut logits, &mut collector),
+            None => {
+                let need = scratch_size(config, ids.len(), albert_edge::model::Precision::F32);
+                if arena.len() < need {
+                    arena.resize(need, 0u8);
+                }
+                classify_observed(
+                    model,
+                    &Inputs::ids(ids),
+                    &mut arena,
+                    &mut logits,
+                    &mut collector,
+                )
+                .map_err(|e| anyhow!("calibration forward pass failed: {e}"))?;
+            }
         }
-        classify_observed(
-            model,
-            &Inputs::ids(ids),
-            &mut arena,
-            &mut logits,
-            &mut collector,
-        )
-        .map_err(|e| anyhow!("calibration forward pass failed: {e}"))?;
         collector.stats.sequences += 1;
         collector.stats.tokens += ids.len();
         progress.inc(1);

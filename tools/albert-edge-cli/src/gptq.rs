@@ -51,22 +51,47 @@ const ROW_BLOCK: usize = 16;
 
 /// `H = MᵀM` with `M` lower triangular (row-major, `n x n`): the Cholesky factor of `H` with its order reversed.
 /// `None` if `H` (symmetric, row-major) is not positive definite.
+///
+/// Cholesky–Crout of `G = J H J` (`J` reverses the order): `G = L Lᵀ`, `L` lower, then `M = J Lᵀ J`. Every entry is
+/// `L_ij = (G_ij - dot(L_i[..j], L_j[..j])) / L_jj` in [`dot_f64`]'s order, exactly as a plain row-by-row loop
+/// computes it. The loop is blocked by [`CHOLESKY_BLOCK`] columns: once a block's own rows are done, every later
+/// row's entries in that block depend only on that row and the block's rows, so they run on all cores, four rows
+/// side by side. Same entries, same bits, whatever the thread count.
 pub fn reverse_cholesky(h: &[f64], n: usize) -> Option<Vec<f64>> {
-    // Cholesky–Crout of G = J H J (J reverses the order): G = L Lᵀ, L lower. Then M = J Lᵀ J.
     let g = |i: usize, j: usize| h[(n - 1 - i) * n + (n - 1 - j)];
     let mut l = vec![0f64; n * n];
-    for i in 0..n {
-        for j in 0..=i {
-            let s = g(i, j) - dot_f64(&l[i * n..i * n + j], &l[j * n..j * n + j]);
-            if i == j {
-                if !(s > 0.0 && s.is_finite()) {
-                    return None;
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    for j0 in (0..n).step_by(CHOLESKY_BLOCK) {
+        let j1 = (j0 + CHOLESKY_BLOCK).min(n);
+        // The block's own rows, in order (their columns before j0 are done).
+        for i in j0..j1 {
+            for j in j0..=i {
+                let s = g(i, j) - dot_f64(&l[i * n..i * n + j], &l[j * n..j * n + j]);
+                if i == j {
+                    if !(s > 0.0 && s.is_finite()) {
+                        return None;
+                    }
+                    l[i * n + i] = s.sqrt();
+                } else {
+                    l[i * n + j] = s / l[j * n + j];
                 }
-                l[i * n + i] = s.sqrt();
-            } else {
-                l[i * n + j] = s / l[j * n + j];
             }
         }
+        // Every later row's columns j0..j1.
+        let rows = n - j1;
+        if rows == 0 {
+            break;
+        }
+        let (done, rest) = l.split_at_mut(j1 * n);
+        let done = &*done;
+        let per_thread = rows.div_ceil(threads.min(rows.div_ceil(4 * CHOLESKY_BLOCK)).max(1));
+        std::thread::scope(|scope| {
+            for (c, chunk) in rest.chunks_mut(per_thread * n).enumerate() {
+                let first = j1 + c * per_thread;
+                let g = &g;
+                scope.spawn(move || cholesky_panel(chunk, n, first, j0..j1, done, g));
+            }
+        });
     }
     let mut m = vec![0f64; n * n];
     for i in 0..n {
@@ -75,6 +100,79 @@ pub fn reverse_cholesky(h: &[f64], n: usize) -> Option<Vec<f64>> {
         }
     }
     Some(m)
+}
+
+/// Columns per block of [`reverse_cholesky`].
+const CHOLESKY_BLOCK: usize = 64;
+
+/// `L_ij` for the rows `rows` (`(k, n)`: global rows `first..first + k`) and the columns `cols`, whose own rows
+/// are final in `done` (rows `0..cols.end`).
+fn cholesky_panel(
+    rows: &mut [f64],
+    n: usize,
+    first: usize,
+    cols: std::ops::Range<usize>,
+    done: &[f64],
+    g: &impl Fn(usize, usize) -> f64,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        unsafe { cholesky_panel_avx2(rows, n, first, cols, done, g) };
+        return;
+    }
+    cholesky_panel_portable(rows, n, first, cols, done, g);
+}
+
+/// [`cholesky_panel`] compiled for AVX2: the same operations (no FMA), wider registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn cholesky_panel_avx2(
+    rows: &mut [f64],
+    n: usize,
+    first: usize,
+    cols: std::ops::Range<usize>,
+    done: &[f64],
+    g: &impl Fn(usize, usize) -> f64,
+) {
+    cholesky_panel_portable(rows, n, first, cols, done, g);
+}
+
+#[inline(always)]
+fn cholesky_panel_portable(
+    rows: &mut [f64],
+    n: usize,
+    first: usize,
+    cols: std::ops::Range<usize>,
+    done: &[f64],
+    g: &impl Fn(usize, usize) -> f64,
+) {
+    let quads = rows.len() / (4 * n);
+    let (head, tail) = rows.split_at_mut(quads * 4 * n);
+    for (q, quad) in head.chunks_exact_mut(4 * n).enumerate() {
+        let i0 = first + 4 * q;
+        let (r0, rest) = quad.split_at_mut(n);
+        let (r1, rest) = rest.split_at_mut(n);
+        let (r2, r3) = rest.split_at_mut(n);
+        for j in cols.clone() {
+            let dots = dots_f64(
+                [&r0[..j], &r1[..j], &r2[..j], &r3[..j]],
+                &done[j * n..j * n + j],
+            );
+            let d = done[j * n + j];
+            r0[j] = (g(i0, j) - dots[0]) / d;
+            r1[j] = (g(i0 + 1, j) - dots[1]) / d;
+            r2[j] = (g(i0 + 2, j) - dots[2]) / d;
+            r3[j] = (g(i0 + 3, j) - dots[3]) / d;
+        }
+    }
+    let i0 = first + 4 * quads;
+    for (k, row) in tail.chunks_exact_mut(n).enumerate() {
+        for j in cols.clone() {
+            let s = g(i0 + k, j) - dot_f64(&row[..j], &done[j * n..j * n + j]);
+            row[j] = s / done[j * n + j];
+        }
+    }
 }
 
 /// Dot product with four interleaved accumulators (a fixed order, so the converter is deterministic).
@@ -92,6 +190,33 @@ fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
         tail += x * y;
     }
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+/// `[dot_f64(a[0], b), .., dot_f64(a[R - 1], b)]` (each `a[r]` at least as long as `b`), bit for bit: each sum
+/// has [`dot_f64`]'s four accumulators and order; the `R` independent sums are interleaved so they overlap in the
+/// pipeline.
+#[inline(always)]
+fn dots_f64<const R: usize>(a: [&[f64]; R], b: &[f64]) -> [f64; R] {
+    let n = b.len();
+    let a: [&[f64]; R] = core::array::from_fn(|r| &a[r][..n]);
+    let n4 = n - n % 4;
+    let mut acc = [[0f64; 4]; R];
+    for k in (0..n4).step_by(4) {
+        let y = &b[k..k + 4];
+        for r in 0..R {
+            let x = &a[r][k..k + 4];
+            for l in 0..4 {
+                acc[r][l] += x[l] * y[l];
+            }
+        }
+    }
+    core::array::from_fn(|r| {
+        let mut tail = 0.0;
+        for k in n4..n {
+            tail += a[r][k] * b[k];
+        }
+        (acc[r][0] + acc[r][1]) + (acc[r][2] + acc[r][3]) + tail
+    })
 }
 
 /// The damped Hessian's factor `M` (see the module docs). Retries with ten times the damping (up to three times)
@@ -211,21 +336,69 @@ fn gptq_rows(
     inv_diag: &[f64],
     q: &mut [i8],
 ) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { gptq_rows_avx2(w, cols, scales, m, inv_diag, q) };
+    }
+    gptq_rows_portable(w, cols, scales, m, inv_diag, q)
+}
+
+/// [`gptq_rows`] compiled for AVX2: the same operations (no FMA), wider registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn gptq_rows_avx2(
+    w: &[f32],
+    cols: usize,
+    scales: &[f32],
+    m: &[f64],
+    inv_diag: &[f64],
+    q: &mut [i8],
+) -> f32 {
+    gptq_rows_portable(w, cols, scales, m, inv_diag, q)
+}
+
+#[inline(always)]
+fn gptq_rows_portable(
+    w: &[f32],
+    cols: usize,
+    scales: &[f32],
+    m: &[f64],
+    inv_diag: &[f64],
+    q: &mut [i8],
+) -> f32 {
     let rows = scales.len();
     let mut d = vec![0f64; rows * cols]; // (rows, cols): w - ŵ of the columns done so far
     let mut worst = 0f32;
+    let quads = rows / 4;
     for j in 0..cols {
         let mrow = &m[j * cols..j * cols + j];
-        for r in 0..rows {
+        // Row r's column j from its feedback sum `dot`; records the error in `dr` (row r of d).
+        let mut round = |r: usize, dot: f64, dr: &mut [f64]| {
             let s = scales[r];
             let wj = w[r * cols + j];
-            let target = wj as f64 + inv_diag[j] * dot_f64(mrow, &d[r * cols..r * cols + j]);
+            let target = wj as f64 + inv_diag[j] * dot;
             let qj = round_to_i8((target / s as f64) as f32);
             debug_assert!((qj as i32).abs() <= QMAX);
             q[r * cols + j] = qj;
             let err = wj - qj as f32 * s;
-            d[r * cols + j] = err as f64;
+            dr[j] = err as f64;
             worst = worst.max(err.abs());
+        };
+        // Four rows side by side: independent sums, the same bits as one row at a time.
+        let (head, tail) = d.split_at_mut(quads * 4 * cols);
+        for (k, quad) in head.chunks_exact_mut(4 * cols).enumerate() {
+            let (d0, rest) = quad.split_at_mut(cols);
+            let (d1, rest) = rest.split_at_mut(cols);
+            let (d2, d3) = rest.split_at_mut(cols);
+            let dots = dots_f64([&d0[..j], &d1[..j], &d2[..j], &d3[..j]], mrow);
+            for (x, (dr, dot)) in [d0, d1, d2, d3].into_iter().zip(dots).enumerate() {
+                round(4 * k + x, dot, dr);
+            }
+        }
+        for (k, dr) in tail.chunks_exact_mut(cols).enumerate() {
+            let dot = dot_f64(mrow, &dr[..j]);
+            round(4 * quads + k, dot, dr);
         }
     }
     worst
@@ -277,6 +450,76 @@ mod tests {
             }
         }
         e
+    }
+
+    /// The plain row-by-row factorisation (what the blocked, threaded one must equal bit for bit).
+    fn reverse_cholesky_plain(h: &[f64], n: usize) -> Option<Vec<f64>> {
+        let g = |i: usize, j: usize| h[(n - 1 - i) * n + (n - 1 - j)];
+        let mut l = vec![0f64; n * n];
+        for i in 0..n {
+            for j in 0..=i {
+                let s = g(i, j) - dot_f64(&l[i * n..i * n + j], &l[j * n..j * n + j]);
+                if i == j {
+                    if !(s > 0.0 && s.is_finite()) {
+                        return None;
+                    }
+                    l[i * n + i] = s.sqrt();
+                } else {
+                    l[i * n + j] = s / l[j * n + j];
+                }
+            }
+        }
+        let mut m = vec![0f64; n * n];
+        for i in 0..n {
+            for j in 0..=i {
+                m[i * n + j] = l[(n - 1 - j) * n + (n - 1 - i)];
+            }
+        }
+        Some(m)
+    }
+
+    /// One row at a time (what the four-rows-side-by-side loop must equal bit for bit).
+    fn gptq_rows_plain(w: &[f32], cols: usize, scales: &[f32], m: &[f64], q: &mut [i8]) {
+        let inv_diag: Vec<f64> = (0..cols).map(|j| 1.0 / m[j * cols + j]).collect();
+        let rows = scales.len();
+        let mut d = vec![0f64; rows * cols];
+        for j in 0..cols {
+            let mrow = &m[j * cols..j * cols + j];
+            for r in 0..rows {
+                let s = scales[r];
+                let wj = w[r * cols + j];
+                let target = wj as f64 + inv_diag[j] * dot_f64(mrow, &d[r * cols..r * cols + j]);
+                let qj = round_to_i8((target / s as f64) as f32);
+                q[r * cols + j] = qj;
+                d[r * cols + j] = (wj - qj as f32 * s) as f64;
+            }
+        }
+    }
+
+    #[test]
+    fn blocked_cholesky_and_gptq_match_the_plain_loops_bit_for_bit() {
+        let mut seed = 5;
+        for n in [1, 3, 64, 65, 131, 200] {
+            let (h, _) = hessian(n, n + 7, &mut seed);
+            let damped = factor(&h, n, 0.01).unwrap();
+            let mut hd = h.clone();
+            let mean = (0..n).map(|j| h[j * n + j]).sum::<f64>() / n as f64;
+            (0..n).for_each(|j| hd[j * n + j] += 0.01 * mean);
+            let plain = reverse_cholesky_plain(&hd, n).unwrap();
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&damped), bits(&plain), "n {n}");
+
+            let rows = 37;
+            let w: Vec<f32> = (0..rows * n).map(|_| rng(&mut seed) as f32).collect();
+            let (mut q, mut s) = (vec![0i8; rows * n], vec![0f32; rows]);
+            quantize_matrix_gptq(&w, n, &h, &GptqOptions::default(), &mut q, &mut s).unwrap();
+            let mut q_plain = vec![0i8; rows * n];
+            gptq_rows_plain(&w, n, &s, &plain, &mut q_plain);
+            assert_eq!(q, q_plain, "n {n}");
+        }
+        // Not positive definite: refused, as by the plain loop.
+        let h = [1.0, 2.0, 2.0, 1.0];
+        assert!(reverse_cholesky(&h, 2).is_none() && reverse_cholesky_plain(&h, 2).is_none());
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod classify;
 pub mod convert;
 pub mod eval;
+pub mod f32_forward;
 pub mod gptq;
 pub mod inspect;
 pub mod spiece;
