@@ -7,7 +7,7 @@
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
-use crate::config::{Activation, AlbertConfig, MAX_LABELS};
+use crate::config::{Activation, AlbertConfig, MAX_DIM, MAX_LABELS};
 use crate::error::Error;
 use crate::tokenizer::Tokenizer;
 
@@ -76,6 +76,8 @@ pub mod header {
     pub const TOKENIZER_LEN: usize = 88;
     /// `u32` flags, reserved (0 in v1).
     pub const FLAGS: usize = 92;
+    /// `u32` activation block width of the int8 engine; 0 = the default, [`AlbertConfig::activation_block`].
+    pub const ACTIVATION_BLOCK: usize = 96;
 }
 
 /// Byte offsets inside one tensor-table entry.
@@ -384,6 +386,7 @@ const KIND_COUNT: usize = TensorKind::ALL.len();
 pub struct Model<'a> {
     bytes: &'a [u8],
     config: AlbertConfig,
+    activation_block: usize,
     weights: Weights<'a>,
     infos: [Option<TensorInfo>; KIND_COUNT],
     labels: &'a [u8],
@@ -473,6 +476,15 @@ impl<'a> Model<'a> {
             num_labels: u(header::NUM_LABELS),
         };
         config.validate()?;
+        let activation_block = match u(header::ACTIVATION_BLOCK) {
+            0 => config.activation_block(),
+            b if b >= config.activation_block() && b <= MAX_DIM => b,
+            _ => {
+                return Err(Error::BadConfig(
+                    "activation_block must be 0 or between half the head size and 65536",
+                ))
+            }
+        };
 
         let infos = parse_table(bytes, &config)?;
         let weights = build_weights(bytes, &infos)?;
@@ -505,12 +517,21 @@ impl<'a> Model<'a> {
         Ok(Model {
             bytes,
             config,
+            activation_block,
             weights,
             infos,
             labels,
             tokenizer_section,
             tokenizer,
         })
+    }
+
+    /// Width of the int8 engine's activation blocks for this blob: the header's value, or the default
+    /// [`AlbertConfig::activation_block`] (half the head size) when it is 0. Never below the default, so
+    /// [`scratch_size`](crate::model::scratch_size), which assumes the default, always suffices. Wider blocks
+    /// mean fewer scales: faster, less accurate (`QUANTIZATION.md`).
+    pub fn activation_block(&self) -> usize {
+        self.activation_block
     }
 
     /// The model's hyper-parameters.

@@ -89,7 +89,7 @@ impl<'a> Layer<'a> {
             full_ln_weight: l.full_ln_weight,
             full_ln_bias: l.full_ln_bias,
             heads: c.num_attention_heads,
-            block: c.activation_block(),
+            block: model.activation_block(),
             act: c.hidden_act,
             eps: c.layer_norm_eps,
         }

@@ -321,7 +321,7 @@ fn forward(
                 ));
             }
             let p = Int8Plan::new(c, seq);
-            let block = c.activation_block();
+            let block = model.activation_block();
             let mut s = layer::Int8Scratch {
                 hidden: a.i8s(p.hidden),
                 hidden_scale: a.f32s(p.hidden_scale),

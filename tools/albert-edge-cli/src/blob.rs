@@ -45,6 +45,8 @@ pub struct BlobContents {
     pub labels: Vec<String>,
     /// The tokenizer section (empty for none).
     pub tokenizer: Vec<u8>,
+    /// The int8 engine's activation block width (0: the default, half the head size).
+    pub activation_block: usize,
 }
 
 fn pad_to_align(out: &mut Vec<u8>) {
@@ -102,6 +104,11 @@ pub fn write_blob(contents: &BlobContents) -> Result<Vec<u8>> {
     );
     put_u32(&mut out, header::HIDDEN_ACT, c.hidden_act.code() as usize)?;
     put_u32(&mut out, header::NUM_LABELS, c.num_labels)?;
+    put_u32(
+        &mut out,
+        header::ACTIVATION_BLOCK,
+        contents.activation_block,
+    )?;
     put_u32(&mut out, header::TENSOR_COUNT, tensors.len())?;
 
     // Tensor table (filled once the data offsets are known).

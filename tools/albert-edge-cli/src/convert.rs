@@ -65,6 +65,9 @@ pub struct ConvertOptions {
     pub bias_correction: bool,
     /// Tokenizer section without the NORMAL pieces' strings (`--compact-tokenizer`): same encoding, smaller blob.
     pub compact_tokenizer: bool,
+    /// The int8 engine's activation block width recorded in the blob (`--activation-block`); 0: the default,
+    /// half the head size. Wider blocks are faster and less accurate.
+    pub activation_block: usize,
 }
 
 impl Default for ConvertOptions {
@@ -79,6 +82,7 @@ impl Default for ConvertOptions {
             gptq: GptqOptions::default(),
             bias_correction: false,
             compact_tokenizer: false,
+            activation_block: 0,
         }
     }
 }
@@ -282,6 +286,7 @@ fn calibrate(
             .collect(),
         labels: labels.to_vec(),
         tokenizer: Vec::new(),
+        activation_block: 0,
     };
     let blob = AlignedBlob::new(&write_blob(&fp32)?);
     let model = albert_edge::Model::from_bytes(blob.bytes()).map_err(|e| {
@@ -312,6 +317,16 @@ pub fn build_contents_calibrated(
     let files = CheckpointDir::locate(dir)?;
     let hf = read_config(&files.config)?;
     let config = hf.config;
+    let default_block = config.activation_block();
+    if opts.activation_block != 0
+        && !(default_block..=albert_edge::config::MAX_DIM).contains(&opts.activation_block)
+    {
+        bail!(
+            "--activation-block {}: must be between {default_block} (half the head size, the default) and {}",
+            opts.activation_block,
+            albert_edge::config::MAX_DIM
+        );
+    }
     let weights = WeightsFile::open(&files.weights)?;
     let file = weights.file_name();
     let prefix = detect_prefix(&weights);
@@ -423,6 +438,7 @@ pub fn build_contents_calibrated(
             tensors: payloads,
             labels: hf.labels,
             tokenizer,
+            activation_block: opts.activation_block,
         },
         file,
         calibration.map(|(_, summary)| summary),

@@ -26,6 +26,8 @@ pub struct ConfigReport {
     pub layer_norm_eps: f32,
     pub hidden_act: &'static str,
     pub num_labels: usize,
+    /// The int8 engine's activation block width (values per scale).
+    pub activation_block: usize,
 }
 
 /// One tensor-table row.
@@ -154,6 +156,7 @@ pub fn report(model: &Model) -> Report {
             layer_norm_eps: c.layer_norm_eps,
             hidden_act: c.hidden_act.name(),
             num_labels: c.num_labels,
+            activation_block: model.activation_block(),
         },
         labels: (0..c.num_labels)
             .map(|i| model.label(i).to_string())
@@ -188,6 +191,7 @@ pub fn render_text(r: &Report) -> String {
         ("type_vocab_size", c.type_vocab_size.to_string()),
         ("layer_norm_eps", format!("{:e}", c.layer_norm_eps)),
         ("hidden_act", c.hidden_act.to_string()),
+        ("activation_block", c.activation_block.to_string()),
         ("num_labels", c.num_labels.to_string()),
     ] {
         let _ = writeln!(s, "  {k:<24} {v}");

@@ -55,6 +55,11 @@ enum Command {
         /// vocabulary; for microcontrollers). Encoding is identical; only id-to-piece lookups are lost.
         #[arg(long)]
         compact_tokenizer: bool,
+        /// Width of the int8 engine's activation blocks (one scale per block of this many values). Default:
+        /// half the head size, the most accurate; wider blocks (up to one per row, e.g. the intermediate size)
+        /// are faster, which matters on microcontrollers.
+        #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+        activation_block: usize,
     },
     /// Print a blob's config, labels, tensors, section sizes and scratch memory.
     Inspect {
@@ -169,6 +174,7 @@ fn run(cli: Cli) -> Result<()> {
             no_calibrate,
             rounding,
             compact_tokenizer,
+            activation_block,
         } => {
             if calibrate.is_some() && rounding == Rounding::Nearest {
                 bail!("--calibrate has no effect with --rounding nearest; drop one of them");
@@ -187,6 +193,7 @@ fn run(cli: Cli) -> Result<()> {
                     calibration: calibrate,
                     calibration_tokens,
                     compact_tokenizer,
+                    activation_block,
                     ..ConvertOptions::default()
                 },
             )?;

@@ -136,5 +136,6 @@ pub fn random_model(c: &AlbertConfig, seed: u64, int8: bool) -> BlobContents {
         tensors: payloads(c, random_weights(c, seed), int8),
         labels: (0..c.num_labels).map(|i| format!("LABEL_{i}")).collect(),
         tokenizer: Vec::new(),
+        activation_block: 0,
     }
 }
