@@ -3,7 +3,7 @@
 # target crashes (its reproducer is in fuzz/artifacts/<target>/) or cannot be built.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]          default 60
 #   scripts/fuzz.sh 900 tokenizer classify        only the named targets
-# Needs the nightly toolchain and cargo-fuzz (installed here with `cargo install cargo-fuzz --locked` if missing).
+# Needs rustup; installs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz --locked`) if missing.
 # New corpus entries go to fuzz/corpus/<target>/ (not committed); fuzz/seeds/<target>/ holds the committed seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,10 +13,11 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(blob_from_bytes blob_mutated tokenizer classify)
 
-rustup toolchain list 2>/dev/null | grep -q '^nightly' || {
-    echo "error: the nightly toolchain is missing; install it with: rustup toolchain install nightly" >&2
-    exit 1
-}
+command -v rustup >/dev/null || { echo "error: rustup not found; cargo-fuzz needs the nightly toolchain (https://rustup.rs)" >&2; exit 1; }
+if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    echo "==> rustup toolchain install nightly --profile minimal (cargo-fuzz needs nightly)"
+    rustup toolchain install nightly --profile minimal
+fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     echo "==> cargo install cargo-fuzz --locked"
     cargo install cargo-fuzz --locked
@@ -43,7 +44,7 @@ for t in "${targets[@]}"; do
     fi
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     summary+=("$(printf '%-16s %-5s %12s execs in %4ds' "$t" "$result" "${execs:-?}" $((SECONDS - start)))")
-    tail -n 3 "$log" | sed 's/^/    /'
+    echo "    ${summary[-1]}"
     rm -f "$log"
 done
 

@@ -61,6 +61,9 @@ cargo test --workspace
 step "same logits bit for bit in unoptimised and release builds"
 scripts/check-debug-release.sh
 
+step "fuzz: every cargo-fuzz target for 30 s (blob parser, mutated blobs, tokenizer, classify)"
+scripts/fuzz.sh 30
+
 [ -n "${QUICK:-}" ] && { echo; echo "QUICK=1: cross-target steps skipped"; exit 0; }
 
 # ---------------------------------------------------------------------------------------------------------------

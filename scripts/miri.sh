@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs the core crate's unit tests under Miri (undefined behaviour: out-of-bounds or misaligned reads, invalid
+# values, use of uninitialised memory, aliasing violations in the unsafe code).
+#   scripts/miri.sh           the selection below (a few minutes)
+#   scripts/miri.sh --all     every unit test (hours: Miri interprets ~1000x slower than native code)
+# Needs rustup; installs the nightly toolchain and its miri and rust-src components if missing.
+#
+# Tests that are skipped by default, and why (none of them exercises code the selection does not):
+#  - kernels: the random-shape, random-stride, extreme-value and block tests loop over hundreds of shapes up to
+#    ALBERT-base widths. The edge-shape, unaligned and degenerate-argument tests run instead, twice: with the
+#    reference kernels, and with `-C target-feature=+avx2` so that Miri checks the unsafe AVX2 kernels' loads.
+#  - py_space_matches_python_isspace: a table check over all 1.1 M code points, no unsafe code involved.
+#  - the tokenizer's every-corruption and workspace-size sweeps: the same parser and encoder paths as the
+#    single cases that do run, repeated thousands of times.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v rustup >/dev/null || { echo "error: rustup not found; Miri needs the nightly toolchain (https://rustup.rs)" >&2; exit 1; }
+if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    echo "==> rustup toolchain install nightly --profile minimal"
+    rustup toolchain install nightly --profile minimal
+fi
+if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^miri'; then
+    echo "==> rustup component add miri rust-src --toolchain nightly"
+    rustup component add miri rust-src --toolchain nightly
+fi
+
+if [ "${1:-}" = "--all" ]; then
+    exec cargo +nightly miri test -p albert-edge --lib
+fi
+
+skip=(
+    --skip matches_reference_random --skip matches_reference_extreme --skip matches_reference_bit_for_bit
+    --skip strided_matches_reference
+    --skip py_space_matches_python_isspace
+    --skip section_validation_rejects_or_survives_every_corruption
+    --skip workspace_of_any_size_gives_the_same_ids_or_arena_too_small
+)
+
+echo "==> cargo +nightly miri test -p albert-edge --lib (reference kernels)"
+cargo +nightly miri test -p albert-edge --lib -- "${skip[@]}"
+
+echo "==> the x86-64 AVX2 kernels under Miri (-C target-feature=+avx2)"
+if [ "$(uname -m)" = x86_64 ]; then
+    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+avx2" \
+        cargo +nightly miri test -p albert-edge --lib --target-dir target/miri-avx2 -- kernels::tests::x86_avx2 "${skip[@]}"
+else
+    echo "(not an x86-64 host: skipped)"
+fi
