@@ -69,19 +69,47 @@ pub fn round_to_i16(x: f32) -> i16 {
     (r as i32).clamp(-QMAX16, QMAX16) as i16
 }
 
-/// [`quantize_row`] into 16 bits: `scale = max|x| / 32767` (the attention's Q and K rows).
+/// The largest magnitude for 16-bit attention rows of length `d` such that a dot product of two of them cannot
+/// overflow `i32`: `qmax^2 * d <= i32::MAX`, capped at 32767 (5792 for `d` = 64, 8191 for 32, 16383 for 8).
+pub const fn qmax_i16_for_dot(d: usize) -> i32 {
+    let limit = i32::MAX as u64 / if d == 0 { 1 } else { d as u64 };
+    // Integer square root by bisection (const fn, no float).
+    let (mut lo, mut hi) = (0u64, 32768u64);
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if mid * mid <= limit {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    if lo > QMAX16 as u64 {
+        QMAX16
+    } else {
+        lo as i32
+    }
+}
+
+/// [`quantize_row`] into 16 bits with largest magnitude `qmax` (at most 32767): `scale = max|x| / qmax`
+/// (the attention's Q and K rows, with `qmax = qmax_i16_for_dot(d)`).
 #[inline]
-pub fn quantize_row_i16(x: &[f32], q: &mut [i16]) -> f32 {
+pub fn quantize_row_i16(x: &[f32], qmax: i32, q: &mut [i16]) -> f32 {
+    let qmax = qmax.clamp(1, QMAX16);
     let max = max_abs(x);
     let scale = if max > 0.0 && max.is_finite() {
-        max / QMAX16 as f32
+        max / qmax as f32
     } else {
         1.0
     };
     let inv = 1.0 / scale;
-    q.iter_mut()
-        .zip(x)
-        .for_each(|(q, &v)| *q = round_to_i16(v * inv));
+    q.iter_mut().zip(x).for_each(|(q, &v)| {
+        let r = if v * inv >= 0.0 {
+            v * inv + 0.5
+        } else {
+            v * inv - 0.5
+        };
+        *q = (r as i32).clamp(-qmax, qmax) as i16;
+    });
     scale
 }
 
@@ -143,9 +171,20 @@ mod tests {
     #[test]
     fn wider_and_unsigned_rows_round_like_round_to_i8() {
         let mut q16 = [0i16; 3];
-        let s = quantize_row_i16(&[1.0, -0.5, 0.25], &mut q16);
+        let s = quantize_row_i16(&[1.0, -0.5, 0.25], QMAX16, &mut q16);
         assert_eq!(s, 1.0 / 32767.0);
         assert_eq!(q16, [32767, -16384, 8192]);
+        let s = quantize_row_i16(&[-8.0, 2.0, 0.0], 4, &mut q16);
+        assert_eq!((s, q16), (2.0, [-4, 1, 0]));
+        assert_eq!(qmax_i16_for_dot(64), 5792);
+        assert_eq!(qmax_i16_for_dot(1), 32767);
+        for d in [1, 7, 64, 100, 512, 65536] {
+            let q = qmax_i16_for_dot(d) as i64;
+            assert!(
+                q * q * d as i64 <= i32::MAX as i64 && (q + 1).pow(2) * d as i64 > i32::MAX as i64
+                    || q == 32767
+            );
+        }
         assert_eq!(round_to_i16(-1e9), -32767);
         let mut q8 = [0u8; 4];
         let s = quantize_row_u8(&[0.0, 255.0, 127.5, -1.0], &mut q8);

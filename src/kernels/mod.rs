@@ -25,7 +25,7 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
-pub use reference::{dot_f32, dot_i16_i64, gemv_u8_i8_i32, layer_norm_f32, masked_softmax_f32};
+pub use reference::{dot_f32, gemv_i16_i32, gemv_u8_i8_i32, layer_norm_f32, masked_softmax_f32};
 
 /// int8 matrix-vector product with `i32` accumulation: `out[r] = sum_c w[r * cols + c] * x[c]`.
 /// Dispatches to the best kernel compiled for this target; always equal to [`reference::gemv_i8_i32`].
@@ -93,4 +93,21 @@ pub fn gemv_i8_blocks(
     return x86::gemv_i8_blocks_avx2(w, cols, x, block, x_scales, out);
     #[allow(unreachable_code)]
     reference::gemv_i8_blocks_f32(w, cols, x, block, x_scales, out)
+}
+
+/// [`reference::gemv_u8_i8_i32`] through the int8 kernel: `x = x_off + 128` with `x_off` in `-128..=127` (the u8
+/// probabilities with their top bit flipped), so `w . x = w . x_off + 128 * sum(w)`. `row_sums[r]` must be the sum
+/// of row `r` of `w` (computed once when `w` is built). Equal to the reference for every input.
+#[inline]
+pub fn gemv_u8_i8_i32_offset(
+    w: &[i8],
+    cols: usize,
+    x_off: &[i8],
+    row_sums: &[i32],
+    out: &mut [i32],
+) {
+    gemv_i8_i32(w, cols, x_off, out);
+    for (o, &s) in out.iter_mut().zip(row_sums) {
+        *o = o.wrapping_add(s.wrapping_mul(128));
+    }
 }

@@ -56,11 +56,21 @@ pub fn gemv_i8_blocks_f32(
     }
 }
 
-/// `sum_i a[i] * b[i]` over `min(a.len(), b.len())` elements, exact in `i64` (the attention scores' 16-bit Q and
-/// K: each product is below 2^30, so no overflow below 2^33 elements).
-#[inline]
-pub fn dot_i16_i64(a: &[i16], b: &[i16]) -> i64 {
-    a.iter().zip(b).map(|(&x, &y)| x as i64 * y as i64).sum()
+/// `out[r] = sum_c w[r * cols + c] * x[c]` for 16-bit values (the attention scores: rows of K times one Q row),
+/// summed in `i32` with wrapping adds. Exact when `|w|, |x| <= qmax` with `qmax^2 * cols <= i32::MAX`
+/// ([`quant::qmax_i16_for_dot`](crate::quant::qmax_i16_for_dot)), which is how the engine quantises Q and K.
+/// Rows as [`gemv_i8_i32`].
+pub fn gemv_i16_i32(w: &[i16], cols: usize, x: &[i16], out: &mut [i32]) {
+    for (r, o) in out.iter_mut().enumerate() {
+        let start = r.checked_mul(cols);
+        let Some(row) = start.and_then(|s| w.get(s..s.checked_add(cols)?)) else {
+            break;
+        };
+        *o = row
+            .iter()
+            .zip(x)
+            .fold(0i32, |acc, (&a, &b)| acc.wrapping_add(a as i32 * b as i32));
+    }
 }
 
 /// `out[r] = sum_c w[r * cols + c] * x[c]` with unsigned `x` (the attention probabilities, `0..=255`), exact in

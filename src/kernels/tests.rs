@@ -449,3 +449,36 @@ gemv_i8_i32_frame_tests!(
     super::super::x86::gemv_i8_i32_strided_avx2,
     super::super::x86::gemv_i8_blocks_avx2
 );
+
+/// The attention's P.V through the int8 kernel (top bit flipped, plus 128 times the row sums) equals the u8
+/// reference on every probability value, including 0 and 255.
+#[test]
+fn gemv_u8_i8_offset_equals_the_u8_reference() {
+    let mut rng = Rng::new(9);
+    for i in 0..300 {
+        let rows = rng.below(70);
+        let cols = if i % 10 == 0 {
+            rng.below(600)
+        } else {
+            rng.below(130)
+        };
+        let w = values(&mut rng, Fill::Random, true, 0, rows * cols);
+        let x: Vec<u8> = (0..cols)
+            .map(|_| match rng.below(4) {
+                0 => 0,
+                1 => 255,
+                _ => rng.next_u64() as u8,
+            })
+            .collect();
+        let x_off: Vec<i8> = x.iter().map(|&p| (p ^ 0x80) as i8).collect();
+        let sums: Vec<i32> = w
+            .chunks_exact(cols.max(1))
+            .map(|r| r.iter().map(|&v| v as i32).sum())
+            .collect();
+        let mut expected = std::vec![UNTOUCHED; rows];
+        let mut got = std::vec![UNTOUCHED; rows];
+        reference::gemv_u8_i8_i32(&w, cols, &x, &mut expected);
+        super::gemv_u8_i8_i32_offset(&w, cols, &x_off, &sums, &mut got);
+        assert_eq!(got, expected, "rows {rows} cols {cols}");
+    }
+}

@@ -63,6 +63,7 @@ pub(crate) struct Int8Scratch<'s> {
     pub vt: &'s mut [i8],            // (d, seq): V transposed, so P.V is a GEMV
     pub k_scale: &'s mut [f32],      // (seq)
     pub v_scale: &'s mut [f32],      // (seq)
+    pub v_sum: &'s mut [i32],        // (d): row sums of `vt`
     pub probs: &'s mut [u8],         // (seq)
 }
 
@@ -206,6 +207,7 @@ impl<'a> Layer<'a> {
         let nb = h.div_ceil(blk); // blocks per hidden row
         let i_size = self.ffn.rows;
         let inv_sqrt_d = 1.0 / math::sqrt(d as f32);
+        let qmax = quant::qmax_i16_for_dot(d);
 
         for head in 0..heads {
             let r0 = head * d;
@@ -216,7 +218,7 @@ impl<'a> Layer<'a> {
                 let xs = &s.hidden_scale[t * nb..(t + 1) * nb];
                 let bias = &self.key_bias[rows.clone()];
                 let y = linear_i8(&self.key, r0, x, xs, blk, bias, &mut s.acc[..d]);
-                s.k_scale[t] = quant::quantize_row_i16(y, &mut s.k[t * d..(t + 1) * d]);
+                s.k_scale[t] = quant::quantize_row_i16(y, qmax, &mut s.k[t * d..(t + 1) * d]);
                 let bias = &self.value_bias[rows.clone()];
                 let y = linear_i8(&self.value, r0, x, xs, blk, bias, &mut s.acc[..d]);
                 s.v_scale[t] = quant::quantize_row(y, &mut s.qrow[..d]);
@@ -224,29 +226,38 @@ impl<'a> Layer<'a> {
                     s.vt[c * seq + t] = v;
                 }
             }
+            for (sum, row) in s.v_sum[..d].iter_mut().zip(s.vt.chunks_exact(seq.max(1))) {
+                *sum = row.iter().map(|&v| v as i32).sum();
+            }
             // One query at a time: its Q row, scores, softmax, then P.V with V's per-token scales folded into P.
             for t in 0..seq {
                 let x = &s.hidden[t * h..(t + 1) * h];
                 let xs = &s.hidden_scale[t * nb..(t + 1) * nb];
                 let bias = &self.query_bias[rows.clone()];
                 let y = linear_i8(&self.query, r0, x, xs, blk, bias, &mut s.acc[..d]);
-                let qs = quant::quantize_row_i16(y, &mut s.q[..d]) * inv_sqrt_d;
-                let scores = as_f32(&mut s.acc[..seq]);
-                for ((score, k), &ks) in scores
-                    .iter_mut()
-                    .zip(s.k.chunks_exact(d.max(1)))
-                    .zip(s.k_scale.iter())
-                {
-                    *score = kernels::dot_i16_i64(&s.q[..d], k) as f32 * (qs * ks);
+                let qs = quant::quantize_row_i16(y, qmax, &mut s.q[..d]) * inv_sqrt_d;
+                let acc = &mut s.acc[..seq];
+                kernels::gemv_i16_i32(&s.k[..seq * d], d, &s.q[..d], acc);
+                for (a, &ks) in acc.iter_mut().zip(s.k_scale.iter()) {
+                    *a = (*a as f32 * (qs * ks)).to_bits() as i32;
                 }
+                let scores = as_f32(acc);
                 masked_softmax_f32(scores, |j| inputs.attends(j));
                 scores
                     .iter_mut()
                     .zip(s.v_scale.iter())
                     .for_each(|(p, &vs)| *p *= vs);
                 let ps = quant::quantize_row_u8(scores, &mut s.probs[..seq]);
+                // P.V with the int8 kernel: q - 128 (the top bit flipped), plus 128 times V's row sums.
+                s.probs[..seq].iter_mut().for_each(|p| *p ^= 0x80);
                 let acc = &mut s.acc[..d];
-                kernels::gemv_u8_i8_i32(&s.vt[..d * seq], seq, &s.probs[..seq], acc);
+                kernels::gemv_u8_i8_i32_offset(
+                    &s.vt[..d * seq],
+                    seq,
+                    bytemuck::cast_slice(&s.probs[..seq]),
+                    &s.v_sum[..d],
+                    acc,
+                );
                 for a in acc.iter_mut() {
                     *a = (*a as f32 * ps).to_bits() as i32;
                 }

@@ -129,6 +129,7 @@ impl Int8Plan {
             + round16(2 * self.head)
             + round16(self.head)
             + round16(2 * self.q)
+            + round16(4 * self.q)
             + 2 * round16(4 * self.head_scale)
             + round16(self.probs)
     }
@@ -336,6 +337,7 @@ fn forward(
                 vt: a.i8s(p.head),
                 k_scale: a.f32s(p.head_scale),
                 v_scale: a.f32s(p.head_scale),
+                v_sum: a.i32s(p.q),
                 probs: a.u8s(p.probs),
             };
             embeddings.forward_i8(inputs, block, &mut s);
