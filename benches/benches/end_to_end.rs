@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use albert_edge::model::{classify, scratch_size, Inputs, Precision};
+use albert_edge::model::{classify, scratch_size_for_speed, Inputs, Precision};
 use albert_edge::Model;
 use albert_edge_cli::blob::{write_blob, AlignedBlob};
 use albert_edge_cli::convert::{build_contents, ConvertOptions, WeightsMode};
@@ -35,7 +35,7 @@ fn bench_model(
     for &seq in seqs {
         let ids = ids(seq, model.config().vocab_size);
         for &p in precisions {
-            let mut arena = vec![0u8; scratch_size(model.config(), seq, p)];
+            let mut arena = vec![0u8; scratch_size_for_speed(model.config(), seq, p)];
             let mut logits = vec![0f32; model.config().num_labels];
             let name = if p == Precision::Int8 {
                 "albert-edge-int8"

@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use albert_edge::model::{classify, scratch_size, Inputs, Precision};
+use albert_edge::model::{classify, scratch_size_for_speed, Inputs, Precision};
 use albert_edge::Model;
 use albert_edge_cli::blob::{write_blob, AlignedBlob};
 use albert_edge_cli::synthetic::{albert_base_config, random_model};
@@ -138,7 +138,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let c = model.config();
     for &seq in &args.seqs {
         let ids = peer_ids(seq, c.vocab_size);
-        let mut arena = vec![0u8; scratch_size(c, seq, Precision::Int8)];
+        let mut arena = vec![0u8; scratch_size_for_speed(c, seq, Precision::Int8)];
         let mut logits = vec![0f32; c.num_labels];
         let t = time_ms(args.warmup, args.reps, || {
             classify(

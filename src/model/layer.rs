@@ -54,10 +54,12 @@ pub(crate) struct Int8Scratch<'s> {
     pub hidden_scale: &'s mut [f32], // (seq, H / block)
     pub ctx: &'s mut [i8],           // (seq, H)
     pub ctx_scale: &'s mut [f32],    // (seq, heads): one scale per token and head
-    pub acc: &'s mut [i32],          // (max(I, H, E, seq, labels)), also viewed as f32
+    pub acc: &'s mut [i32],          // (max(FFN chunk rows, H, E, seq, labels)), also viewed as f32
     pub row: &'s mut [f32],          // (max(E, H))
-    pub qrow: &'s mut [i8],          // (max(I, H))
-    pub qrow_scale: &'s mut [f32],   // (max(I, H) / block, rounded up)
+    pub qrow: &'s mut [i8],          // (tile, max(I, H))
+    pub qrow_scale: &'s mut [f32],   // (tile, max(I, H) / block, rounded up)
+    pub out: &'s mut [i32],          // (tile, H): linear outputs, viewed as f32
+    pub tile: usize,                 // tokens per tile of the dense and FFN steps
     pub q: &'s mut [i16],            // (d): one query row
     pub k: &'s mut [i16],            // (seq, d)
     pub vt: &'s mut [i8],            // (d, seq): V transposed, so P.V is a GEMV
@@ -267,53 +269,110 @@ impl<'a> Layer<'a> {
             }
         }
 
-        // Dense (on the per-head context blocks), add & LayerNorm, token by token.
-        for t in 0..seq {
-            let ctx = &s.ctx[t * h..(t + 1) * h];
-            let cs = &s.ctx_scale[t * heads..(t + 1) * heads];
-            let y = linear_i8(&self.dense, 0, ctx, cs, d, self.dense_bias, &mut s.acc[..h]);
-            let x = &mut s.hidden[t * h..(t + 1) * h];
-            let xs = &mut s.hidden_scale[t * nb..(t + 1) * nb];
-            add_blocks(y, x, xs, blk);
-            layer_norm_f32(
-                y,
-                self.attention_ln_weight,
-                self.attention_ln_bias,
-                self.eps,
-            );
-            quant::quantize_blocks(y, blk, x, xs);
+        // Dense (on the per-head context blocks), then add & LayerNorm, for `tile` tokens at a time: each chunk of
+        // weight rows (about 32 KiB) serves every token of the tile while it is in cache. Every output is the
+        // same as token by token (each row's sum does not depend on the chunking).
+        let tile = s.tile.clamp(1, seq.max(1));
+        let dense_rows = (WEIGHT_CHUNK / h.max(1)).max(4);
+        for t0 in (0..seq).step_by(tile) {
+            let tn = tile.min(seq - t0);
+            for r0 in (0..h).step_by(dense_rows) {
+                let rn = dense_rows.min(h - r0);
+                for tt in 0..tn {
+                    let t = t0 + tt;
+                    linear_i8(
+                        &self.dense,
+                        r0,
+                        &s.ctx[t * h..(t + 1) * h],
+                        &s.ctx_scale[t * heads..(t + 1) * heads],
+                        d,
+                        &self.dense_bias[r0..r0 + rn],
+                        &mut s.out[tt * h + r0..tt * h + r0 + rn],
+                    );
+                }
+            }
+            for tt in 0..tn {
+                let t = t0 + tt;
+                let y = as_f32(&mut s.out[tt * h..(tt + 1) * h]);
+                let x = &mut s.hidden[t * h..(t + 1) * h];
+                let xs = &mut s.hidden_scale[t * nb..(t + 1) * nb];
+                add_blocks(y, x, xs, blk);
+                layer_norm_f32(
+                    y,
+                    self.attention_ln_weight,
+                    self.attention_ln_bias,
+                    self.eps,
+                );
+                quant::quantize_blocks(y, blk, x, xs);
+            }
         }
 
-        // FFN, add & LayerNorm, token by token: the (I) intermediate exists for one token at a time.
+        // FFN, add & LayerNorm, `tile` tokens at a time: the intermediate exists for the tile's tokens only, in
+        // int8 blocks; the first GEMV runs in chunks of whole blocks of rows so each chunk is quantised on its own.
         let ni = i_size.div_ceil(blk);
-        for t in 0..seq {
-            let x = &mut s.hidden[t * h..(t + 1) * h];
-            let xs = &mut s.hidden_scale[t * nb..(t + 1) * nb];
-            let inter = linear_i8(
-                &self.ffn,
-                0,
-                x,
-                xs,
-                blk,
-                self.ffn_bias,
-                &mut s.acc[..i_size],
-            );
-            math::activate(self.act, inter);
-            quant::quantize_blocks(inter, blk, &mut s.qrow[..i_size], &mut s.qrow_scale[..ni]);
-            let y = linear_i8(
-                &self.ffn_output,
-                0,
-                &s.qrow[..i_size],
-                &s.qrow_scale[..ni],
-                blk,
-                self.ffn_output_bias,
-                &mut s.acc[..h],
-            );
-            add_blocks(y, x, xs, blk);
-            layer_norm_f32(y, self.full_ln_weight, self.full_ln_bias, self.eps);
-            quant::quantize_blocks(y, blk, x, xs);
+        let ffn_rows = ffn_chunk_rows(h, blk);
+        let out_rows = (WEIGHT_CHUNK / i_size.max(1)).max(4);
+        for t0 in (0..seq).step_by(tile) {
+            let tn = tile.min(seq - t0);
+            for c0 in (0..i_size).step_by(ffn_rows) {
+                let cn = ffn_rows.min(i_size - c0);
+                for tt in 0..tn {
+                    let t = t0 + tt;
+                    let inter = linear_i8(
+                        &self.ffn,
+                        c0,
+                        &s.hidden[t * h..(t + 1) * h],
+                        &s.hidden_scale[t * nb..(t + 1) * nb],
+                        blk,
+                        &self.ffn_bias[c0..c0 + cn],
+                        &mut s.acc[..cn],
+                    );
+                    math::activate(self.act, inter);
+                    let q0 = tt * i_size + c0;
+                    let s0 = tt * ni + c0 / blk;
+                    quant::quantize_blocks(
+                        inter,
+                        blk,
+                        &mut s.qrow[q0..q0 + cn],
+                        &mut s.qrow_scale[s0..s0 + cn.div_ceil(blk)],
+                    );
+                }
+            }
+            for r0 in (0..h).step_by(out_rows) {
+                let rn = out_rows.min(h - r0);
+                for tt in 0..tn {
+                    linear_i8(
+                        &self.ffn_output,
+                        r0,
+                        &s.qrow[tt * i_size..(tt + 1) * i_size],
+                        &s.qrow_scale[tt * ni..(tt + 1) * ni],
+                        blk,
+                        &self.ffn_output_bias[r0..r0 + rn],
+                        &mut s.out[tt * h + r0..tt * h + r0 + rn],
+                    );
+                }
+            }
+            for tt in 0..tn {
+                let t = t0 + tt;
+                let y = as_f32(&mut s.out[tt * h..(tt + 1) * h]);
+                let x = &mut s.hidden[t * h..(t + 1) * h];
+                let xs = &mut s.hidden_scale[t * nb..(t + 1) * nb];
+                add_blocks(y, x, xs, blk);
+                layer_norm_f32(y, self.full_ln_weight, self.full_ln_bias, self.eps);
+                quant::quantize_blocks(y, blk, x, xs);
+            }
         }
     }
+}
+
+/// Bytes of weight rows a tiled GEMV keeps hot while it serves every token of a tile.
+const WEIGHT_CHUNK: usize = 32 * 1024;
+
+/// Rows of the FFN's first matrix per chunk: whole activation blocks, about [`WEIGHT_CHUNK`] bytes of weights.
+pub(crate) const fn ffn_chunk_rows(h: usize, block: usize) -> usize {
+    let block = if block == 0 { 1 } else { block };
+    let blocks = WEIGHT_CHUNK / if h == 0 { 1 } else { h } / block;
+    block * if blocks == 0 { 1 } else { blocks }
 }
 
 /// The residual: `y[c] += q[c] * scales[c / block]`.

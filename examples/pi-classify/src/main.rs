@@ -14,7 +14,7 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use albert_edge::model::{classify, is_int8, scratch_size, Inputs, Precision};
+use albert_edge::model::{classify, is_int8, scratch_size_for_speed, Inputs, Precision};
 use albert_edge::Model;
 
 const USAGE: &str = "\
@@ -169,7 +169,7 @@ fn run(o: Options) -> Result<(), Box<dyn Error>> {
         .min(c.max_position_embeddings);
 
     // Everything the model needs, allocated once.
-    let mut arena = vec![0u8; scratch_size(&c, max_len, precision)];
+    let mut arena = vec![0u8; scratch_size_for_speed(&c, max_len, precision)];
     let mut ids = vec![0u32; max_len]; // (max_len)
     let mut type_ids = vec![0u32; max_len]; // (max_len), stays 0 for --ids
     let mut logits = vec![0f32; c.num_labels];

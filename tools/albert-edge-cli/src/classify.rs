@@ -1,6 +1,6 @@
 //! `albert-edge classify`: run a blob on one input on the host, through the same forward pass as the device.
 
-use albert_edge::model::{classify, is_int8, scratch_size, Inputs, Precision};
+use albert_edge::model::{classify, is_int8, scratch_size_for_speed, Inputs, Precision};
 use albert_edge::Model;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
@@ -111,7 +111,7 @@ pub fn run(
             ids.len()
         );
     }
-    let mut arena = vec![0u8; scratch_size(c, ids.len(), precision)];
+    let mut arena = vec![0u8; scratch_size_for_speed(c, ids.len(), precision)];
     let mut logits = vec![0f32; c.num_labels];
     let inputs = Inputs {
         input_ids: ids,

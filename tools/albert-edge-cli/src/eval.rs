@@ -11,7 +11,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use albert_edge::model::{classify, is_int8, scratch_size, Inputs, Precision};
+use albert_edge::model::{
+    classify, is_int8, scratch_size, scratch_size_for_speed, Inputs, Precision,
+};
 use albert_edge::Model;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
@@ -117,7 +119,7 @@ pub fn evaluate(
     let mut arena = vec![
         0u8;
         scratch_size(c, max, Precision::F32).max(if int8 {
-            scratch_size(c, max, Precision::Int8)
+            scratch_size_for_speed(c, max, Precision::Int8)
         } else {
             0
         })

@@ -1,6 +1,6 @@
 //! The int8 engine's memory contract: `scratch_size` is exact and bounded, and a too-small arena is a typed error.
 
-use albert_edge::model::{classify, scratch_size, Inputs, Precision};
+use albert_edge::model::{classify, scratch_size, scratch_size_for_speed, Inputs, Precision};
 use albert_edge::{Error, Model};
 use albert_edge_cli::blob::{write_blob, AlignedBlob};
 use albert_edge_cli::synthetic::{albert_base_config, random_model, Rng};
@@ -72,4 +72,54 @@ fn albert_base_runs_in_an_arena_of_exactly_scratch_size() {
             got: size - 1
         })
     );
+}
+
+#[test]
+fn a_larger_arena_gives_the_same_bits() {
+    // A shape where the dense and FFN steps chunk their weights (H 256, I 1024) and tiles end mid-sequence.
+    let mut c = albert_base_config(3);
+    c.num_hidden_layers = 2;
+    c.hidden_size = 256;
+    c.num_attention_heads = 4;
+    c.intermediate_size = 1024;
+    c.max_position_embeddings = 64;
+    let blob = AlignedBlob::new(&write_blob(&random_model(&c, 11, true)).unwrap());
+    let model = Model::from_bytes(blob.bytes()).unwrap();
+    let mut rng = Rng::new(2);
+    for len in [1usize, 5, 17, 40] {
+        let ids: Vec<u32> = (0..len)
+            .map(|_| rng.range(5, c.vocab_size) as u32)
+            .collect();
+        let small = scratch_size(&c, len, Precision::Int8);
+        let fast = scratch_size_for_speed(&c, len, Precision::Int8);
+        assert!(fast >= small);
+        let mut expected: Option<[u32; 3]> = None;
+        // Every tile from 1 to the largest (the arena sizes in between pick the tiles in between).
+        for size in [
+            small,
+            small + (fast - small) / 3,
+            small + (fast - small) / 2,
+            fast,
+            fast + 4096,
+        ] {
+            let mut arena = vec![0x5Au8; size];
+            let mut logits = [0f32; 3];
+            classify(
+                &model,
+                Precision::Int8,
+                &Inputs::ids(&ids),
+                &mut arena,
+                &mut logits,
+            )
+            .unwrap();
+            let bits = logits.map(f32::to_bits);
+            match expected {
+                None => expected = Some(bits),
+                Some(e) => assert_eq!(
+                    e, bits,
+                    "len {len}, arena {size} (scratch_size {small}, fast {fast})"
+                ),
+            }
+        }
+    }
 }
