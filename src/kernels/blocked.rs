@@ -9,7 +9,6 @@ use super::reference;
 /// (`cols == 0`, `stride == 0`, `x` shorter than `cols`) go to the reference unchanged, so every input gives the
 /// reference's output.
 #[inline(always)]
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))] // x86-64 has its own contiguous kernel
 pub(crate) fn gemv_rows<const R: usize>(
     w: &[i8],
     stride: usize,
@@ -98,7 +97,6 @@ pub(crate) fn gemv_blocks_rows<const R: usize>(
 /// `sums[i] + rows[i][done..] . x[done..]`: a vector kernel's partial sums completed by the scalar tail, wrapping
 /// like the reference's release build.
 #[inline(always)]
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 pub(crate) fn with_tail<const R: usize>(
     rows: [&[i8]; R],
     (sums, done): ([i32; R], usize),

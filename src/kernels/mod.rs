@@ -3,7 +3,6 @@
 
 #[cfg(any(
     target_arch = "aarch64",
-    target_arch = "x86_64",
     all(
         target_arch = "arm",
         any(feature = "arm-neon", feature = "arm-dsp", feature = "arm-helium")

@@ -14,7 +14,7 @@
 #[cfg(target_arch = "x86_64")]
 use core::arch::x86_64::*;
 
-use super::{blocked, reference};
+use super::reference;
 
 /// Whether the AVX2 kernel can run on this CPU.
 #[inline]
@@ -77,8 +77,14 @@ unsafe fn gemv_avx2(w: &[i8], stride: usize, x: &[i8], out: &mut [i32]) {
     }
 }
 
-/// AVX2 [`reference::gemv_i8_blocks_f32`]: four rows per step through the shared block driver, or the reference
-/// when AVX2 is absent.
+/// AVX2 [`reference::gemv_i8_blocks_f32`], or the reference when AVX2 is absent or the call is degenerate.
+///
+/// Four rows at a time: each 16-column step loads `x` once for the four rows (`vpmovsxbw` + `vpmaddwd`, exact as in
+/// [`gemv_i8_i32_avx2`]); at the end of a block the four accumulators are reduced together with `vphaddd` into one
+/// vector of four `i32` sums, converted (`vcvtdq2ps`, round to nearest like `as f32`), multiplied by the block's
+/// scale and added (`vmulps`, `vaddps`: separate, unfused, lane `i` doing exactly row `i`'s scalar sequence), so the
+/// result is the reference's bit for bit. Rows past the last multiple of four, and columns past the last multiple
+/// of 16 in a block, go through the reference's arithmetic.
 pub fn gemv_i8_blocks_avx2(
     w: &[i8],
     cols: usize,
@@ -87,15 +93,39 @@ pub fn gemv_i8_blocks_avx2(
     scales: &[f32],
     out: &mut [f32],
 ) {
-    if !avx2_available() {
+    if !avx2_available() || cols == 0 || block == 0 || x.len() < cols {
         return reference::gemv_i8_blocks_f32(w, cols, x, block, scales, out);
     }
-    // SAFETY: AVX2 is available (checked above).
-    unsafe { gemv_blocks_avx2(w, cols, x, block, scales, out) }
+    let rows = out.len().min(w.len() / cols);
+    let nb = cols.div_ceil(block).min(scales.len());
+    let quads = rows / 4 * 4;
+    // SAFETY: AVX2 is available (checked above); the kernel reads rows `0..quads` of `w` (each `cols` long, inside
+    // `w` because `quads <= rows <= w.len() / cols`), `x[..cols]` and `scales[..nb]`, and writes `out[..quads]`.
+    unsafe {
+        blocks4_avx2(
+            &w[..quads * cols],
+            cols,
+            &x[..cols],
+            block,
+            &scales[..nb],
+            &mut out[..quads],
+        )
+    }
+    for r in quads..rows {
+        reference::gemv_i8_blocks_f32(
+            &w[r * cols..(r + 1) * cols],
+            cols,
+            x,
+            block,
+            scales,
+            &mut out[r..r + 1],
+        );
+    }
 }
 
+/// Rows in groups of four; `w` holds exactly `out.len()` rows of `x.len()` columns, `out.len()` is a multiple of 4.
 #[target_feature(enable = "avx2")]
-unsafe fn gemv_blocks_avx2(
+unsafe fn blocks4_avx2(
     w: &[i8],
     cols: usize,
     x: &[i8],
@@ -103,45 +133,50 @@ unsafe fn gemv_blocks_avx2(
     scales: &[f32],
     out: &mut [f32],
 ) {
-    blocked::gemv_blocks_rows::<4>(
-        w,
-        cols,
-        x,
-        block,
-        scales,
-        out,
-        // SAFETY: this function only runs with AVX2 (see `gemv_i8_blocks_avx2`).
-        |rows, x| unsafe { dots_avx2(rows, x) },
-        |row, x| unsafe { dots_avx2([row], x)[0] },
-    )
-}
-
-/// The dot product of each of `R` rows with `x` (every row exactly `x.len()` long), 16 columns per step as in
-/// [`gemv_avx2`], the last `x.len() % 16` through the reference.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn dots_avx2<const R: usize>(rows: [&[i8]; R], x: &[i8]) -> [i32; R] {
-    let n = x.len();
-    assert!(rows.iter().all(|r| r.len() == n));
-    let main = n - n % 16;
-    let mut acc = [_mm256_setzero_si256(); R];
-    let mut c = 0;
-    while c < main {
-        // SAFETY: c + 16 <= main <= n, and `x` and every row hold n bytes (asserted above).
-        let xv =
-            _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(x.as_ptr().add(c) as *const __m128i) });
-        for (acc, row) in acc.iter_mut().zip(rows) {
-            // SAFETY: as for `x`.
-            let wv = unsafe { _mm_loadu_si128(row.as_ptr().add(c) as *const __m128i) };
-            *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(wv), xv));
+    debug_assert!(x.len() == cols && w.len() == out.len() * cols && out.len() % 4 == 0);
+    for (quad, o) in out.chunks_exact_mut(4).enumerate() {
+        let r0 = quad * 4;
+        let mut f = _mm_setzero_ps();
+        for (b, &scale) in scales.iter().enumerate() {
+            let c0 = b * block;
+            let n = block.min(cols - c0);
+            let main = n - n % 16;
+            let (mut a0, mut a1, mut a2, mut a3) = (
+                _mm256_setzero_si256(),
+                _mm256_setzero_si256(),
+                _mm256_setzero_si256(),
+                _mm256_setzero_si256(),
+            );
+            let wp = w.as_ptr().wrapping_add(r0 * cols + c0);
+            let xp = x.as_ptr().wrapping_add(c0);
+            let mut c = 0;
+            while c < main {
+                // SAFETY: c + 16 <= main <= n and c0 + n <= cols: every 16-byte load lies inside row r0 + i
+                // (i < 4) of `w` and inside `x`.
+                unsafe {
+                    let load =
+                        |p: *const i8| _mm256_cvtepi8_epi16(_mm_loadu_si128(p as *const __m128i));
+                    let xv = load(xp.add(c));
+                    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(load(wp.add(c)), xv));
+                    a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(load(wp.add(cols + c)), xv));
+                    a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(load(wp.add(2 * cols + c)), xv));
+                    a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(load(wp.add(3 * cols + c)), xv));
+                }
+                c += 16;
+            }
+            // [a0 a1 a2 a3] lane sums: two rounds of pairwise adds within each 128-bit half, then the halves.
+            let s = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1), _mm256_hadd_epi32(a2, a3));
+            let mut sums = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            if main < n {
+                let tail = |i: usize| {
+                    let row = &w[(r0 + i) * cols + c0 + main..(r0 + i) * cols + c0 + n];
+                    reference::dot_i8_i32(row, &x[c0 + main..c0 + n])
+                };
+                sums = _mm_add_epi32(sums, _mm_setr_epi32(tail(0), tail(1), tail(2), tail(3)));
+            }
+            f = _mm_add_ps(f, _mm_mul_ps(_mm_cvtepi32_ps(sums), _mm_set1_ps(scale)));
         }
-        c += 16;
+        // SAFETY: `o` is four f32s.
+        unsafe { _mm_storeu_ps(o.as_mut_ptr(), f) };
     }
-    core::array::from_fn(|i| {
-        let a = acc[i];
-        let s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-        _mm_cvtsi128_si32(s).wrapping_add(reference::dot_i8_i32(&rows[i][main..], &x[main..]))
-    })
 }
