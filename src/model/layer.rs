@@ -273,7 +273,7 @@ impl<'a> Layer<'a> {
         // weight rows (about 32 KiB) serves every token of the tile while it is in cache. Every output is the
         // same as token by token (each row's sum does not depend on the chunking).
         let tile = s.tile.clamp(1, seq.max(1));
-        let dense_rows = (WEIGHT_CHUNK / h.max(1)).max(4);
+        let dense_rows = (WEIGHT_CHUNK / h.max(1) / 4).max(1) * 4; // whole groups of four rows for the kernels
         for t0 in (0..seq).step_by(tile) {
             let tn = tile.min(seq - t0);
             for r0 in (0..h).step_by(dense_rows) {
@@ -311,7 +311,7 @@ impl<'a> Layer<'a> {
         // int8 blocks; the first GEMV runs in chunks of whole blocks of rows so each chunk is quantised on its own.
         let ni = i_size.div_ceil(blk);
         let ffn_rows = ffn_chunk_rows(h, blk);
-        let out_rows = (WEIGHT_CHUNK / i_size.max(1)).max(4);
+        let out_rows = (WEIGHT_CHUNK / i_size.max(1) / 4).max(1) * 4;
         for t0 in (0..seq).step_by(tile) {
             let tn = tile.min(seq - t0);
             for c0 in (0..i_size).step_by(ffn_rows) {
