@@ -135,7 +135,7 @@ impl AlbertConfig {
         if self.num_labels == 0 || self.num_labels > MAX_LABELS {
             return Err(Error::BadConfig("num_labels must be in 1..=64"));
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(Error::BadConfig(
                 "hidden_size must be a multiple of num_attention_heads",
             ));

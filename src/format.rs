@@ -407,7 +407,7 @@ fn section<'a>(
     if len == 0 {
         return Ok(&[]);
     }
-    if offset % ALIGN != 0 || offset < HEADER_LEN {
+    if !offset.is_multiple_of(ALIGN) || offset < HEADER_LEN {
         return Err(Error::BadTensor(what));
     }
     let end = offset.checked_add(len).ok_or(Error::BadTensor(what))?;
@@ -443,7 +443,7 @@ impl<'a> Model<'a> {
             });
         }
         let bytes = &bytes[..file_len];
-        if bytes.as_ptr() as usize % 4 != 0 {
+        if !(bytes.as_ptr() as usize).is_multiple_of(4) {
             return Err(Error::MisalignedBlob);
         }
         let stored = read_u32(bytes, header::CRC32);

@@ -89,7 +89,7 @@ pub fn gemv_i8_blocks(
     #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
     return dsp::gemv_i8_blocks(w, cols, x, block, x_scales, out);
     #[cfg(target_arch = "x86_64")]
-    return x86::gemv_i8_blocks_avx2(w, cols, x, block, x_scales, out);
+    return x86::gemv_i8_blocks_x86(w, cols, x, block, x_scales, out);
     #[allow(unreachable_code)]
     reference::gemv_i8_blocks_f32(w, cols, x, block, x_scales, out)
 }

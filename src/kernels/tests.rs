@@ -482,3 +482,25 @@ fn gemv_u8_i8_offset_equals_the_u8_reference() {
         assert_eq!(got, expected, "rows {rows} cols {cols}");
     }
 }
+#[cfg(target_arch = "x86_64")]
+mod x86_vnni {
+    use super::*;
+
+    #[test]
+    fn gemv_i8_blocks_vnni_matches_reference_bit_for_bit() {
+        blocks_random(super::super::x86::gemv_i8_blocks_vnni);
+    }
+
+    /// With `std` (how the workspace's tests build the core) the x86 kernels above run their SIMD code, not the
+    /// reference fallback, on any CPU that has the features; say which ran.
+    #[test]
+    fn the_simd_paths_ran_where_the_cpu_has_them() {
+        let (avx2, vnni) = (
+            super::super::x86::avx2_available(),
+            super::super::x86::vnni_available(),
+        );
+        std::println!("x86 kernels under test: AVX2 {avx2}, AVX-512 VNNI {vnni}");
+        #[cfg(feature = "std")]
+        assert_eq!(avx2, std::is_x86_feature_detected!("avx2"));
+    }
+}

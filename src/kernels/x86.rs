@@ -77,6 +77,23 @@ unsafe fn gemv_avx2(w: &[i8], stride: usize, x: &[i8], out: &mut [i32]) {
     }
 }
 
+/// The best x86-64 block-scaled GEMV for this CPU: [`gemv_i8_blocks_vnni`] with AVX-512 VNNI, else
+/// [`gemv_i8_blocks_avx2`] (each falls back to the reference without its features).
+pub fn gemv_i8_blocks_x86(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    out: &mut [f32],
+) {
+    if vnni_available() {
+        gemv_i8_blocks_vnni(w, cols, x, block, scales, out)
+    } else {
+        gemv_i8_blocks_avx2(w, cols, x, block, scales, out)
+    }
+}
+
 /// AVX2 [`reference::gemv_i8_blocks_f32`], or the reference when AVX2 is absent or the call is degenerate.
 ///
 /// Four rows at a time: each 16-column step loads `x` once for the four rows (`vpmovsxbw` + `vpmaddwd`, exact as in
@@ -93,24 +110,59 @@ pub fn gemv_i8_blocks_avx2(
     scales: &[f32],
     out: &mut [f32],
 ) {
-    if !avx2_available() || cols == 0 || block == 0 || x.len() < cols {
+    // SAFETY (the kernel call): AVX2 is available (checked by `blocks_driver`'s caller below); the kernel reads
+    // rows `0..quads` of `w` (each `cols` long), `x[..cols]` and `scales[..nb]`, and writes `out[..quads]`.
+    let kernel = |w: &[i8], cols: usize, x: &[i8], block: usize, s: &[f32], o: &mut [f32]| unsafe {
+        blocks4_avx2(w, cols, x, block, s, o)
+    };
+    blocks_driver(avx2_available(), kernel, w, cols, x, block, scales, out)
+}
+
+/// AVX-512 VNNI [`reference::gemv_i8_blocks_f32`] (see [`blocks4_vnni`]), or the reference when the CPU lacks it
+/// or the call is degenerate.
+pub fn gemv_i8_blocks_vnni(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    out: &mut [f32],
+) {
+    // SAFETY (the kernel call): AVX-512 VNNI, VL and AVX2 are available (checked); bounds as for AVX2.
+    let kernel = |w: &[i8], cols: usize, x: &[i8], block: usize, s: &[f32], o: &mut [f32]| unsafe {
+        blocks4_vnni(w, cols, x, block, s, o)
+    };
+    blocks_driver(vnni_available(), kernel, w, cols, x, block, scales, out)
+}
+
+/// Runs `kernel` on the rows in whole groups of four (with `x`, `scales` cut to size) and the reference on the rest;
+/// the reference alone when `available` is false or the call is degenerate.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn blocks_driver(
+    available: bool,
+    kernel: impl Fn(&[i8], usize, &[i8], usize, &[f32], &mut [f32]),
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    out: &mut [f32],
+) {
+    if !available || cols == 0 || block == 0 || x.len() < cols {
         return reference::gemv_i8_blocks_f32(w, cols, x, block, scales, out);
     }
     let rows = out.len().min(w.len() / cols);
     let nb = cols.div_ceil(block).min(scales.len());
     let quads = rows / 4 * 4;
-    // SAFETY: AVX2 is available (checked above); the kernel reads rows `0..quads` of `w` (each `cols` long, inside
-    // `w` because `quads <= rows <= w.len() / cols`), `x[..cols]` and `scales[..nb]`, and writes `out[..quads]`.
-    unsafe {
-        blocks4_avx2(
-            &w[..quads * cols],
-            cols,
-            &x[..cols],
-            block,
-            &scales[..nb],
-            &mut out[..quads],
-        )
-    }
+    kernel(
+        &w[..quads * cols],
+        cols,
+        &x[..cols],
+        block,
+        &scales[..nb],
+        &mut out[..quads],
+    );
     for r in quads..rows {
         reference::gemv_i8_blocks_f32(
             &w[r * cols..(r + 1) * cols],
@@ -120,6 +172,104 @@ pub fn gemv_i8_blocks_avx2(
             scales,
             &mut out[r..r + 1],
         );
+    }
+}
+
+/// Whether the AVX-512 VNNI block kernel can run on this CPU (`vpdpbusd` on 256-bit registers needs AVX-512 VNNI
+/// and VL; Intel Ice Lake and later, AMD Zen 4 and later). Detected at run time with `std`, at compile time
+/// otherwise.
+#[inline]
+pub fn vnni_available() -> bool {
+    #[cfg(feature = "std")]
+    {
+        std::is_x86_feature_detected!("avx512vnni")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(all(
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl",
+            target_feature = "avx2"
+        ))
+    }
+}
+
+/// [`blocks4_avx2`] with `vpdpbusd`, 32 columns per step. `vpdpbusd` multiplies unsigned by signed bytes, so `x`
+/// is offset to `x + 128` (its top bit flipped) and the rows' own sums, taken with a second `vpdpbusd` against
+/// all-ones, correct it: `w . x = w . (x + 128) - 128 * sum(w)`. Every product is below 2^15 and four are summed
+/// per lane per step, so the `i32` lanes hold exact sums (with wrap-around only where the reference wraps too); the
+/// identity holds modulo 2^32 and so exactly. Columns past the last multiple of 32 in a block go through the
+/// reference's arithmetic; the `f32` combination is [`blocks4_avx2`]'s.
+#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+unsafe fn blocks4_vnni(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    out: &mut [f32],
+) {
+    debug_assert!(x.len() == cols && w.len() == out.len() * cols && out.len().is_multiple_of(4));
+    let flip = _mm256_set1_epi8(-128);
+    let ones = _mm256_set1_epi8(1);
+    for (quad, o) in out.chunks_exact_mut(4).enumerate() {
+        let r0 = quad * 4;
+        let mut f = _mm_setzero_ps();
+        for (b, &scale) in scales.iter().enumerate() {
+            let c0 = b * block;
+            let n = block.min(cols - c0);
+            let main = n - n % 32;
+            let z = _mm256_setzero_si256();
+            let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
+            let (mut s0, mut s1, mut s2, mut s3) = (z, z, z, z);
+            let wp = w.as_ptr().wrapping_add(r0 * cols + c0);
+            let xp = x.as_ptr().wrapping_add(c0);
+            let mut c = 0;
+            while c < main {
+                // SAFETY: c + 32 <= main <= n and c0 + n <= cols: every 32-byte load lies inside row r0 + i
+                // (i < 4) of `w` and inside `x`.
+                unsafe {
+                    let load = |p: *const i8| _mm256_loadu_si256(p as *const __m256i);
+                    let xu = _mm256_xor_si256(load(xp.add(c)), flip);
+                    let (w0, w1, w2, w3) = (
+                        load(wp.add(c)),
+                        load(wp.add(cols + c)),
+                        load(wp.add(2 * cols + c)),
+                        load(wp.add(3 * cols + c)),
+                    );
+                    a0 = _mm256_dpbusd_epi32(a0, xu, w0);
+                    a1 = _mm256_dpbusd_epi32(a1, xu, w1);
+                    a2 = _mm256_dpbusd_epi32(a2, xu, w2);
+                    a3 = _mm256_dpbusd_epi32(a3, xu, w3);
+                    s0 = _mm256_dpbusd_epi32(s0, ones, w0);
+                    s1 = _mm256_dpbusd_epi32(s1, ones, w1);
+                    s2 = _mm256_dpbusd_epi32(s2, ones, w2);
+                    s3 = _mm256_dpbusd_epi32(s3, ones, w3);
+                }
+                c += 32;
+            }
+            let sh = _mm256_slli_epi32(
+                _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3)),
+                7,
+            );
+            let s = _mm256_sub_epi32(
+                _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1), _mm256_hadd_epi32(a2, a3)),
+                sh,
+            );
+            let mut sums = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            if main < n {
+                let tail = |i: usize| {
+                    let row = &w[(r0 + i) * cols + c0 + main..(r0 + i) * cols + c0 + n];
+                    reference::dot_i8_i32(row, &x[c0 + main..c0 + n])
+                };
+                sums = _mm_add_epi32(sums, _mm_setr_epi32(tail(0), tail(1), tail(2), tail(3)));
+            }
+            f = _mm_add_ps(f, _mm_mul_ps(_mm_cvtepi32_ps(sums), _mm_set1_ps(scale)));
+        }
+        // SAFETY: `o` is four f32s.
+        unsafe { _mm_storeu_ps(o.as_mut_ptr(), f) };
     }
 }
 
@@ -133,7 +283,7 @@ unsafe fn blocks4_avx2(
     scales: &[f32],
     out: &mut [f32],
 ) {
-    debug_assert!(x.len() == cols && w.len() == out.len() * cols && out.len() % 4 == 0);
+    debug_assert!(x.len() == cols && w.len() == out.len() * cols && out.len().is_multiple_of(4));
     for (quad, o) in out.chunks_exact_mut(4).enumerate() {
         let r0 = quad * 4;
         let mut f = _mm_setzero_ps();

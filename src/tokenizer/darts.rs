@@ -143,7 +143,7 @@ impl<'a> CharsMap<'a> {
             .ok_or(Error::BadTokenizer(what))?;
         let trie_size = u32::from_le_bytes(size_bytes) as usize;
         let trie_end = trie_size.checked_add(4).ok_or(Error::BadTokenizer(what))?;
-        if trie_size == 0 || trie_size % 4 != 0 || trie_end >= blob.len() {
+        if trie_size == 0 || !trie_size.is_multiple_of(4) || trie_end >= blob.len() {
             return Err(Error::BadTokenizer(what));
         }
         let units: &[u32] = bytemuck::try_cast_slice(&blob[4..trie_end]).map_err(|_| {

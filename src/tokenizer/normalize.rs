@@ -195,7 +195,7 @@ impl<'t, 's> Preprocessed<'t, 's> {
             for (jamo, present) in [
                 (0x1100 + s / 588, true),
                 (0x1161 + (s % 588) / 28, true),
-                (0x11A7 + s % 28, s % 28 != 0),
+                (0x11A7 + s % 28, !s.is_multiple_of(28)),
             ] {
                 if let (true, Some(j)) = (present, char::from_u32(jamo)) {
                     n += j.encode_utf8(&mut buf[n..]).len();

@@ -314,7 +314,7 @@ pub(crate) fn parse(section: &[u8]) -> Result<Tokenizer<'_>, Error> {
     // Digit-comma re-encodings: one entry per flagged piece, ascending ids, ranges and ids in bounds.
     let digit_comma: &[u32] = words(tables[table::DIGIT_COMMA], "digit-comma table size")?;
     let digit_comma_ids: &[u32] = words(tables[table::DIGIT_COMMA_IDS], "digit-comma ids size")?;
-    if digit_comma.len() % 3 != 0 || digit_comma.len() / 3 != digit_comma_pieces {
+    if !digit_comma.len().is_multiple_of(3) || digit_comma.len() / 3 != digit_comma_pieces {
         return Err(bad("digit-comma table does not match the flagged pieces"));
     }
     let mut prev = None;
@@ -338,7 +338,7 @@ pub(crate) fn parse(section: &[u8]) -> Result<Tokenizer<'_>, Error> {
     }
 
     let special: &[u32] = words(tables[table::SPECIAL_TOKENS], "special tokens table size")?;
-    if special.len() % 2 != 0
+    if !special.len().is_multiple_of(2)
         || special
             .chunks_exact(2)
             .any(|e| e[0] as usize >= num_pieces || e[1] & !(SPECIAL_LSTRIP | SPECIAL_RSTRIP) != 0)
@@ -417,7 +417,7 @@ pub(crate) fn parse(section: &[u8]) -> Result<Tokenizer<'_>, Error> {
 /// Checks a compact section's `(piece id, end offset)` pairs: ids ascending, exactly the non-NORMAL pieces, ends
 /// increasing up to the strings' length. Returns the number of stored pieces.
 fn check_compact_pieces(offsets: &[u32], strings: &[u8], types: &[u8]) -> Result<usize, Error> {
-    if offsets.len() % 2 != 0 || offsets.last().map_or(0, |&e| e as usize) != strings.len() {
+    if !offsets.len().is_multiple_of(2) || offsets.last().map_or(0, |&e| e as usize) != strings.len() {
         return Err(bad(
             "compact piece table is not (id, end) pairs ending at the strings' length",
         ));
