@@ -417,7 +417,9 @@ pub(crate) fn parse(section: &[u8]) -> Result<Tokenizer<'_>, Error> {
 /// Checks a compact section's `(piece id, end offset)` pairs: ids ascending, exactly the non-NORMAL pieces, ends
 /// increasing up to the strings' length. Returns the number of stored pieces.
 fn check_compact_pieces(offsets: &[u32], strings: &[u8], types: &[u8]) -> Result<usize, Error> {
-    if !offsets.len().is_multiple_of(2) || offsets.last().map_or(0, |&e| e as usize) != strings.len() {
+    if !offsets.len().is_multiple_of(2)
+        || offsets.last().map_or(0, |&e| e as usize) != strings.len()
+    {
         return Err(bad(
             "compact piece table is not (id, end) pairs ending at the strings' length",
         ));
