@@ -193,7 +193,7 @@ pub const MAX_TILE: usize = 16;
 /// The arena with which [`classify`] runs fastest for sequences of up to `max_seq` tokens: the int8 engine then
 /// takes the dense and FFN steps [`MAX_TILE`] tokens at a time, so each chunk of weights is read from memory once
 /// per tile rather than once per token. Any arena between [`scratch_size`] and this size works; `classify` uses the
-/// largest tile that fits. The logits are the same bits whatever the tile. (ALBERT-base, seq 128: about 106 KB more
+/// largest tile that fits. The logits are the same bits whatever the tile. (ALBERT-base, seq 128: about 98 KB more
 /// than `scratch_size`.) For [`Precision::F32`] this is `scratch_size`.
 pub const fn scratch_size_for_speed(
     config: &AlbertConfig,
