@@ -50,6 +50,7 @@ pub(crate) fn gemv_rows<const R: usize>(
 /// reference.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
+#[cfg_attr(target_arch = "aarch64", allow(dead_code))] // AArch64 has its own block kernel (neon.rs)
 pub(crate) fn gemv_blocks_rows<const R: usize>(
     w: &[i8],
     cols: usize,
@@ -102,6 +103,9 @@ pub(crate) fn with_tail<const R: usize>(
     (sums, done): ([i32; R], usize),
     x: &[i8],
 ) -> [i32; R] {
+    if done >= x.len() {
+        return sums;
+    }
     core::array::from_fn(|i| {
         sums[i].wrapping_add(reference::dot_i8_i32(&rows[i][done..], &x[done..]))
     })

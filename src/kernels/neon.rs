@@ -55,7 +55,9 @@ fn gemv_blocked<K: RowDots>(w: &[i8], stride: usize, cols: usize, x: &[i8], out:
     )
 }
 
-/// The block-scaled driver ([`blocked::gemv_blocks_rows`]) with this kernel's dot products.
+/// The block-scaled driver ([`blocked::gemv_blocks_rows`]) with this kernel's dot products (32-bit ARM; AArch64
+/// has its own, `a64::gemv_blocks`).
+#[cfg(all(target_arch = "arm", feature = "arm-neon"))]
 #[inline(always)]
 fn gemv_blocks_blocked<K: RowDots>(
     w: &[i8],
@@ -120,6 +122,83 @@ mod a64 {
         // SAFETY: register-only, AArch64 baseline (see above).
         (acc.map(|a| unsafe { vaddvq_s32(a) }), c)
     }
+
+    /// [`reference::gemv_i8_blocks_f32`](super::super::reference::gemv_i8_blocks_f32) for AArch64: four rows per
+    /// step, 16 columns per `step16`, the four accumulators of a block reduced together with two rounds of `addp`
+    /// into one vector of four `i32` sums (columns past the last multiple of 16 added through the reference's
+    /// dot product), then `scvtf` (round to nearest like `as f32`), `fmul` by the block's scale and `fadd`:
+    /// separate, unfused, lane `i` doing exactly row `i`'s scalar sequence, so the result is the reference's bit
+    /// for bit. Rows past the last multiple of four and degenerate calls go to the reference.
+    #[inline(always)]
+    pub(super) fn gemv_blocks(
+        w: &[i8],
+        cols: usize,
+        x: &[i8],
+        block: usize,
+        scales: &[f32],
+        out: &mut [f32],
+        step16: impl Fn(int32x4_t, int8x16_t, int8x16_t) -> int32x4_t,
+    ) {
+        use super::super::reference;
+        if cols == 0 || block == 0 || x.len() < cols {
+            return reference::gemv_i8_blocks_f32(w, cols, x, block, scales, out);
+        }
+        let x = &x[..cols];
+        let rows = out.len().min(w.len() / cols);
+        let scales = &scales[..cols.div_ceil(block).min(scales.len())];
+        let quads = rows / 4 * 4;
+        for (quad, o) in out[..quads].chunks_exact_mut(4).enumerate() {
+            let r0 = quad * 4;
+            let row = |i: usize| &w[(r0 + i) * cols..(r0 + i + 1) * cols];
+            let (w0, w1, w2, w3) = (row(0), row(1), row(2), row(3));
+            // SAFETY: register-only, AArch64 baseline (see `dots`).
+            let mut f = unsafe { vdupq_n_f32(0.0) };
+            for (b, &scale) in scales.iter().enumerate() {
+                let c0 = b * block;
+                let n = block.min(cols - c0);
+                let main = n - n % 16;
+                // SAFETY: register-only, AArch64 baseline.
+                let z = unsafe { vdupq_n_s32(0) };
+                let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
+                let mut c = c0;
+                while c < c0 + main {
+                    // SAFETY: c + 16 <= c0 + main <= cols = the length of `x` and of each row: every 16-byte
+                    // load is in bounds; `ld1` has no alignment requirement.
+                    unsafe {
+                        let xv = vld1q_s8(x.as_ptr().add(c));
+                        a0 = step16(a0, vld1q_s8(w0.as_ptr().add(c)), xv);
+                        a1 = step16(a1, vld1q_s8(w1.as_ptr().add(c)), xv);
+                        a2 = step16(a2, vld1q_s8(w2.as_ptr().add(c)), xv);
+                        a3 = step16(a3, vld1q_s8(w3.as_ptr().add(c)), xv);
+                    }
+                    c += 16;
+                }
+                // SAFETY: register-only, AArch64 baseline.
+                let mut s = unsafe { vpaddq_s32(vpaddq_s32(a0, a1), vpaddq_s32(a2, a3)) };
+                if main < n {
+                    let (t0, t1) = (c0 + main, c0 + n);
+                    let tail =
+                        [w0, w1, w2, w3].map(|r| reference::dot_i8_i32(&r[t0..t1], &x[t0..t1]));
+                    // SAFETY: `tail` is four i32s.
+                    s = unsafe { vaddq_s32(s, vld1q_s32(tail.as_ptr())) };
+                }
+                // SAFETY: register-only, AArch64 baseline.
+                f = unsafe { vaddq_f32(f, vmulq_f32(vcvtq_f32_s32(s), vdupq_n_f32(scale))) };
+            }
+            // SAFETY: `o` is four f32s.
+            unsafe { vst1q_f32(o.as_mut_ptr(), f) };
+        }
+        for r in quads..rows {
+            reference::gemv_i8_blocks_f32(
+                &w[r * cols..(r + 1) * cols],
+                cols,
+                x,
+                block,
+                scales,
+                &mut out[r..r + 1],
+            );
+        }
+    }
 }
 
 /// The `smull` / `sadalp` inner loop.
@@ -168,7 +247,12 @@ pub fn gemv_i8_blocks_mull(
     scales: &[f32],
     out: &mut [f32],
 ) {
-    gemv_blocks_blocked::<Mull>(w, cols, x, block, scales, out)
+    // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
+    a64::gemv_blocks(w, cols, x, block, scales, out, |acc, w, x| unsafe {
+        use a64::*;
+        let lo = vmull_s8(vget_low_s8(w), vget_low_s8(x));
+        vpadalq_s16(vpadalq_s16(acc, lo), vmull_high_s8(w, x))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -231,7 +315,7 @@ pub fn gemv_i8_blocks_sdot(
     scales: &[f32],
     out: &mut [f32],
 ) {
-    gemv_blocks_blocked::<Sdot>(w, cols, x, block, scales, out)
+    a64::gemv_blocks(w, cols, x, block, scales, out, sdot)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
