@@ -4,43 +4,37 @@
 
 use super::reference;
 
-/// `out[r] = w[r * stride..][..cols] . x` for every row the reference ([`reference::gemv_i8_i32_strided`]) would
-/// compute: blocks of `R` rows through `block`, the rest through `single`. Calls outside the contract
-/// (`cols == 0`, `stride == 0`, `x` shorter than `cols`) go to the reference unchanged, so every input gives the
-/// reference's output.
+/// `out[r] = w[r * cols..][..cols] . x` for every row the reference ([`reference::gemv_i8_i32`]) would compute:
+/// blocks of `R` rows through `block`, the rest through `single`. Calls outside the contract (`cols == 0`, `x`
+/// shorter than `cols`) go to the reference unchanged, so every input gives the reference's output.
 #[inline(always)]
 pub(crate) fn gemv_rows<const R: usize>(
     w: &[i8],
-    stride: usize,
     cols: usize,
     x: &[i8],
     out: &mut [i32],
     block: impl Fn([&[i8]; R], &[i8]) -> [i32; R],
     single: impl Fn(&[i8], &[i8]) -> i32,
 ) {
-    if cols == 0 || stride == 0 || x.len() < cols {
-        return reference::gemv_i8_i32_strided(w, stride, cols, x, out);
+    if cols == 0 || x.len() < cols {
+        return reference::gemv_i8_i32(w, cols, x, out);
     }
     let x = &x[..cols];
     // The reference stops at whichever runs out first, the outputs or whole rows of `w`.
-    let rows = if w.len() < cols {
-        0
-    } else {
-        out.len().min((w.len() - cols) / stride + 1)
-    };
-    let out = &mut out[..rows];
-    // Row `r` is `w[r * stride..][..cols]`; every such slice is in bounds for `r < rows` by the definition above.
-    let row = |r: usize| &w[r * stride..r * stride + cols];
+    let rows = out.len().min(w.len() / cols);
+    let (w, out) = (&w[..rows * cols], &mut out[..rows]);
     let mut out_blocks = out.chunks_exact_mut(R);
-    let mut r = 0;
-    for o in &mut out_blocks {
-        let rows: [&[i8]; R] = core::array::from_fn(|i| row(r + i));
+    let mut w_blocks = w.chunks_exact(R * cols);
+    for (o, wb) in (&mut out_blocks).zip(&mut w_blocks) {
+        let rows: [&[i8]; R] = core::array::from_fn(|i| &wb[i * cols..(i + 1) * cols]);
         o.copy_from_slice(&block(rows, x));
-        r += R;
     }
-    for o in out_blocks.into_remainder() {
-        *o = single(row(r), x);
-        r += 1;
+    for (o, row) in out_blocks
+        .into_remainder()
+        .iter_mut()
+        .zip(w_blocks.remainder().chunks_exact(cols))
+    {
+        *o = single(row, x);
     }
 }
 

@@ -137,14 +137,8 @@ fn dots1(row: &[i8], x: &[i8]) -> (i32, usize) {
 
 /// [`reference::gemv_i8_i32`](super::reference::gemv_i8_i32) with `SXTB16` + `SMLAD`: two multiply-accumulates per instruction.
 pub fn gemv_i8_i32_dsp(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
-    gemv_i8_i32_strided_dsp(w, cols, cols, x, out)
-}
-
-/// The strided form of [`gemv_i8_i32_dsp`] ([`reference::gemv_i8_i32_strided`](super::reference::gemv_i8_i32_strided)).
-pub fn gemv_i8_i32_strided_dsp(w: &[i8], stride: usize, cols: usize, x: &[i8], out: &mut [i32]) {
     blocked::gemv_rows::<ROWS>(
         w,
-        stride,
         cols,
         x,
         out,
@@ -184,5 +178,3 @@ pub fn gemv_i8_blocks_dsp(
 pub use gemv_i8_blocks_dsp as gemv_i8_blocks;
 /// The kernel [`super::gemv_i8_i32`] dispatches to with `arm-dsp`.
 pub use gemv_i8_i32_dsp as gemv_i8_i32;
-/// The strided kernel [`super::gemv_i8_i32_strided`] dispatches to with `arm-dsp`.
-pub use gemv_i8_i32_strided_dsp as gemv_i8_i32_strided;

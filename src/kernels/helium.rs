@@ -98,12 +98,7 @@ fn dot1(row: &[i8], x: &[i8]) -> i32 {
 
 /// [`reference::gemv_i8_i32`](super::reference::gemv_i8_i32) with `VLDRB` + `VMLADAVA.S8`: 16 multiply-accumulates per instruction.
 pub fn gemv_i8_i32_helium(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
-    gemv_i8_i32_strided_helium(w, cols, cols, x, out)
-}
-
-/// The strided form of [`gemv_i8_i32_helium`] ([`reference::gemv_i8_i32_strided`](super::reference::gemv_i8_i32_strided)).
-pub fn gemv_i8_i32_strided_helium(w: &[i8], stride: usize, cols: usize, x: &[i8], out: &mut [i32]) {
-    blocked::gemv_rows::<ROWS>(w, stride, cols, x, out, dots4, dot1)
+    blocked::gemv_rows::<ROWS>(w, cols, x, out, dots4, dot1)
 }
 
 /// [`reference::gemv_i8_blocks_f32`](super::reference::gemv_i8_blocks_f32) with the dot products of [`gemv_i8_i32_helium`].
@@ -122,5 +117,3 @@ pub fn gemv_i8_blocks_helium(
 pub use gemv_i8_blocks_helium as gemv_i8_blocks;
 /// The kernel [`super::gemv_i8_i32`] dispatches to with `arm-helium`.
 pub use gemv_i8_i32_helium as gemv_i8_i32;
-/// The strided kernel [`super::gemv_i8_i32_strided`] dispatches to with `arm-helium`.
-pub use gemv_i8_i32_strided_helium as gemv_i8_i32_strided;

@@ -46,27 +46,6 @@ pub fn gemv_i8_i32(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
     reference::gemv_i8_i32(w, cols, x, out)
 }
 
-/// The strided int8 matrix-vector product: `out[r] = sum_c w[r * stride + c] * x[c]` for `c < cols` (a column
-/// window of a row-major matrix whose rows are `stride` long). Dispatches like [`gemv_i8_i32`]; always equal to
-/// [`reference::gemv_i8_i32_strided`].
-#[inline]
-#[allow(unreachable_code)] // with several kernels enabled, the first one compiled wins
-pub fn gemv_i8_i32_strided(w: &[i8], stride: usize, cols: usize, x: &[i8], out: &mut [i32]) {
-    #[cfg(all(target_arch = "arm", feature = "arm-helium"))]
-    return helium::gemv_i8_i32_strided(w, stride, cols, x, out);
-    #[cfg(any(
-        target_arch = "aarch64",
-        all(target_arch = "arm", feature = "arm-neon")
-    ))]
-    return neon::gemv_i8_i32_strided(w, stride, cols, x, out);
-    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
-    return dsp::gemv_i8_i32_strided(w, stride, cols, x, out);
-    #[cfg(target_arch = "x86_64")]
-    return x86::gemv_i8_i32_strided_avx2(w, stride, cols, x, out);
-    #[allow(unreachable_code)]
-    reference::gemv_i8_i32_strided(w, stride, cols, x, out)
-}
-
 /// Block-scaled int8 GEMV into `f32` (the engine's every linear layer): dispatches like [`gemv_i8_i32`]; always
 /// equal, bit for bit, to [`reference::gemv_i8_blocks_f32`].
 #[inline]

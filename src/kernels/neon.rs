@@ -43,10 +43,9 @@ trait RowDots {
 
 /// The shared driver ([`blocked::gemv_rows`]) with this kernel's dot products and the scalar tail.
 #[inline(always)]
-fn gemv_blocked<K: RowDots>(w: &[i8], stride: usize, cols: usize, x: &[i8], out: &mut [i32]) {
+fn gemv_blocked<K: RowDots>(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
     blocked::gemv_rows::<ROWS>(
         w,
-        stride,
         cols,
         x,
         out,
@@ -228,13 +227,7 @@ impl RowDots for Mull {
 /// pairwise into `i32` lanes (never summed in `i16`, which two `-128 * -128` products would overflow).
 #[cfg(target_arch = "aarch64")]
 pub fn gemv_i8_i32_mull(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
-    gemv_blocked::<Mull>(w, cols, cols, x, out)
-}
-
-/// The strided form of [`gemv_i8_i32_mull`] ([`reference::gemv_i8_i32_strided`](super::reference::gemv_i8_i32_strided)).
-#[cfg(target_arch = "aarch64")]
-pub fn gemv_i8_i32_strided_mull(w: &[i8], stride: usize, cols: usize, x: &[i8], out: &mut [i32]) {
-    gemv_blocked::<Mull>(w, stride, cols, x, out)
+    gemv_blocked::<Mull>(w, cols, x, out)
 }
 
 /// [`reference::gemv_i8_blocks_f32`](super::reference::gemv_i8_blocks_f32) with the dot products of [`gemv_i8_i32_mull`].
@@ -296,13 +289,7 @@ impl RowDots for Sdot {
 /// [`reference::gemv_i8_i32`](super::reference::gemv_i8_i32) with `sdot`: 16 columns per instruction per row.
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 pub fn gemv_i8_i32_sdot(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
-    gemv_blocked::<Sdot>(w, cols, cols, x, out)
-}
-
-/// The strided form of [`gemv_i8_i32_sdot`] ([`reference::gemv_i8_i32_strided`](super::reference::gemv_i8_i32_strided)).
-#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
-pub fn gemv_i8_i32_strided_sdot(w: &[i8], stride: usize, cols: usize, x: &[i8], out: &mut [i32]) {
-    gemv_blocked::<Sdot>(w, stride, cols, x, out)
+    gemv_blocked::<Sdot>(w, cols, x, out)
 }
 
 /// [`reference::gemv_i8_blocks_f32`](super::reference::gemv_i8_blocks_f32) with the dot products of [`gemv_i8_i32_sdot`].
@@ -426,13 +413,7 @@ impl RowDots for Armv7 {
 /// of [`gemv_i8_i32_mull`], in `asm!` because the ARM NEON intrinsics are unstable.
 #[cfg(all(target_arch = "arm", feature = "arm-neon"))]
 pub fn gemv_i8_i32_armv7(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
-    gemv_blocked::<Armv7>(w, cols, cols, x, out)
-}
-
-/// The strided form of [`gemv_i8_i32_armv7`] ([`reference::gemv_i8_i32_strided`](super::reference::gemv_i8_i32_strided)).
-#[cfg(all(target_arch = "arm", feature = "arm-neon"))]
-pub fn gemv_i8_i32_strided_armv7(w: &[i8], stride: usize, cols: usize, x: &[i8], out: &mut [i32]) {
-    gemv_blocked::<Armv7>(w, stride, cols, x, out)
+    gemv_blocked::<Armv7>(w, cols, x, out)
 }
 
 /// [`reference::gemv_i8_blocks_f32`](super::reference::gemv_i8_blocks_f32) with the dot products of [`gemv_i8_i32_armv7`].
@@ -456,19 +437,13 @@ pub fn gemv_i8_blocks_armv7(
 pub use gemv_i8_blocks_sdot as gemv_i8_blocks;
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 pub use gemv_i8_i32_sdot as gemv_i8_i32;
-#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
-pub use gemv_i8_i32_strided_sdot as gemv_i8_i32_strided;
 
 #[cfg(all(target_arch = "aarch64", not(target_feature = "dotprod")))]
 pub use gemv_i8_blocks_mull as gemv_i8_blocks;
 #[cfg(all(target_arch = "aarch64", not(target_feature = "dotprod")))]
 pub use gemv_i8_i32_mull as gemv_i8_i32;
-#[cfg(all(target_arch = "aarch64", not(target_feature = "dotprod")))]
-pub use gemv_i8_i32_strided_mull as gemv_i8_i32_strided;
 
 #[cfg(all(target_arch = "arm", feature = "arm-neon"))]
 pub use gemv_i8_blocks_armv7 as gemv_i8_blocks;
 #[cfg(all(target_arch = "arm", feature = "arm-neon"))]
 pub use gemv_i8_i32_armv7 as gemv_i8_i32;
-#[cfg(all(target_arch = "arm", feature = "arm-neon"))]
-pub use gemv_i8_i32_strided_armv7 as gemv_i8_i32_strided;

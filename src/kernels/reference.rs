@@ -10,18 +10,12 @@ pub fn dot_i8_i32(a: &[i8], b: &[i8]) -> i32 {
     a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
 }
 
-/// `out[r] = dot(w[r * cols .. (r + 1) * cols], x)` for every `r < out.len()` for which `w` holds that row:
-/// [`gemv_i8_i32_strided`] with `stride == cols`. `w` is row-major `(out.len(), cols)`, `x` has `cols` elements.
+/// `out[r] = dot(w[r * cols .. (r + 1) * cols], x)` for every `r < out.len()` whose row lies inside `w`; outputs past
+/// the last such row are left untouched. `w` is row-major `(out.len(), cols)`, `x` has `cols` elements (the dot
+/// product runs over `min(cols, x.len())` of them; `cols == 0` gives 0).
 pub fn gemv_i8_i32(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
-    gemv_i8_i32_strided(w, cols, cols, x, out)
-}
-
-/// `out[r] = dot(w[r * stride ..][..cols], x)` for every `r < out.len()` whose row lies inside `w`; outputs past
-/// the last such row are left untouched. A column window of a row-major matrix: `w` starts at the window's first
-/// column, `stride` is the matrix's row length. The dot product runs over `min(cols, x.len())` elements.
-pub fn gemv_i8_i32_strided(w: &[i8], stride: usize, cols: usize, x: &[i8], out: &mut [i32]) {
     for (r, o) in out.iter_mut().enumerate() {
-        let start = r.checked_mul(stride);
+        let start = r.checked_mul(cols);
         let Some(row) = start.and_then(|s| w.get(s..s.checked_add(cols)?)) else {
             break;
         };

@@ -3,7 +3,7 @@
 //! integer results must equal [`reference`] exactly.
 //!
 //! Add an implementation with one line at the bottom:
-//! `gemv_i8_i32_frame_tests!(name, path::to::gemv_i8_i32, path::to::gemv_i8_i32_strided, path::to::gemv_i8_blocks);`.
+//! `gemv_i8_i32_frame_tests!(name, path::to::gemv_i8_i32, path::to::gemv_i8_blocks);`.
 
 extern crate std;
 
@@ -187,106 +187,6 @@ fn degenerate_arguments(gemv: fn(&[i8], usize, &[i8], &mut [i32])) {
     }
 }
 
-/// A strided implementation, compared with [`reference::gemv_i8_i32_strided`] like [`compare`].
-type Strided = fn(&[i8], usize, usize, &[i8], &mut [i32]);
-
-fn compare_strided(
-    gemv: Strided,
-    w: &[i8],
-    stride: usize,
-    cols: usize,
-    x: &[i8],
-    out_len: usize,
-    case: &dyn core::fmt::Debug,
-) {
-    let mut expected = std::vec![UNTOUCHED; out_len];
-    let mut got = std::vec![UNTOUCHED; out_len];
-    reference::gemv_i8_i32_strided(w, stride, cols, x, &mut expected);
-    gemv(w, stride, cols, x, &mut got);
-    assert_eq!(got, expected, "{case:?}");
-}
-
-/// Column windows of row-major matrices, as the engine's block-scaled GEMVs take them: every `block`-wide window
-/// (the last one shorter when `block` does not divide the row) of `(rows, width)` matrices at every start
-/// alignment.
-fn strided_windows(gemv: Strided) {
-    let mut rng = Rng::new(6);
-    for &(rows, width, block) in &[
-        (1, 8, 8),
-        (5, 32, 8),
-        (9, 48, 16),
-        (4, 64, 64),
-        (7, 100, 24),
-        (13, 768, 64),
-        (3, 3072, 64),
-        (6, 40, 17),
-    ] {
-        let offset = rng.below(16);
-        let w = values(&mut rng, Fill::Random, true, offset, rows * width);
-        let x = values(&mut rng, Fill::Random, false, 0, width);
-        let w = &w[offset..];
-        for start in (0..width).step_by(block) {
-            let cols = block.min(width - start);
-            let case = (
-                ("rows", rows),
-                ("width", width),
-                ("start", start),
-                ("cols", cols),
-            );
-            compare_strided(
-                gemv,
-                &w[start..],
-                width,
-                cols,
-                &x[start..start + cols],
-                rows,
-                &case,
-            );
-        }
-    }
-}
-
-/// Random strides, including overlapping rows (`stride < cols`), `w` ending mid-row, `x` too short or too long,
-/// `stride == 0` and `cols == 0`.
-fn strided_random(gemv: Strided) {
-    let mut rng = Rng::new(7);
-    for i in 0..400 {
-        let rows = rng.below(14);
-        let cols = if i % 20 == 0 {
-            rng.below(1100)
-        } else {
-            rng.below(140)
-        };
-        let stride = match i % 8 {
-            0 => rng.below(cols + 1),
-            1 => 0,
-            _ => cols + rng.below(40),
-        };
-        let full = rows.saturating_sub(1) * stride + cols;
-        let w_len = if i % 5 == 0 {
-            full.saturating_sub(rng.below(cols + 2))
-        } else {
-            full
-        };
-        let x_len = match i % 7 {
-            0 => cols.saturating_sub(1 + rng.below(4)),
-            1 => cols + rng.below(9),
-            _ => cols,
-        };
-        let offset = rng.below(16);
-        let w = values(&mut rng, Fill::Random, true, offset, w_len);
-        let x = values(&mut rng, Fill::Extremes, false, offset, x_len);
-        let case = (
-            ("rows", rows),
-            ("stride", stride),
-            ("cols", cols),
-            ("w.len", w_len),
-            ("x.len", x_len),
-        );
-        compare_strided(gemv, &w[offset..], stride, cols, &x[offset..], rows, &case);
-    }
-}
-
 /// A block-scaled implementation, compared bit for bit with [`reference::gemv_i8_blocks_f32`].
 type Blocks = fn(&[i8], usize, &[i8], usize, &[f32], &mut [f32]);
 
@@ -358,23 +258,13 @@ fn blocks_random(gemv: Blocks) {
 
 /// The harness for one `gemv_i8_i32` implementation: a test module `$name` of `*_matches_reference_*` tests.
 macro_rules! gemv_i8_i32_frame_tests {
-    ($name:ident, $gemv:path, $strided:path, $blocks:path) => {
+    ($name:ident, $gemv:path, $blocks:path) => {
         mod $name {
             use super::*;
 
             #[test]
             fn gemv_i8_blocks_matches_reference_bit_for_bit() {
                 blocks_random($blocks);
-            }
-
-            #[test]
-            fn gemv_i8_i32_strided_matches_reference_windows() {
-                strided_windows($strided);
-            }
-
-            #[test]
-            fn gemv_i8_i32_strided_matches_reference_random_strides() {
-                strided_random($strided);
             }
 
             #[test]
@@ -409,28 +299,24 @@ macro_rules! gemv_i8_i32_frame_tests {
 gemv_i8_i32_frame_tests!(
     dispatch,
     super::super::gemv_i8_i32,
-    super::super::gemv_i8_i32_strided,
     super::super::gemv_i8_blocks
 );
 #[cfg(target_arch = "aarch64")]
 gemv_i8_i32_frame_tests!(
     neon_mull,
     super::super::neon::gemv_i8_i32_mull,
-    super::super::neon::gemv_i8_i32_strided_mull,
     super::super::neon::gemv_i8_blocks_mull
 );
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 gemv_i8_i32_frame_tests!(
     neon_sdot,
     super::super::neon::gemv_i8_i32_sdot,
-    super::super::neon::gemv_i8_i32_strided_sdot,
     super::super::neon::gemv_i8_blocks_sdot
 );
 #[cfg(all(target_arch = "arm", feature = "arm-neon"))]
 gemv_i8_i32_frame_tests!(
     neon_armv7,
     super::super::neon::gemv_i8_i32_armv7,
-    super::super::neon::gemv_i8_i32_strided_armv7,
     super::super::neon::gemv_i8_blocks_armv7
 );
 // The DSP kernel's instructions (SXTB16, SMLAD) are the same on Cortex-A, so this runs on armv7 Linux under qemu-arm
@@ -439,14 +325,12 @@ gemv_i8_i32_frame_tests!(
 gemv_i8_i32_frame_tests!(
     dsp,
     super::super::dsp::gemv_i8_i32_dsp,
-    super::super::dsp::gemv_i8_i32_strided_dsp,
     super::super::dsp::gemv_i8_blocks_dsp
 );
 #[cfg(target_arch = "x86_64")]
 gemv_i8_i32_frame_tests!(
     x86_avx2,
     super::super::x86::gemv_i8_i32_avx2,
-    super::super::x86::gemv_i8_i32_strided_avx2,
     super::super::x86::gemv_i8_blocks_avx2
 );
 

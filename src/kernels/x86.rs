@@ -31,27 +31,21 @@ pub fn avx2_available() -> bool {
 
 /// AVX2 `out[r] = sum_c w[r * cols + c] * x[c]`, or the reference when AVX2 is absent or the call is degenerate.
 pub fn gemv_i8_i32_avx2(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
-    gemv_i8_i32_strided_avx2(w, cols, cols, x, out)
-}
-
-/// The strided form of [`gemv_i8_i32_avx2`]: `out[r] = w[r * stride..][..cols] . x`
-/// ([`reference::gemv_i8_i32_strided`]).
-pub fn gemv_i8_i32_strided_avx2(w: &[i8], stride: usize, cols: usize, x: &[i8], out: &mut [i32]) {
-    if !avx2_available() || cols == 0 || stride == 0 || x.len() < cols || w.len() < cols {
-        return reference::gemv_i8_i32_strided(w, stride, cols, x, out);
+    if !avx2_available() || cols == 0 || x.len() < cols {
+        return reference::gemv_i8_i32(w, cols, x, out);
     }
-    let rows = out.len().min((w.len() - cols) / stride + 1);
-    // SAFETY: AVX2 is available (checked above); the kernel reads rows `w[r * stride..][..cols]` for `r < rows`,
-    // inside `w` by the definition of `rows`, and `x[..cols]`, inside `x` by the check `x.len() >= cols`.
-    unsafe { gemv_avx2(w, stride, &x[..cols], &mut out[..rows]) }
+    let rows = out.len().min(w.len() / cols);
+    // SAFETY: AVX2 is available (checked above); the kernel reads w[..rows * cols] and x[..cols] only, both
+    // within their slices by the definition of `rows` and the check `x.len() >= cols`.
+    unsafe { gemv_avx2(&w[..rows * cols], &x[..cols], &mut out[..rows]) }
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn gemv_avx2(w: &[i8], stride: usize, x: &[i8], out: &mut [i32]) {
+unsafe fn gemv_avx2(w: &[i8], x: &[i8], out: &mut [i32]) {
     let cols = x.len();
     let main = cols - cols % 16;
     for (r, o) in out.iter_mut().enumerate() {
-        let row = &w[r * stride..r * stride + cols];
+        let row = &w[r * cols..(r + 1) * cols];
         let mut acc = _mm256_setzero_si256();
         let mut c = 0;
         while c < main {
