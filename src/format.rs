@@ -7,7 +7,7 @@
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
-use crate::config::{Activation, AlbertConfig, MAX_DIM, MAX_LABELS};
+use crate::config::{Activation, AlbertConfig, MAX_LABELS};
 use crate::error::Error;
 use crate::tokenizer::Tokenizer;
 
@@ -76,7 +76,8 @@ pub mod header {
     pub const TOKENIZER_LEN: usize = 88;
     /// `u32` flags, reserved (0 in v1).
     pub const FLAGS: usize = 92;
-    /// `u32` activation block width of the int8 engine; 0 = the default, [`AlbertConfig::activation_block`].
+    /// `u32` activation block width of the int8 engine; 0 = the default, [`AlbertConfig::activation_block`];
+    /// otherwise between that default and `hidden_size`.
     pub const ACTIVATION_BLOCK: usize = 96;
 }
 
@@ -478,10 +479,10 @@ impl<'a> Model<'a> {
         config.validate()?;
         let activation_block = match u(header::ACTIVATION_BLOCK) {
             0 => config.activation_block(),
-            b if b >= config.activation_block() && b <= MAX_DIM => b,
+            b if b >= config.activation_block() && b <= config.hidden_size => b,
             _ => {
                 return Err(Error::BadConfig(
-                    "activation_block must be 0 or between half the head size and 65536",
+                    "activation_block must be 0 or between half the head size and hidden_size",
                 ))
             }
         };
@@ -527,9 +528,9 @@ impl<'a> Model<'a> {
     }
 
     /// Width of the int8 engine's activation blocks for this blob: the header's value, or the default
-    /// [`AlbertConfig::activation_block`] (half the head size) when it is 0. Never below the default, so
-    /// [`scratch_size`](crate::model::scratch_size), which assumes the default, always suffices. Wider blocks
-    /// mean fewer scales: faster, less accurate (`QUANTIZATION.md`).
+    /// [`AlbertConfig::activation_block`] (half the head size) when it is 0. Between that default and
+    /// `hidden_size`, so [`scratch_size`](crate::model::scratch_size) always suffices. Wider blocks mean fewer
+    /// scales: faster, less accurate (`QUANTIZATION.md`).
     pub fn activation_block(&self) -> usize {
         self.activation_block
     }

@@ -366,9 +366,10 @@ impl<'a> Layer<'a> {
 }
 
 /// Bytes of weight rows a tiled GEMV keeps hot while it serves every token of a tile.
-const WEIGHT_CHUNK: usize = 32 * 1024;
+pub(crate) const WEIGHT_CHUNK: usize = 32 * 1024;
 
-/// Rows of the FFN's first matrix per chunk: whole activation blocks, about [`WEIGHT_CHUNK`] bytes of weights.
+/// Rows of the FFN's first matrix per chunk: whole activation blocks, about [`WEIGHT_CHUNK`] bytes of weights;
+/// at most `max(WEIGHT_CHUNK / h, block)` (what `Int8Plan` reserves, with `block <= h`).
 pub(crate) const fn ffn_chunk_rows(h: usize, block: usize) -> usize {
     let block = if block == 0 { 1 } else { block };
     let blocks = WEIGHT_CHUNK / if h == 0 { 1 } else { h } / block;

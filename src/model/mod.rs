@@ -116,8 +116,10 @@ impl Int8Plan {
             hidden: seq * h,
             hidden_scale: seq * h.div_ceil(block),
             ctx_scale: seq * c.num_attention_heads,
+            // The FFN's first GEMV runs in chunks of at most max(WEIGHT_CHUNK / H, block) rows, and a blob's
+            // block is at most H (checked by `Model::from_bytes`).
             acc: max(
-                max(min(i, layer::ffn_chunk_rows(h, block)), h),
+                max(min(i, layer::WEIGHT_CHUNK / max(h, 1)), h),
                 max(max(e, seq), c.num_labels),
             ),
             row: max(e, h),

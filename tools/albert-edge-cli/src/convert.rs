@@ -319,12 +319,12 @@ pub fn build_contents_calibrated(
     let config = hf.config;
     let default_block = config.activation_block();
     if opts.activation_block != 0
-        && !(default_block..=albert_edge::config::MAX_DIM).contains(&opts.activation_block)
+        && !(default_block..=config.hidden_size).contains(&opts.activation_block)
     {
         bail!(
-            "--activation-block {}: must be between {default_block} (half the head size, the default) and {}",
+            "--activation-block {}: must be between {default_block} (half the head size, the default) and {} (hidden_size)",
             opts.activation_block,
-            albert_edge::config::MAX_DIM
+            config.hidden_size
         );
     }
     let weights = WeightsFile::open(&files.weights)?;

@@ -56,7 +56,7 @@ enum Command {
         #[arg(long)]
         compact_tokenizer: bool,
         /// Width of the int8 engine's activation blocks (one scale per block of this many values). Default:
-        /// half the head size, the most accurate; wider blocks (up to one per row, e.g. the intermediate size)
+        /// half the head size, the most accurate; wider blocks (up to hidden_size: one scale per hidden row)
         /// are faster, which matters on microcontrollers.
         #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
         activation_block: usize,

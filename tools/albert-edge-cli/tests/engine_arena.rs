@@ -123,3 +123,58 @@ fn a_larger_arena_gives_the_same_bits() {
         }
     }
 }
+
+#[test]
+fn every_allowed_activation_block_runs_in_exactly_scratch_size() {
+    // scratch_size is computed from the config alone; a blob may ask for any block from the default (half the
+    // head size) to hidden_size, including widths that divide nothing.
+    for (h, heads, i) in [
+        (256usize, 4usize, 1024usize),
+        (768, 12, 3072),
+        (128, 4, 192),
+    ] {
+        let mut c = albert_base_config(2);
+        c.num_hidden_layers = 1;
+        c.hidden_size = h;
+        c.num_attention_heads = heads;
+        c.intermediate_size = i;
+        c.max_position_embeddings = 64;
+        let ids: Vec<u32> = (0..40).map(|k| 5 + k * 97).collect();
+        let size = scratch_size(&c, ids.len(), Precision::Int8);
+        for block in [
+            0,
+            c.activation_block(),
+            c.activation_block() + 1,
+            64,
+            100,
+            h / 2,
+            h,
+        ] {
+            let mut contents = random_model(&c, 5, true);
+            contents.activation_block = block;
+            let blob = AlignedBlob::new(&write_blob(&contents).unwrap());
+            let model = Model::from_bytes(blob.bytes()).unwrap();
+            let mut arena = vec![0u8; size];
+            let mut logits = [0f32; 2];
+            classify(
+                &model,
+                Precision::Int8,
+                &Inputs::ids(&ids),
+                &mut arena,
+                &mut logits,
+            )
+            .unwrap_or_else(|e| panic!("H {h}, block {block}: {e}"));
+            assert!(logits.iter().all(|v| v.is_finite()), "H {h}, block {block}");
+        }
+        // Wider than hidden_size, or narrower than the default: refused when the blob is read.
+        for block in [h + 1, c.activation_block() - 1] {
+            let mut contents = random_model(&c, 5, true);
+            contents.activation_block = block;
+            let blob = AlignedBlob::new(&write_blob(&contents).unwrap());
+            assert!(
+                matches!(Model::from_bytes(blob.bytes()), Err(Error::BadConfig(_))),
+                "H {h}, block {block}"
+            );
+        }
+    }
+}
