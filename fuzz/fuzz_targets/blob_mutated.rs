@@ -2,14 +2,18 @@
 //! to match so that the checks after the checksum (config limits, tensor table, labels, tokenizer section) are
 //! reached. A blob that still validates must run (`exercise`).
 //!
-//! Input: byte 0 chooses the seed (bits 0-1 and 3: the small int8 or f32 blob; the tokenizer blob, whose 1 MB
-//! section takes milliseconds to validate, for 1 in 8), whether to patch the CRC (bit 2) and the arena's
-//! misalignment (bits 4-7); byte 1 the new length (0: unchanged, else
-//! truncate or zero-extend by up to 255 bytes); then 8-byte edits `(offset u32, op u8, value u8, value u16)`.
+//! Input: byte 0 chooses the seed (bit 0: the small int8 or f32 blob), whether to patch the CRC (bit 2) and the
+//! arena's misalignment (bits 4-7); byte 1 the new length (0: unchanged, else truncate or zero-extend by up to
+//! 127 bytes); then 8-byte edits `(offset u32, op u8, value u8, value u16)`.
+//!
+//! The seeds have no tokenizer section: validating ALBERT's 1 MB section takes tens of milliseconds under the
+//! sanitizer, which would cut this target's speed a hundredfold. A section's offset and length fields are still
+//! mutated here (pointing into the weights); the section validator's own damage handling is covered by the
+//! tokenizer unit tests (every byte of a small section flipped) and `blob_corruption.rs` (sampled flips).
 #![no_main]
 
 use albert_edge::Model;
-use albert_edge_fuzz::{exercise, patch_crc, small_f32, small_int8, tokenizer_blob, AlignedBuf};
+use albert_edge_fuzz::{exercise, patch_crc, small_f32, small_int8, AlignedBuf};
 use libfuzzer_sys::fuzz_target;
 
 /// Values worth writing into a `u32` field: limits, powers of two, the seed's own length.
@@ -80,10 +84,10 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let seed = match mode & 0xB {
-        0xA => tokenizer_blob(),
-        m if m & 1 == 0 => small_int8(),
-        _ => small_f32(),
+    let seed = if mode & 1 == 0 {
+        small_int8()
+    } else {
+        small_f32()
     };
     let mut bytes = seed.to_vec();
     let (resize, edits) = rest.split_first().map_or((0, &[][..]), |(&r, e)| (r, e));
