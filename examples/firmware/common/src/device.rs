@@ -290,8 +290,9 @@ mod report {
 
     pub fn selfcheck_ok(s: &Summary) {
         println!(
-            "self-check: gemv_i8_i32 equals the reference on {} cases x {} kernels ({} skipped for memory)",
-            s.cases, s.kernels, s.skipped
+            "self-check: gemv_i8_i32 equals the reference on {} cases x {} kernels ({} skipped for memory), \
+             gemv_i8_blocks on {} cases x {} kernels ({} skipped)",
+            s.cases, s.kernels, s.skipped, s.block_cases, s.block_kernels, s.block_skipped
         );
     }
 
@@ -375,10 +376,13 @@ mod report {
 
     pub fn selfcheck_ok(s: &Summary) {
         defmt::info!(
-            "self-check: gemv_i8_i32 equals the reference on {} cases x {} kernels ({} skipped)",
+            "self-check: gemv_i8_i32 equals the reference on {} cases x {} kernels ({} skipped), gemv_i8_blocks on {} cases x {} kernels ({} skipped)",
             s.cases,
             s.kernels,
-            s.skipped
+            s.skipped,
+            s.block_cases,
+            s.block_kernels,
+            s.block_skipped
         );
     }
 

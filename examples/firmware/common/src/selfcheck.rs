@@ -11,6 +11,21 @@ use albert_edge::kernels::{self, reference};
 /// A `gemv_i8_i32` implementation.
 pub type Gemv = fn(&[i8], usize, &[i8], &mut [i32]);
 
+/// A `gemv_i8_blocks` implementation (block-scaled, `f32` out).
+pub type Blocks = fn(&[i8], usize, &[i8], usize, &[f32], &mut [f32]);
+
+/// Every block-scaled kernel compiled into this image, by name (as [`kernels_under_test`]).
+pub fn block_kernels_under_test(
+    mut f: impl FnMut(&'static str, Blocks) -> Result<(), Mismatch>,
+) -> Result<(), Mismatch> {
+    f("dispatch blocks", kernels::gemv_i8_blocks)?;
+    #[cfg(all(target_arch = "arm", feature = "dsp"))]
+    f("dsp blocks", kernels::dsp::gemv_i8_blocks_dsp)?;
+    #[cfg(all(target_arch = "arm", feature = "helium"))]
+    f("helium blocks", kernels::helium::gemv_i8_blocks_helium)?;
+    Ok(())
+}
+
 /// Every kernel compiled into this image, by name: the dispatcher the model calls, and each optimised kernel.
 pub fn kernels_under_test(
     mut f: impl FnMut(&'static str, Gemv) -> Result<(), Mismatch>,
@@ -34,7 +49,7 @@ pub struct Mismatch {
     pub offsets: (usize, usize),
     /// The first differing output.
     pub index: usize,
-    /// The reference's value there.
+    /// The reference's value there (the bits of an `f32` for a block-scaled kernel).
     pub expected: i32,
     /// The kernel's value there.
     pub got: i32,
@@ -49,6 +64,12 @@ pub struct Summary {
     pub cases: usize,
     /// Cases skipped for lack of scratch memory.
     pub skipped: usize,
+    /// Block-scaled kernels checked.
+    pub block_kernels: usize,
+    /// Cases each block-scaled kernel ran.
+    pub block_cases: usize,
+    /// Block-scaled cases skipped for lack of scratch memory.
+    pub block_skipped: usize,
 }
 
 /// Column counts around every step width (4 for DSP, 16 for Helium, 8 and 16 for NEON) and the model's widths.
@@ -123,14 +144,99 @@ pub fn run(scratch: &mut [u8]) -> Result<Summary, Mismatch> {
             skipped: 0,
         };
         c.all()?;
-        summary = Summary {
-            kernels: summary.kernels + 1,
-            cases: c.cases,
-            skipped: c.skipped,
-        };
+        summary.kernels += 1;
+        summary.cases = c.cases;
+        summary.skipped = c.skipped;
+        Ok(())
+    })?;
+    block_kernels_under_test(|name, gemv| {
+        let (cases, skipped) = check_blocks(name, gemv, &mut *scratch)?;
+        summary.block_kernels += 1;
+        summary.block_cases = cases;
+        summary.block_skipped = skipped;
         Ok(())
     })?;
     Ok(summary)
+}
+
+/// The block-scaled kernel against `reference::gemv_i8_blocks_f32`, bit for bit, on seeded random shapes, block
+/// widths (dividing the row or not, wider than it), scales of very different magnitudes and extreme values (the
+/// host harness's `blocks_random`). Returns (cases run, cases skipped for memory).
+fn check_blocks(
+    name: &'static str,
+    gemv: Blocks,
+    scratch: &mut [u8],
+) -> Result<(usize, usize), Mismatch> {
+    let mut rng = Rng(8);
+    let (mut cases, mut skipped) = (0, 0);
+    for i in 0..200 {
+        let rows = rng.below(14);
+        let cols = if i % 20 == 0 {
+            rng.below(1100)
+        } else {
+            rng.below(140)
+        };
+        let block = match i % 9 {
+            0 => cols + 1 + rng.below(8),
+            1 => 1 + rng.below(4),
+            _ => [8, 16, 24, 32, 64, 128][rng.below(6)],
+        };
+        let nb = cols.div_ceil(block);
+        let fill = if i % 3 == 0 {
+            Fill::Extremes
+        } else {
+            Fill::Random
+        };
+        let offsets = (rng.below(16), rng.below(16));
+        let Some(b) = carve(
+            scratch,
+            rows * cols + offsets.0,
+            cols + offsets.1,
+            rows + nb,
+        ) else {
+            skipped += 1;
+            continue;
+        };
+        let x_start = round16(rows * cols + offsets.0);
+        let (w_part, x_part) = b.bytes.split_at_mut(x_start);
+        let w = as_i8(&mut w_part[offsets.0..offsets.0 + rows * cols]);
+        let x = as_i8(&mut x_part[offsets.1..offsets.1 + cols]);
+        w.iter_mut().for_each(|v| *v = fill.draw(&mut rng, true));
+        x.iter_mut().for_each(|v| *v = fill.draw(&mut rng, false));
+        let (scales, expected) = b.expected.split_at_mut(nb);
+        for s in scales.iter_mut() {
+            let mag = [1e-6f32, 1e-3, 0.02, 1.0, 37.5][rng.below(5)];
+            *s = (mag * (1.0 + rng.below(1000) as f32 / 1000.0)).to_bits() as i32;
+        }
+        let got = &mut b.got[..rows];
+        expected.fill(UNTOUCHED);
+        got.fill(UNTOUCHED);
+        let scales: &[f32] = as_f32(scales);
+        reference::gemv_i8_blocks_f32(w, cols, x, block, scales, as_f32_mut(expected));
+        gemv(w, cols, x, block, scales, as_f32_mut(got));
+        cases += 1;
+        if let Some(index) = expected.iter().zip(got.iter()).position(|(e, g)| e != g) {
+            return Err(Mismatch {
+                kernel: name,
+                shape: (rows * cols, cols, cols, rows),
+                offsets,
+                index,
+                expected: expected[index],
+                got: got[index],
+            });
+        }
+    }
+    Ok((cases, skipped))
+}
+
+fn as_f32(words: &mut [i32]) -> &[f32] {
+    // SAFETY: `i32` and `f32` have the same size and alignment and every bit pattern is valid for both.
+    unsafe { &*(words as *mut [i32] as *const [f32]) }
+}
+
+fn as_f32_mut(words: &mut [i32]) -> &mut [f32] {
+    // SAFETY: as in `as_f32`.
+    unsafe { &mut *(words as *mut [i32] as *mut [f32]) }
 }
 
 struct Checker<'s> {
