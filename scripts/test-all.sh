@@ -51,6 +51,9 @@ cargo fmt --all -- --check
 step "cargo clippy (workspace, all targets, -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "cargo doc (core, -D warnings: no broken intra-doc links)"
+RUSTDOCFLAGS="-D warnings" cargo doc -q -p albert-edge --no-deps --features std
+
 step "core builds no_std without an allocator (thumbv7em-none-eabihf, thumbv8m.main-none-eabihf)"
 cargo build -p albert-edge --no-default-features --target thumbv7em-none-eabihf
 cargo build -p albert-edge --no-default-features --target thumbv8m.main-none-eabihf

@@ -76,7 +76,7 @@ pub mod header {
     pub const TOKENIZER_LEN: usize = 88;
     /// `u32` flags, reserved (0 in v1).
     pub const FLAGS: usize = 92;
-    /// `u32` activation block width of the int8 engine; 0 = the default, [`AlbertConfig::activation_block`];
+    /// `u32` activation block width of the int8 engine; 0 = the default, [`AlbertConfig::activation_block`](crate::AlbertConfig::activation_block);
     /// otherwise between that default and `hidden_size`.
     pub const ACTIVATION_BLOCK: usize = 96;
 }

@@ -1,4 +1,4 @@
-//! x86-64 AVX2 int8 kernel, equal to [`reference`] bit for bit.
+//! x86-64 AVX2 and AVX-512 VNNI int8 kernels, equal to [`reference`](mod@super::reference) bit for bit.
 //!
 //! AVX2 is detected at run time when the `std` feature is on (`is_x86_feature_detected!`, cached by std), and
 //! decided at compile time otherwise (`-C target-feature=+avx2` or `-C target-cpu=native`). Without AVX2 the
@@ -112,7 +112,7 @@ pub fn gemv_i8_blocks_avx2(
     blocks_driver(avx2_available(), kernel, w, cols, x, block, scales, out)
 }
 
-/// AVX-512 VNNI [`reference::gemv_i8_blocks_f32`] (see [`blocks4_vnni`]), or the reference when the CPU lacks it
+/// AVX-512 VNNI [`reference::gemv_i8_blocks_f32`] (`vpdpbusd` on `x + 128`, corrected by the rows' sums), or the reference when the CPU lacks it
 /// or the call is degenerate.
 pub fn gemv_i8_blocks_vnni(
     w: &[i8],
