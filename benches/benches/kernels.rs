@@ -25,6 +25,41 @@ fn gemv(c: &mut Criterion) {
     group.finish();
 }
 
+/// A block-scaled GEMV implementation.
+type Blocks = fn(&[i8], usize, &[i8], usize, &[f32], &mut [f32]);
+
+/// The engine's linear-layer kernel: block-scaled GEMV (blocks of 32, ALBERT-base's default), every implementation
+/// this build has side by side.
+fn gemv_blocks(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gemv_i8_blocks");
+    let block = 32;
+    for &(rows, cols) in &[(768usize, 768usize), (3072, 768), (768, 3072), (64, 768)] {
+        let mut rng = Rng::new(3);
+        let w: Vec<i8> = (0..rows * cols).map(|_| rng.i8()).collect();
+        let x: Vec<i8> = (0..cols).map(|_| rng.i8()).collect();
+        let scales: Vec<f32> = (0..cols.div_ceil(block))
+            .map(|_| 0.01 + rng.normal().abs())
+            .collect();
+        let mut out = vec![0f32; rows];
+        let shape = format!("{rows}x{cols}");
+        group.throughput(Throughput::Elements((rows * cols) as u64));
+        let mut bench = |name: &str, f: Blocks| {
+            group.bench_function(BenchmarkId::new(name, &shape), |b| {
+                b.iter(|| f(black_box(&w), cols, black_box(&x), block, &scales, &mut out))
+            });
+        };
+        bench("reference", reference::gemv_i8_blocks_f32);
+        #[cfg(target_arch = "x86_64")]
+        bench("avx2", kernels::x86::gemv_i8_blocks_avx2);
+        #[cfg(target_arch = "x86_64")]
+        if kernels::x86::vnni_available() {
+            bench("avx512-vnni", kernels::x86::gemv_i8_blocks_vnni);
+        }
+        bench("dispatched", kernels::gemv_i8_blocks);
+    }
+    group.finish();
+}
+
 fn layer_norm_and_softmax(c: &mut Criterion) {
     let mut rng = Rng::new(2);
     let x: Vec<f32> = (0..768).map(|_| rng.normal()).collect();
@@ -47,5 +82,5 @@ fn layer_norm_and_softmax(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, gemv, layer_norm_and_softmax);
+criterion_group!(benches, gemv, gemv_blocks, layer_norm_and_softmax);
 criterion_main!(benches);
