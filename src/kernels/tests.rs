@@ -256,6 +256,41 @@ fn blocks_random(gemv: Blocks) {
     }
 }
 
+/// Small shapes around the four-row groups and the 16- and 32-column steps, every block width class (dividing the
+/// row or not, one column, wider than the row), unaligned starts: few enough to run under Miri.
+fn blocks_small(gemv: Blocks) {
+    let mut rng = Rng::new(10);
+    for rows in [1usize, 4, 5, 9] {
+        for cols in [1usize, 16, 17, 33, 64, 70] {
+            for block in [1usize, 4, 16, 32, 80] {
+                let offset = rng.below(16);
+                let w = values(&mut rng, Fill::Extremes, true, offset, rows * cols);
+                let x = values(&mut rng, Fill::Random, false, offset, cols);
+                let scales: Vec<f32> = (0..cols.div_ceil(block))
+                    .map(|_| 0.001 + rng.below(1000) as f32 / 7.0)
+                    .collect();
+                let mut expected = std::vec![f32::from_bits(0x7FC0_0001); rows + 1];
+                let mut got = expected.clone();
+                reference::gemv_i8_blocks_f32(
+                    &w[offset..],
+                    cols,
+                    &x[offset..],
+                    block,
+                    &scales,
+                    &mut expected,
+                );
+                gemv(&w[offset..], cols, &x[offset..], block, &scales, &mut got);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&got),
+                    bits(&expected),
+                    "rows {rows} cols {cols} block {block}"
+                );
+            }
+        }
+    }
+}
+
 /// The harness for one `gemv_i8_i32` implementation: a test module `$name` of `*_matches_reference_*` tests.
 macro_rules! gemv_i8_i32_frame_tests {
     ($name:ident, $gemv:path, $blocks:path) => {
@@ -265,6 +300,11 @@ macro_rules! gemv_i8_i32_frame_tests {
             #[test]
             fn gemv_i8_blocks_matches_reference_bit_for_bit() {
                 blocks_random($blocks);
+            }
+
+            #[test]
+            fn gemv_i8_blocks_matches_reference_small_shapes() {
+                blocks_small($blocks);
             }
 
             #[test]
@@ -373,6 +413,7 @@ mod x86_vnni {
     #[test]
     fn gemv_i8_blocks_vnni_matches_reference_bit_for_bit() {
         blocks_random(super::super::x86::gemv_i8_blocks_vnni);
+        blocks_small(super::super::x86::gemv_i8_blocks_vnni);
     }
 
     /// With `std` (how the workspace's tests build the core) the x86 kernels above run their SIMD code, not the
