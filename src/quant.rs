@@ -2,10 +2,13 @@
 //!
 //! * Weights: symmetric int8, one scale per output channel (row): `scale = max|w_row| / 127` (1.0 for an all-zero
 //!   row), `q = round_half_away_from_zero(w / scale)` clamped to `-127..=127`, so `w ≈ q * scale`.
-//! * Activations: symmetric int8 with one scale per token row, computed at run time from the row's largest
-//!   magnitude with the same rule (see `QUANTIZATION.md` for why dynamic per-row scales were chosen).
-//! * Products: `i8 x i8` accumulated in `i32` exactly (no saturation is possible for rows up to 2^17 long:
-//!   `127 * 127 * 2^17 < 2^31`), then dequantised once in `f32`: `y = acc as f32 * (s_x * s_w[row]) + bias[row]`.
+//! * Activations: symmetric int8 in blocks of the blob's activation block width, one scale per block, computed at
+//!   run time from the block's largest magnitude with the same rule ([`quantize_blocks`]); the attention's Q and K
+//!   in 16 bits ([`quantize_row_i16`]) and its probabilities in `0..=255` ([`quantize_row_u8`]). `QUANTIZATION.md`
+//!   has the measurements behind each choice.
+//! * Products: `i8 x i8` accumulated in `i32` exactly per block (no saturation is possible for blocks up to 2^17
+//!   long: `127 * 127 * 2^17 < 2^31`), then combined in `f32`: `y = (sum_b acc_b as f32 * s_x[b]) * s_w[row] +
+//!   bias[row]` (`model::linear_i8`, `kernels::gemv_i8_blocks`).
 
 /// Largest magnitude of a quantised value; `-128` is never produced, so negation is always exact.
 pub const QMAX: i32 = 127;

@@ -1,8 +1,9 @@
 //! The ALBERT forward pass: embeddings, ONE shared transformer layer applied `num_hidden_layers` times, pooler
 //! and classifier. Two precisions share the structure:
 //!
-//! * [`Precision::Int8`], the engine: int8 weights, int8 activations with one scale per token row, `i32`
-//!   accumulation, streamed so that memory stays small (attention head by head, the FFN token by token; see
+//! * [`Precision::Int8`], the engine: int8 weights, int8 activations in blocks with one scale each (the blob's
+//!   activation block; the attention context per head; Q and K in 16 bits), `i32` accumulation, streamed so that
+//!   memory stays small (attention head by head, the FFN one token, or one tile of tokens, at a time; see
 //!   `QUANTIZATION.md`).
 //! * [`Precision::F32`], the host reference: `f32` activations, weights dequantised on the fly when the blob is
 //!   int8. It is the yardstick the converter calibrates and tests measure against.
