@@ -32,7 +32,7 @@ const INTERESTING: [u32; 12] = [
     u32::MAX,
 ];
 
-fn edit(bytes: &mut Vec<u8>, e: &[u8]) {
+fn edit(bytes: &mut [u8], e: &[u8]) {
     let len = bytes.len();
     if len == 0 {
         return;
