@@ -190,6 +190,27 @@ fn degenerate_arguments(gemv: fn(&[i8], usize, &[i8], &mut [i32])) {
 /// A block-scaled implementation, compared bit for bit with [`reference::gemv_i8_blocks_f32`].
 type Blocks = fn(&[i8], usize, &[i8], usize, &[f32], &mut [f32]);
 
+/// Runs `gemv` and the reference on the same arguments (outputs pre-filled with a NaN pattern that neither writes
+/// by accident) and panics with `case` unless every output has the same bits.
+#[allow(clippy::too_many_arguments)]
+fn compare_blocks(
+    gemv: Blocks,
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    out_len: usize,
+    case: &dyn core::fmt::Debug,
+) {
+    let mut expected = std::vec![f32::from_bits(0x7FC0_0001); out_len];
+    let mut got = expected.clone();
+    reference::gemv_i8_blocks_f32(w, cols, x, block, scales, &mut expected);
+    gemv(w, cols, x, block, scales, &mut got);
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got), bits(&expected), "{case:?}");
+}
+
 /// Random shapes and block widths (dividing the row or not, wider than it, 0), scales of very different
 /// magnitudes (so that the `f32` combination order matters), `x` too short, fewer scales than blocks.
 fn blocks_random(gemv: Blocks) {
@@ -233,18 +254,6 @@ fn blocks_random(gemv: Blocks) {
             })
             .collect();
         let out_len = rows + rng.below(3);
-        let mut expected = std::vec![f32::from_bits(0x7FC0_0001); out_len];
-        let mut got = expected.clone();
-        reference::gemv_i8_blocks_f32(
-            &w[offset..],
-            cols,
-            &x[offset..],
-            block,
-            &scales,
-            &mut expected,
-        );
-        gemv(&w[offset..], cols, &x[offset..], block, &scales, &mut got);
-        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         let case = (
             ("rows", rows),
             ("cols", cols),
@@ -252,7 +261,16 @@ fn blocks_random(gemv: Blocks) {
             ("scales", n_scales),
             ("x.len", x_len),
         );
-        assert_eq!(bits(&got), bits(&expected), "{case:?}");
+        compare_blocks(
+            gemv,
+            &w[offset..],
+            cols,
+            &x[offset..],
+            block,
+            &scales,
+            out_len,
+            &case,
+        );
     }
 }
 
@@ -269,22 +287,16 @@ fn blocks_small(gemv: Blocks) {
                 let scales: Vec<f32> = (0..cols.div_ceil(block))
                     .map(|_| 0.001 + rng.below(1000) as f32 / 7.0)
                     .collect();
-                let mut expected = std::vec![f32::from_bits(0x7FC0_0001); rows + 1];
-                let mut got = expected.clone();
-                reference::gemv_i8_blocks_f32(
+                let case = (("rows", rows), ("cols", cols), ("block", block));
+                compare_blocks(
+                    gemv,
                     &w[offset..],
                     cols,
                     &x[offset..],
                     block,
                     &scales,
-                    &mut expected,
-                );
-                gemv(&w[offset..], cols, &x[offset..], block, &scales, &mut got);
-                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                assert_eq!(
-                    bits(&got),
-                    bits(&expected),
-                    "rows {rows} cols {cols} block {block}"
+                    rows + 1,
+                    &case,
                 );
             }
         }

@@ -291,20 +291,8 @@ impl<'a> Layer<'a> {
                     );
                 }
             }
-            for tt in 0..tn {
-                let t = t0 + tt;
-                let y = as_f32(&mut s.out[tt * h..(tt + 1) * h]);
-                let x = &mut s.hidden[t * h..(t + 1) * h];
-                let xs = &mut s.hidden_scale[t * nb..(t + 1) * nb];
-                add_blocks(y, x, xs, blk);
-                layer_norm_f32(
-                    y,
-                    self.attention_ln_weight,
-                    self.attention_ln_bias,
-                    self.eps,
-                );
-                quant::quantize_blocks(y, blk, x, xs);
-            }
+            let ln = (self.attention_ln_weight, self.attention_ln_bias);
+            self.add_norm_requantize(s, t0, tn, ln);
         }
 
         // FFN, add & LayerNorm, `tile` tokens at a time: the intermediate exists for the tile's tokens only, in
@@ -352,15 +340,8 @@ impl<'a> Layer<'a> {
                     );
                 }
             }
-            for tt in 0..tn {
-                let t = t0 + tt;
-                let y = as_f32(&mut s.out[tt * h..(tt + 1) * h]);
-                let x = &mut s.hidden[t * h..(t + 1) * h];
-                let xs = &mut s.hidden_scale[t * nb..(t + 1) * nb];
-                add_blocks(y, x, xs, blk);
-                layer_norm_f32(y, self.full_ln_weight, self.full_ln_bias, self.eps);
-                quant::quantize_blocks(y, blk, x, xs);
-            }
+            let ln = (self.full_ln_weight, self.full_ln_bias);
+            self.add_norm_requantize(s, t0, tn, ln);
         }
     }
 }
@@ -374,6 +355,25 @@ pub(crate) const fn ffn_chunk_rows(h: usize, block: usize) -> usize {
     let block = if block == 0 { 1 } else { block };
     let blocks = WEIGHT_CHUNK / if h == 0 { 1 } else { h } / block;
     block * if blocks == 0 { 1 } else { blocks }
+}
+
+impl Layer<'_> {
+    /// The end of a sub-layer for tokens `t0..t0 + tn`: `y = LayerNorm(out[tt] + hidden[t])` (the int8 hidden
+    /// dequantised), then `y` becomes the new int8 hidden state in blocks.
+    fn add_norm_requantize(&self, s: &mut Int8Scratch, t0: usize, tn: usize, ln: (&[f32], &[f32])) {
+        let h = self.query.rows;
+        let blk = self.block.max(1);
+        let nb = h.div_ceil(blk);
+        for tt in 0..tn {
+            let t = t0 + tt;
+            let y = as_f32(&mut s.out[tt * h..(tt + 1) * h]);
+            let x = &mut s.hidden[t * h..(t + 1) * h];
+            let xs = &mut s.hidden_scale[t * nb..(t + 1) * nb];
+            add_blocks(y, x, xs, blk);
+            layer_norm_f32(y, ln.0, ln.1, self.eps);
+            quant::quantize_blocks(y, blk, x, xs);
+        }
+    }
 }
 
 /// The residual: `y[c] += q[c] * scales[c / block]`.
