@@ -105,14 +105,10 @@ pub fn quantize_row_i16(x: &[f32], qmax: i32, q: &mut [i16]) -> f32 {
         1.0
     };
     let inv = 1.0 / scale;
-    q.iter_mut().zip(x).for_each(|(q, &v)| {
-        let r = if v * inv >= 0.0 {
-            v * inv + 0.5
-        } else {
-            v * inv - 0.5
-        };
-        *q = (r as i32).clamp(-qmax, qmax) as i16;
-    });
+    let qmax = qmax as i16;
+    q.iter_mut()
+        .zip(x)
+        .for_each(|(q, &v)| *q = round_to_i16(v * inv).clamp(-qmax, qmax));
     scale
 }
 

@@ -135,19 +135,22 @@ fn dots1(row: &[i8], x: &[i8]) -> (i32, usize) {
     (acc, done)
 }
 
+/// The complete dot products of two rows with `x` (vector part and scalar tail), for both drivers.
+#[inline(always)]
+fn rows_dots(rows: [&[i8]; ROWS], x: &[i8]) -> [i32; ROWS] {
+    blocked::with_tail(rows, dots2(rows, x), x)
+}
+
+/// The complete dot product of one row with `x`.
+#[inline(always)]
+fn row_dot(row: &[i8], x: &[i8]) -> i32 {
+    let (sum, done) = dots1(row, x);
+    blocked::with_tail([row], ([sum], done), x)[0]
+}
+
 /// [`reference::gemv_i8_i32`](super::reference::gemv_i8_i32) with `SXTB16` + `SMLAD`: two multiply-accumulates per instruction.
 pub fn gemv_i8_i32_dsp(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
-    blocked::gemv_rows::<ROWS>(
-        w,
-        cols,
-        x,
-        out,
-        |rows, x| blocked::with_tail(rows, dots2(rows, x), x),
-        |row, x| {
-            let (sum, done) = dots1(row, x);
-            blocked::with_tail([row], ([sum], done), x)[0]
-        },
-    )
+    blocked::gemv_rows::<ROWS>(w, cols, x, out, rows_dots, row_dot)
 }
 
 /// [`reference::gemv_i8_blocks_f32`](super::reference::gemv_i8_blocks_f32) with the dot products of [`gemv_i8_i32_dsp`].
@@ -159,19 +162,7 @@ pub fn gemv_i8_blocks_dsp(
     scales: &[f32],
     out: &mut [f32],
 ) {
-    blocked::gemv_blocks_rows::<ROWS>(
-        w,
-        cols,
-        x,
-        block,
-        scales,
-        out,
-        |rows, x| blocked::with_tail(rows, dots2(rows, x), x),
-        |row, x| {
-            let (sum, done) = dots1(row, x);
-            blocked::with_tail([row], ([sum], done), x)[0]
-        },
-    )
+    blocked::gemv_blocks_rows::<ROWS>(w, cols, x, block, scales, out, rows_dots, row_dot)
 }
 
 /// The block-scaled kernel [`super::gemv_i8_blocks`] dispatches to with `arm-dsp`.

@@ -39,19 +39,24 @@ trait RowDots {
     /// The dot products of each row with `x` over columns `0..done`, and `done`: the columns a vector step
     /// covered (a multiple of 8, `x.len() - 8 < done <= x.len()`). Every row has exactly `x.len()` elements.
     fn dots<const R: usize>(rows: [&[i8]; R], x: &[i8]) -> ([i32; R], usize);
+
+    /// The complete dot products (vector part and scalar tail), what the drivers take.
+    #[inline(always)]
+    fn full_dots<const R: usize>(rows: [&[i8]; R], x: &[i8]) -> [i32; R] {
+        blocked::with_tail(rows, Self::dots(rows, x), x)
+    }
+
+    /// One row's complete dot product.
+    #[inline(always)]
+    fn full_dot(row: &[i8], x: &[i8]) -> i32 {
+        Self::full_dots([row], x)[0]
+    }
 }
 
 /// The shared driver ([`blocked::gemv_rows`]) with this kernel's dot products and the scalar tail.
 #[inline(always)]
 fn gemv_blocked<K: RowDots>(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
-    blocked::gemv_rows::<ROWS>(
-        w,
-        cols,
-        x,
-        out,
-        |rows, x| blocked::with_tail(rows, K::dots(rows, x), x),
-        |row, x| blocked::with_tail([row], K::dots([row], x), x)[0],
-    )
+    blocked::gemv_rows::<ROWS>(w, cols, x, out, K::full_dots, K::full_dot)
 }
 
 /// The block-scaled driver ([`blocked::gemv_blocks_rows`]) with this kernel's dot products (32-bit ARM; AArch64
@@ -66,16 +71,7 @@ fn gemv_blocks_blocked<K: RowDots>(
     scales: &[f32],
     out: &mut [f32],
 ) {
-    blocked::gemv_blocks_rows::<ROWS>(
-        w,
-        cols,
-        x,
-        block,
-        scales,
-        out,
-        |rows, x| blocked::with_tail(rows, K::dots(rows, x), x),
-        |row, x| blocked::with_tail([row], K::dots([row], x), x)[0],
-    )
+    blocked::gemv_blocks_rows::<ROWS>(w, cols, x, block, scales, out, K::full_dots, K::full_dot)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
