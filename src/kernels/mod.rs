@@ -89,3 +89,68 @@ pub fn gemv_u8_i8_i32_offset(
         *o = o.wrapping_add(s.wrapping_mul(128));
     }
 }
+
+/// `u32` words of workspace [`gemm_i8_blocks`] wants for `cols` columns in blocks of `block` (0 where no kernel
+/// uses one: every target but x86-64). With less, it still gives the same results, token by token.
+pub const fn gemm_workspace_words(cols: usize, block: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86::gemm_workspace_words(cols, block)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (cols, block);
+        0
+    }
+}
+
+/// Block-scaled int8 GEMM into `f32` for several tokens at once (the engine's linear layers over a tile of
+/// tokens): equal, bit for bit, to [`reference::gemm_i8_blocks_f32`], i.e. [`gemv_i8_blocks`] token by token.
+/// `work` is scratch for the x86-64 kernel ([`gemm_workspace_words`]).
+///
+/// Where no multi-token kernel exists, rows go in chunks of about [`GEMM_WEIGHT_CHUNK`] bytes, each serving every
+/// token while it is in cache.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_i8_blocks(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    x_scales: &[f32],
+    rows: usize,
+    out: &mut [f32],
+    work: &mut [u32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::gemm_i8_blocks_vnni(w, cols, x, block, x_scales, rows, out, work) {
+        return;
+    }
+    let _ = work;
+    if rows == 0 || cols == 0 || block == 0 {
+        return reference::gemm_i8_blocks_f32(w, cols, x, block, x_scales, rows, out);
+    }
+    let nb = cols.div_ceil(block);
+    let tokens = out.len() / rows;
+    let chunk = (GEMM_WEIGHT_CHUNK / cols).max(1).next_multiple_of(4);
+    for r0 in (0..rows).step_by(chunk) {
+        let rn = chunk.min(rows - r0);
+        let wc = w.get(r0 * cols..).unwrap_or(&[]);
+        for t in 0..tokens {
+            let xt = x.get(t * cols..).unwrap_or(&[]);
+            let st = x_scales.get(t * nb..).unwrap_or(&[]);
+            let o = &mut out[t * rows + r0..t * rows + r0 + rn];
+            gemv_i8_blocks(
+                wc,
+                cols,
+                &xt[..cols.min(xt.len())],
+                block,
+                &st[..nb.min(st.len())],
+                o,
+            );
+        }
+    }
+}
+
+/// Bytes of weight rows the token-by-token [`gemm_i8_blocks`] keeps hot while it serves every token.
+pub const GEMM_WEIGHT_CHUNK: usize = 32 * 1024;

@@ -108,13 +108,44 @@ pub fn masked_softmax_f32(x: &mut [f32], keep: impl Fn(usize) -> bool) {
             max = v;
         }
     }
+    // The exponentials first, in a loop of their own that vectorises; then the masked entries and the sum, left to
+    // right.
+    x.iter_mut().for_each(|v| *v = math::exp(*v - max));
     let mut sum = 0.0;
     for (i, v) in x.iter_mut().enumerate() {
-        *v = if keep(i) { math::exp(*v - max) } else { 0.0 };
+        if !keep(i) {
+            *v = 0.0;
+        }
         sum += *v;
     }
     if sum > 0.0 {
         let inv = 1.0 / sum;
         x.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+/// Block-scaled GEMM into `f32`: [`gemv_i8_blocks_f32`] for each of `out.len() / rows` tokens. Token `t`'s
+/// activations are `x[t * cols..][..cols]` with scales `x_scales[t * nb..][..nb]` (`nb = cols.div_ceil(block)`),
+/// and its outputs `out[t * rows..][..rows]`; a token whose activations or scales run past the end of `x` or
+/// `x_scales` gets what `gemv_i8_blocks_f32` makes of the shorter slices.
+pub fn gemm_i8_blocks_f32(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    x_scales: &[f32],
+    rows: usize,
+    out: &mut [f32],
+) {
+    if rows == 0 {
+        return;
+    }
+    let nb = cols.div_ceil(block.max(1));
+    for (t, o) in out.chunks_exact_mut(rows).enumerate() {
+        let xt = x.get(t * cols..).unwrap_or(&[]);
+        let xt = &xt[..cols.min(xt.len())];
+        let st = x_scales.get(t * nb..).unwrap_or(&[]);
+        let st = &st[..nb.min(st.len())];
+        gemv_i8_blocks_f32(w, cols, xt, block, st, o);
     }
 }

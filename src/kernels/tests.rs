@@ -441,3 +441,97 @@ mod x86_vnni {
         assert_eq!(avx2, std::is_x86_feature_detected!("avx2"));
     }
 }
+
+/// The multi-token GEMM as dispatched on this target (the AVX-512 VNNI kernel on x86-64 CPUs that have it, the
+/// per-token GEMV in row chunks elsewhere) against the reference, bit for bit: token counts around the 15-token
+/// groups and the 4-token minimum, rows around the 8-row step and the row chunks, columns and blocks that are
+/// multiples of 4 or not, scales of very different magnitudes, short activations or scales, and a workspace too
+/// small (which must fall back, not misbehave). Returns how many cases took the multi-token kernel.
+fn gemm_random(seed: u64, cases: usize) -> usize {
+    let mut rng = Rng::new(seed);
+    let mut fast = 0;
+    for i in 0..cases {
+        let tokens = [0usize, 1, 3, 4, 5, 14, 15, 16, 17, 29, 30, 31, 46, 128][rng.below(14)];
+        let rows = [0usize, 1, 3, 7, 8, 9, 16, 17, 45, 64][rng.below(10)];
+        let cols = match i % 7 {
+            0 => 1 + rng.below(130),
+            1 => 768,
+            _ => 4 * (1 + rng.below(70)),
+        };
+        let block = match i % 5 {
+            0 => 4 * (1 + rng.below(8)),
+            1 => cols,
+            2 => 1 + rng.below(40),
+            _ => [8, 16, 32, 64][rng.below(4)],
+        };
+        let nb = cols.div_ceil(block);
+        let short = i % 17 == 0;
+        let x = values(
+            &mut rng,
+            Fill::Random,
+            false,
+            0,
+            tokens * cols - usize::from(short && tokens > 0),
+        );
+        let w = values(
+            &mut rng,
+            if i % 4 == 0 {
+                Fill::Extremes
+            } else {
+                Fill::Random
+            },
+            true,
+            0,
+            rows * cols,
+        );
+        let scales: Vec<f32> = (0..tokens * nb)
+            .map(|_| {
+                let mag = [1e-6f32, 1e-3, 0.02, 1.0, 37.5][rng.below(5)];
+                mag * (1.0 + rng.below(1000) as f32 / 1000.0)
+            })
+            .collect();
+        let words = if i % 11 == 0 {
+            3
+        } else {
+            super::gemm_workspace_words(cols, block)
+        };
+        let mut work = std::vec![0u32; words];
+        let mut expected = std::vec![f32::from_bits(0x7FC0_0001); tokens * rows];
+        let mut got = expected.clone();
+        reference::gemm_i8_blocks_f32(&w, cols, &x, block, &scales, rows, &mut expected);
+        super::gemm_i8_blocks(&w, cols, &x, block, &scales, rows, &mut got, &mut work);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let case = (
+            ("tokens", tokens),
+            ("rows", rows),
+            ("cols", cols),
+            ("block", block),
+            ("words", words),
+        );
+        assert_eq!(bits(&got), bits(&expected), "{case:?}");
+        #[cfg(target_arch = "x86_64")]
+        {
+            let mut again = std::vec![0.0f32; tokens * rows];
+            fast += usize::from(super::x86::gemm_i8_blocks_vnni(
+                &w, cols, &x, block, &scales, rows, &mut again, &mut work,
+            ));
+        }
+    }
+    fast
+}
+
+#[test]
+fn gemm_i8_blocks_matches_reference_bit_for_bit() {
+    let fast = gemm_random(21, 300);
+    std::println!("multi-token kernel took {fast} of 300 cases");
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
+    if super::x86::vnni512_available() {
+        assert!(fast > 100, "the AVX-512 VNNI GEMM ran in only {fast} cases");
+    }
+}
+
+/// The GEMM on a few small shapes: few enough to run under Miri (where it takes the portable path).
+#[test]
+fn gemm_i8_blocks_small_shapes() {
+    gemm_random(22, 12);
+}

@@ -324,3 +324,182 @@ unsafe fn blocks4_avx2(
         unsafe { _mm_storeu_ps(o.as_mut_ptr(), f) };
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Multi-token block-scaled GEMM (AVX-512 VNNI)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Tokens per 16-lane group of the GEMM: lane 15 is a zero token (see [`gemm_i8_blocks_vnni`]).
+const GROUP: usize = 15;
+
+/// Rows computed together: each load of the packed activations serves `ROWS` weight rows.
+const ROWS: usize = 8;
+
+/// Fewer tokens than this go token by token through the GEMV (a 16-lane group would be mostly idle).
+const MIN_TOKENS: usize = 4;
+
+/// `u32` words of workspace for one packed group: `cols / 4` words per lane for the activations and one `f32`
+/// per block per lane for the scales.
+pub const fn gemm_workspace_words(cols: usize, block: usize) -> usize {
+    let block = if block == 0 { 1 } else { block };
+    16 * (cols.div_ceil(4) + cols.div_ceil(block))
+}
+
+/// Whether the AVX-512 VNNI GEMM can run on this CPU (AVX-512 F and VNNI on 512-bit registers).
+#[inline]
+pub fn vnni512_available() -> bool {
+    #[cfg(feature = "std")]
+    {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(all(
+            target_feature = "avx512f",
+            target_feature = "avx512vnni"
+        ))
+    }
+}
+
+/// [`reference::gemm_i8_blocks_f32`] with AVX-512 VNNI, one lane per token; returns `false` (and writes nothing)
+/// where it does not apply: the CPU lacks the features, fewer than [`MIN_TOKENS`] tokens, `cols` or `block` not a
+/// multiple of 4, `x`, `x_scales` or `w` shorter than the call implies, or `work` smaller than
+/// [`gemm_workspace_words`].
+///
+/// Tokens go in groups of 15. A group's activations are packed lane-major (`work[k * 16 + lane]` = columns
+/// `4k..4k + 4` of token `lane`) with their top bit flipped, i.e. as `x + 128` in `u8`; lanes past the group's
+/// tokens, and lane 15 always, hold `x = 0` (`0x80`). For `ROWS` weight rows at a time, each block runs `vpdpbusd`
+/// with the four weight bytes of a row broadcast to all lanes (the weights are read in place, row-major), so lane
+/// `t` sums `(x_t + 128) . w = x_t . w + 128 sum(w)` over the block and the zero lane sums `128 sum(w)`:
+/// subtracting the zero lane (broadcast with `vpermd`) leaves `x_t . w` exactly (every product is below 2^15, four
+/// are added per step, and the identity holds modulo 2^32). Then, per lane, `f += (dot as f32) * scale` with a
+/// separate convert, multiply and add, blocks in order: the reference's arithmetic, lane by lane.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_i8_blocks_vnni(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    x_scales: &[f32],
+    rows: usize,
+    out: &mut [f32],
+    work: &mut [u32],
+) -> bool {
+    if rows == 0 || cols == 0 || block == 0 || !cols.is_multiple_of(4) || !block.is_multiple_of(4) {
+        return false;
+    }
+    let tokens = out.len() / rows;
+    let nb = cols.div_ceil(block);
+    let fits = tokens >= MIN_TOKENS
+        && x.len() >= tokens * cols
+        && x_scales.len() >= tokens * nb
+        && w.len() >= rows * cols
+        && work.len() >= gemm_workspace_words(cols, block);
+    if !fits || !vnni512_available() {
+        return false;
+    }
+    let (xp, sp) = work.split_at_mut(16 * cols / 4);
+    for t0 in (0..tokens).step_by(GROUP) {
+        let n = GROUP.min(tokens - t0);
+        pack_group(&x[t0 * cols..(t0 + n) * cols], cols, xp);
+        for (b, lanes) in sp.chunks_exact_mut(16).take(nb).enumerate() {
+            for (lane, s) in lanes.iter_mut().enumerate() {
+                *s = if lane < n {
+                    x_scales[(t0 + lane) * nb + b].to_bits()
+                } else {
+                    0
+                };
+            }
+        }
+        let out = &mut out[t0 * rows..(t0 + n) * rows];
+        let mut r = 0;
+        while r + ROWS <= rows {
+            // SAFETY: AVX-512 F and VNNI are available (checked above); `group_rows` reads rows `r..r + ROWS` of
+            // `w` (inside, since `w.len() >= rows * cols`), `xp[..16 * cols / 4]`, `sp[..16 * nb]` and writes
+            // `out[t * rows + r + i]` for `t < n`, `i < ROWS`: all in bounds.
+            unsafe { group_rows::<ROWS>(w, cols, block, xp, sp, r, rows, n, out) };
+            r += ROWS;
+        }
+        while r < rows {
+            // SAFETY: as above, for the one row `r < rows`.
+            unsafe { group_rows::<1>(w, cols, block, xp, sp, r, rows, n, out) };
+            r += 1;
+        }
+    }
+    true
+}
+
+/// Packs `x.len() / cols` tokens (at most 15) lane-major into `xp` as `x + 128`; other lanes get `0x80` bytes.
+fn pack_group(x: &[i8], cols: usize, xp: &mut [u32]) {
+    let n = x.len() / cols;
+    for lane in 0..16 {
+        let token = (lane < n).then(|| &x[lane * cols..(lane + 1) * cols]);
+        for (k, word) in xp.chunks_exact_mut(16).take(cols / 4).enumerate() {
+            word[lane] = match token {
+                Some(t) => {
+                    let b = [
+                        t[4 * k] as u8,
+                        t[4 * k + 1] as u8,
+                        t[4 * k + 2] as u8,
+                        t[4 * k + 3] as u8,
+                    ];
+                    u32::from_le_bytes(b) ^ 0x8080_8080
+                }
+                None => 0x8080_8080,
+            };
+        }
+    }
+}
+
+/// Rows `r..r + R` of `w` for one packed group of `n` tokens; see [`gemm_i8_blocks_vnni`].
+///
+/// Safety: AVX-512 F and VNNI available; `w` holds rows `r..r + R` (`cols` each, `cols % 4 == 0`); `xp` holds
+/// `16 * cols / 4` words and `sp` `16 * cols.div_ceil(block)`; `out` holds `n * rows` values with `r + R <= rows`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn group_rows<const R: usize>(
+    w: &[i8],
+    cols: usize,
+    block: usize,
+    xp: &[u32],
+    sp: &[u32],
+    r: usize,
+    rows: usize,
+    n: usize,
+    out: &mut [f32],
+) {
+    let zero_lane = _mm512_set1_epi32(15);
+    let mut f = [_mm512_setzero_ps(); R];
+    let wp = w.as_ptr().wrapping_add(r * cols);
+    let nb = cols.div_ceil(block);
+    for b in 0..nb {
+        let k0 = b * block / 4;
+        let k1 = (cols.min((b + 1) * block)) / 4;
+        let mut acc = [_mm512_setzero_si512(); R];
+        for k in k0..k1 {
+            // SAFETY: k < cols / 4, so the 16 words at `k * 16` are inside `xp`, and the 4 bytes at
+            // `(r + i) * cols + 4k` lie inside row `r + i` of `w` (4k + 4 <= cols).
+            unsafe {
+                let xv = _mm512_loadu_si512(xp.as_ptr().add(k * 16) as *const _);
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let wv = (wp.add(i * cols + 4 * k) as *const i32).read_unaligned();
+                    *a = _mm512_dpbusd_epi32(*a, xv, _mm512_set1_epi32(wv));
+                }
+            }
+        }
+        // SAFETY: b < nb, so the 16 words at `b * 16` are inside `sp`.
+        let s = unsafe { _mm512_loadu_ps(sp.as_ptr().add(b * 16) as *const f32) };
+        for (fi, a) in f.iter_mut().zip(acc) {
+            let dot = _mm512_sub_epi32(a, _mm512_permutexvar_epi32(zero_lane, a));
+            *fi = _mm512_add_ps(*fi, _mm512_mul_ps(_mm512_cvtepi32_ps(dot), s));
+        }
+    }
+    for (i, fi) in f.iter().enumerate() {
+        let mut lanes = [0.0f32; 16];
+        // SAFETY: `lanes` is 16 f32s.
+        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *fi) };
+        for (t, &v) in lanes.iter().take(n).enumerate() {
+            out[t * rows + r + i] = v;
+        }
+    }
+}

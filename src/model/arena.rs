@@ -45,6 +45,10 @@ impl<'a> Arena<'a> {
         bytemuck::cast_slice_mut(self.words(n))
     }
 
+    pub(crate) fn u32s(&mut self, n: usize) -> &'a mut [u32] {
+        bytemuck::cast_slice_mut(self.words(n))
+    }
+
     pub(crate) fn i16s(&mut self, n: usize) -> &'a mut [i16] {
         let bytes = self.take(n.saturating_mul(2));
         let whole = bytes.len() & !1;

@@ -1,7 +1,7 @@
 //! The ONE shared ALBERT transformer layer: self-attention (with the padding mask), dense, add & LayerNorm, FFN,
 //! add & LayerNorm. Stored once in the blob; [`super::classify`] applies it `num_hidden_layers` times.
 
-use super::linear::{as_f32, linear_f32, linear_i8};
+use super::linear::{as_f32, linear_f32, linear_i8_tokens};
 use super::observer::{Observer, Site};
 use super::Inputs;
 use crate::config::Activation;
@@ -59,7 +59,8 @@ pub(crate) struct Int8Scratch<'s> {
     pub qrow: &'s mut [i8],          // (tile, max(I, H))
     pub qrow_scale: &'s mut [f32],   // (tile, max(I, H) / block, rounded up)
     pub out: &'s mut [i32],          // (tile, H): linear outputs, viewed as f32
-    pub tile: usize,                 // tokens per tile of the dense and FFN steps
+    pub tile: usize,                 // tokens per GEMM
+    pub work: &'s mut [u32],         // the GEMM kernels' workspace
     pub q: &'s mut [i16],            // (d): one query row
     pub k: &'s mut [i16],            // (seq, d)
     pub vt: &'s mut [i8],            // (d, seq): V transposed, so P.V is a GEMV
@@ -211,110 +212,121 @@ impl<'a> Layer<'a> {
         let inv_sqrt_d = 1.0 / math::sqrt(d as f32);
         let qmax = quant::qmax_i16_for_dot(d);
 
+        let tile = s.tile.clamp(1, seq.max(1));
         for head in 0..heads {
             let r0 = head * d;
             let rows = r0..r0 + d;
-            // K (16 bits) and V (8 bits, transposed) of this head for every token, one scale per token.
-            for t in 0..seq {
-                let x = &s.hidden[t * h..(t + 1) * h];
-                let xs = &s.hidden_scale[t * nb..(t + 1) * nb];
+            // K (16 bits) and V (8 bits, transposed) of this head for every token, one scale per token, `tile`
+            // tokens per GEMM.
+            for t0 in (0..seq).step_by(tile) {
+                let tn = tile.min(seq - t0);
+                let x = &s.hidden[t0 * h..(t0 + tn) * h];
+                let xs = &s.hidden_scale[t0 * nb..(t0 + tn) * nb];
                 let bias = &self.key_bias[rows.clone()];
-                let y = linear_i8(&self.key, r0, x, xs, blk, bias, &mut s.acc[..d]);
-                s.k_scale[t] = quant::quantize_row_i16(y, qmax, &mut s.k[t * d..(t + 1) * d]);
+                let out = &mut s.out[..tn * d];
+                let y = linear_i8_tokens(&self.key, r0, d, x, xs, blk, bias, out, s.work);
+                for (tt, y) in y.chunks_exact(d).enumerate() {
+                    let t = t0 + tt;
+                    s.k_scale[t] = quant::quantize_row_i16(y, qmax, &mut s.k[t * d..(t + 1) * d]);
+                }
                 let bias = &self.value_bias[rows.clone()];
-                let y = linear_i8(&self.value, r0, x, xs, blk, bias, &mut s.acc[..d]);
-                s.v_scale[t] = quant::quantize_row(y, &mut s.qrow[..d]);
-                for (c, &v) in s.qrow[..d].iter().enumerate() {
-                    s.vt[c * seq + t] = v;
+                let out = &mut s.out[..tn * d];
+                let y = linear_i8_tokens(&self.value, r0, d, x, xs, blk, bias, out, s.work);
+                for (tt, y) in y.chunks_exact(d).enumerate() {
+                    let t = t0 + tt;
+                    s.v_scale[t] = quant::quantize_row(y, &mut s.qrow[..d]);
+                    for (c, &v) in s.qrow[..d].iter().enumerate() {
+                        s.vt[c * seq + t] = v;
+                    }
                 }
             }
             for (sum, row) in s.v_sum[..d].iter_mut().zip(s.vt.chunks_exact(seq.max(1))) {
                 *sum = row.iter().map(|&v| v as i32).sum();
             }
-            // One query at a time: its Q row, scores, softmax, then P.V with V's per-token scales folded into P.
-            for t in 0..seq {
-                let x = &s.hidden[t * h..(t + 1) * h];
-                let xs = &s.hidden_scale[t * nb..(t + 1) * nb];
+            // Q rows a tile at a time; then one query at a time: scores, softmax, then P.V with V's per-token
+            // scales folded into P.
+            for t0 in (0..seq).step_by(tile) {
+                let tn = tile.min(seq - t0);
+                let x = &s.hidden[t0 * h..(t0 + tn) * h];
+                let xs = &s.hidden_scale[t0 * nb..(t0 + tn) * nb];
                 let bias = &self.query_bias[rows.clone()];
-                let y = linear_i8(&self.query, r0, x, xs, blk, bias, &mut s.acc[..d]);
-                let qs = quant::quantize_row_i16(y, qmax, &mut s.q[..d]) * inv_sqrt_d;
-                let acc = &mut s.acc[..seq];
-                kernels::gemv_i16_i32(&s.k[..seq * d], d, &s.q[..d], acc);
-                for (a, &ks) in acc.iter_mut().zip(s.k_scale.iter()) {
-                    *a = (*a as f32 * (qs * ks)).to_bits() as i32;
+                let out = &mut s.out[..tn * d];
+                let y = linear_i8_tokens(&self.query, r0, d, x, xs, blk, bias, out, s.work);
+                for (tt, y) in y.chunks_exact(d).enumerate() {
+                    let t = t0 + tt;
+                    let qs = quant::quantize_row_i16(y, qmax, &mut s.q[..d]) * inv_sqrt_d;
+                    let acc = &mut s.acc[..seq];
+                    kernels::gemv_i16_i32(&s.k[..seq * d], d, &s.q[..d], acc);
+                    for (a, &ks) in acc.iter_mut().zip(s.k_scale.iter()) {
+                        *a = (*a as f32 * (qs * ks)).to_bits() as i32;
+                    }
+                    let scores = as_f32(acc);
+                    masked_softmax_f32(scores, |j| inputs.attends(j));
+                    scores
+                        .iter_mut()
+                        .zip(s.v_scale.iter())
+                        .for_each(|(p, &vs)| *p *= vs);
+                    let ps = quant::quantize_row_u8(scores, &mut s.probs[..seq]);
+                    // P.V with the int8 kernel: q - 128 (the top bit flipped), plus 128 times V's row sums.
+                    s.probs[..seq].iter_mut().for_each(|p| *p ^= 0x80);
+                    let acc = &mut s.acc[..d];
+                    kernels::gemv_u8_i8_i32_offset(
+                        &s.vt[..d * seq],
+                        seq,
+                        bytemuck::cast_slice(&s.probs[..seq]),
+                        &s.v_sum[..d],
+                        acc,
+                    );
+                    for a in acc.iter_mut() {
+                        *a = (*a as f32 * ps).to_bits() as i32;
+                    }
+                    let ctx = as_f32(acc);
+                    let at = t * h + r0;
+                    s.ctx_scale[t * heads + head] =
+                        quant::quantize_row(ctx, &mut s.ctx[at..at + d]);
                 }
-                let scores = as_f32(acc);
-                masked_softmax_f32(scores, |j| inputs.attends(j));
-                scores
-                    .iter_mut()
-                    .zip(s.v_scale.iter())
-                    .for_each(|(p, &vs)| *p *= vs);
-                let ps = quant::quantize_row_u8(scores, &mut s.probs[..seq]);
-                // P.V with the int8 kernel: q - 128 (the top bit flipped), plus 128 times V's row sums.
-                s.probs[..seq].iter_mut().for_each(|p| *p ^= 0x80);
-                let acc = &mut s.acc[..d];
-                kernels::gemv_u8_i8_i32_offset(
-                    &s.vt[..d * seq],
-                    seq,
-                    bytemuck::cast_slice(&s.probs[..seq]),
-                    &s.v_sum[..d],
-                    acc,
-                );
-                for a in acc.iter_mut() {
-                    *a = (*a as f32 * ps).to_bits() as i32;
-                }
-                let ctx = as_f32(acc);
-                let at = t * h + r0;
-                s.ctx_scale[t * heads + head] = quant::quantize_row(ctx, &mut s.ctx[at..at + d]);
             }
         }
 
-        // Dense (on the per-head context blocks), then add & LayerNorm, for `tile` tokens at a time: each chunk of
-        // weight rows (about 32 KiB) serves every token of the tile while it is in cache. Every output is the
-        // same as token by token (each row's sum does not depend on the chunking).
-        let tile = s.tile.clamp(1, seq.max(1));
-        let dense_rows = (WEIGHT_CHUNK / h.max(1) / 4).max(1) * 4; // whole groups of four rows for the kernels
+        // Dense (on the per-head context blocks), then add & LayerNorm, `tile` tokens per GEMM.
         for t0 in (0..seq).step_by(tile) {
             let tn = tile.min(seq - t0);
-            for r0 in (0..h).step_by(dense_rows) {
-                let rn = dense_rows.min(h - r0);
-                for tt in 0..tn {
-                    let t = t0 + tt;
-                    linear_i8(
-                        &self.dense,
-                        r0,
-                        &s.ctx[t * h..(t + 1) * h],
-                        &s.ctx_scale[t * heads..(t + 1) * heads],
-                        d,
-                        &self.dense_bias[r0..r0 + rn],
-                        &mut s.out[tt * h + r0..tt * h + r0 + rn],
-                    );
-                }
-            }
+            linear_i8_tokens(
+                &self.dense,
+                0,
+                h,
+                &s.ctx[t0 * h..(t0 + tn) * h],
+                &s.ctx_scale[t0 * heads..(t0 + tn) * heads],
+                d,
+                self.dense_bias,
+                &mut s.out[..tn * h],
+                s.work,
+            );
             let ln = (self.attention_ln_weight, self.attention_ln_bias);
             self.add_norm_requantize(s, t0, tn, ln);
         }
 
         // FFN, add & LayerNorm, `tile` tokens at a time: the intermediate exists for the tile's tokens only, in
-        // int8 blocks; the first GEMV runs in chunks of whole blocks of rows so each chunk is quantised on its own.
+        // int8 blocks; the first GEMM runs in chunks of whole blocks of rows (at most H, what `out` holds per
+        // token), each quantised on its own.
         let ni = i_size.div_ceil(blk);
         let ffn_rows = ffn_chunk_rows(h, blk);
-        let out_rows = (WEIGHT_CHUNK / i_size.max(1) / 4).max(1) * 4;
         for t0 in (0..seq).step_by(tile) {
             let tn = tile.min(seq - t0);
             for c0 in (0..i_size).step_by(ffn_rows) {
                 let cn = ffn_rows.min(i_size - c0);
-                for tt in 0..tn {
-                    let t = t0 + tt;
-                    let inter = linear_i8(
-                        &self.ffn,
-                        c0,
-                        &s.hidden[t * h..(t + 1) * h],
-                        &s.hidden_scale[t * nb..(t + 1) * nb],
-                        blk,
-                        &self.ffn_bias[c0..c0 + cn],
-                        &mut s.acc[..cn],
-                    );
+                let inter = linear_i8_tokens(
+                    &self.ffn,
+                    c0,
+                    cn,
+                    &s.hidden[t0 * h..(t0 + tn) * h],
+                    &s.hidden_scale[t0 * nb..(t0 + tn) * nb],
+                    blk,
+                    &self.ffn_bias[c0..c0 + cn],
+                    &mut s.out[..tn * cn],
+                    s.work,
+                );
+                for (tt, inter) in inter.chunks_exact_mut(cn).enumerate() {
                     math::activate(self.act, inter);
                     let q0 = tt * i_size + c0;
                     let s0 = tt * ni + c0 / blk;
@@ -326,34 +338,28 @@ impl<'a> Layer<'a> {
                     );
                 }
             }
-            for r0 in (0..h).step_by(out_rows) {
-                let rn = out_rows.min(h - r0);
-                for tt in 0..tn {
-                    linear_i8(
-                        &self.ffn_output,
-                        r0,
-                        &s.qrow[tt * i_size..(tt + 1) * i_size],
-                        &s.qrow_scale[tt * ni..(tt + 1) * ni],
-                        blk,
-                        &self.ffn_output_bias[r0..r0 + rn],
-                        &mut s.out[tt * h + r0..tt * h + r0 + rn],
-                    );
-                }
-            }
+            linear_i8_tokens(
+                &self.ffn_output,
+                0,
+                h,
+                &s.qrow[..tn * i_size],
+                &s.qrow_scale[..tn * ni],
+                blk,
+                self.ffn_output_bias,
+                &mut s.out[..tn * h],
+                s.work,
+            );
             let ln = (self.full_ln_weight, self.full_ln_bias);
             self.add_norm_requantize(s, t0, tn, ln);
         }
     }
 }
 
-/// Bytes of weight rows a tiled GEMV keeps hot while it serves every token of a tile.
-pub(crate) const WEIGHT_CHUNK: usize = 32 * 1024;
-
-/// Rows of the FFN's first matrix per chunk: whole activation blocks, about [`WEIGHT_CHUNK`] bytes of weights;
-/// at most `max(WEIGHT_CHUNK / h, block)` (what `Int8Plan` reserves, with `block <= h`).
+/// Rows of the FFN's first matrix per GEMM: the most whole activation blocks that fit in `h` (the engine's `out`
+/// buffer holds `h` values per token; a blob's block is at most `h`).
 pub(crate) const fn ffn_chunk_rows(h: usize, block: usize) -> usize {
     let block = if block == 0 { 1 } else { block };
-    let blocks = WEIGHT_CHUNK / if h == 0 { 1 } else { h } / block;
+    let blocks = h / block;
     block * if blocks == 0 { 1 } else { blocks }
 }
 

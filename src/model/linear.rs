@@ -98,3 +98,37 @@ fn dots4<T: Copy>(w: &[T], cols: usize, x: &[f32], out: &mut [f32], f: impl Fn(T
         });
     }
 }
+
+/// [`linear_i8`] for `tokens` tokens at once: rows `row0..row0 + rows` of `w`; token `t`'s activations are
+/// `x[t * cols..][..cols]` with scales `x_scales[t * nb..][..nb]` (`nb = cols.div_ceil(block)`), and its outputs
+/// `out[t * rows..][..rows]` (reinterpreted as `f32`, returned). Every output has the bits [`linear_i8`] gives it
+/// ([`kernels::gemm_i8_blocks`] equals the GEMV token by token); `work` is the kernels' workspace.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn linear_i8_tokens<'s>(
+    w: &Matrix,
+    row0: usize,
+    rows: usize,
+    x: &[i8],
+    x_scales: &[f32],
+    block: usize,
+    bias: &[f32],
+    out: &'s mut [i32],
+    work: &mut [u32],
+) -> &'s mut [f32] {
+    let cols = w.cols;
+    let (values, scales) = match w.data {
+        MatrixData::I8 { values, scales } => (values, scales),
+        MatrixData::F32(_) => (&[][..], &[][..]),
+    };
+    let values = values.get(row0 * cols..(row0 + rows) * cols).unwrap_or(&[]);
+    let scales = scales.get(row0..row0 + rows).unwrap_or(&[]);
+    let y: &mut [f32] = bytemuck::cast_slice_mut(out);
+    y.iter_mut().for_each(|y| *y = 0.0);
+    kernels::gemm_i8_blocks(values, cols, x, block, x_scales, rows, y, work);
+    for yt in y.chunks_exact_mut(rows.max(1)) {
+        for ((y, &s), &b) in yt.iter_mut().zip(scales).zip(bias) {
+            *y = *y * s + b;
+        }
+    }
+    y
+}

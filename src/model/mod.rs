@@ -23,6 +23,7 @@ mod observer;
 use crate::config::AlbertConfig;
 use crate::error::Error;
 use crate::format::{MatrixData, Model};
+use crate::kernels;
 use arena::{round16, Arena, ALIGN_SLACK};
 
 pub use embeddings::Embeddings;
@@ -97,11 +98,12 @@ struct Int8Plan {
     hidden: usize, // (seq, H) i8: the hidden state, one row per token; same for the attention context
     hidden_scale: usize, // (seq, H / block) f32
     ctx_scale: usize, // (seq, heads) f32: one scale per token and head
-    acc: usize,    // (max(FFN chunk rows, H, E, seq, labels)) i32, reused in place as f32
+    acc: usize,    // (max(H, E, seq, labels)) i32, reused in place as f32
     row: usize,    // (max(E, H)) f32
     qrow: usize,   // (tile, max(I, H)) i8
     qrow_scale: usize, // (tile, max(I, H) / block, rounded up) f32
     out: usize,    // (tile, H) i32 / f32
+    work: usize,   // u32 words: the GEMM kernels' workspace (tiles of more than one token only)
     head: usize,   // (seq, d): K as i16, V transposed as i8, one head at a time
     q: usize,      // (d) i16: one query row; also (d) i32: the row sums of V transposed
     head_scale: usize, // (seq) f32, for each of K and V
@@ -117,16 +119,18 @@ impl Int8Plan {
             hidden: seq * h,
             hidden_scale: seq * h.div_ceil(block),
             ctx_scale: seq * c.num_attention_heads,
-            // The FFN's first GEMV runs in chunks of at most max(WEIGHT_CHUNK / H, block) rows, and a blob's
-            // block is at most H (checked by `Model::from_bytes`).
-            acc: max(
-                max(min(i, layer::WEIGHT_CHUNK / max(h, 1)), h),
-                max(max(e, seq), c.num_labels),
-            ),
+            acc: max(max(h, e), max(seq, c.num_labels)),
             row: max(e, h),
             qrow: tile * max(i, h),
             qrow_scale: tile * max(i, h).div_ceil(block),
             out: tile * h,
+            // The widest GEMM input is max(I, H) columns; the narrowest blocks are the smaller of the blob's
+            // block and the head size (the dense layer's blocks).
+            work: if tile > 1 {
+                kernels::gemm_workspace_words(max(i, h), min(block, d))
+            } else {
+                0
+            },
             head: seq * d,
             q: d,
             head_scale: seq,
@@ -143,6 +147,7 @@ impl Int8Plan {
             + round16(self.qrow)
             + round16(4 * self.qrow_scale)
             + round16(4 * self.out)
+            + round16(4 * self.work)
             + round16(2 * self.head)
             + round16(self.head)
             + round16(2 * self.q)
@@ -191,7 +196,7 @@ pub const fn scratch_size(config: &AlbertConfig, max_seq: usize, precision: Prec
 }
 
 /// Most tokens the int8 engine's dense and FFN steps process together (see [`scratch_size_for_speed`]).
-pub const MAX_TILE: usize = 16;
+pub const MAX_TILE: usize = 128;
 
 /// The arena with which [`classify`] runs fastest for sequences of up to `max_seq` tokens: the int8 engine then
 /// takes the dense and FFN steps [`MAX_TILE`] tokens at a time, so each chunk of weights is read from memory once
@@ -389,6 +394,7 @@ fn forward(
                 qrow: a.i8s(p.qrow),
                 qrow_scale: a.f32s(p.qrow_scale),
                 out: a.i32s(p.out),
+                work: a.u32s(p.work),
                 tile,
                 q: a.i16s(p.q),
                 k: a.i16s(p.head),
