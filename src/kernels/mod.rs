@@ -90,48 +90,97 @@ pub fn gemv_u8_i8_i32_offset(
     }
 }
 
-/// `u32` words of workspace [`gemm_i8_blocks`] wants for `cols` columns in blocks of `block` (0 where no kernel
-/// uses one: every target but x86-64). With less, it still gives the same results, token by token.
-pub const fn gemm_workspace_words(cols: usize, block: usize) -> usize {
+/// `u32` words of workspace [`GemmInput::new`] wants for `tokens` tokens of `cols` columns in blocks of `block` (0
+/// where no kernel uses one: every target but x86-64). With less, the GEMM still gives the same results, token by
+/// token.
+pub const fn gemm_workspace_words(tokens: usize, cols: usize, block: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
-        x86::gemm_workspace_words(cols, block)
+        x86::gemm_workspace_words(tokens, cols, block)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (cols, block);
+        let _ = (tokens, cols, block);
         0
     }
 }
 
-/// Block-scaled int8 GEMM into `f32` for several tokens at once (the engine's linear layers over a tile of
-/// tokens): equal, bit for bit, to [`reference::gemm_i8_blocks_f32`], i.e. [`gemv_i8_blocks`] token by token.
-/// `work` is scratch for the x86-64 kernel ([`gemm_workspace_words`]).
-///
-/// Where no multi-token kernel exists, rows go in chunks of about [`GEMM_WEIGHT_CHUNK`] bytes, each serving every
-/// token while it is in cache.
-#[inline]
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_i8_blocks(
-    w: &[i8],
+/// The activations of `tokens` tokens, prepared once for any number of [`gemm_i8_blocks`] calls with different
+/// weights: token `t` is `x[t * cols..][..cols]` in `block`-wide int8 blocks with scales
+/// `x_scales[t * nb..][..nb]` (`nb = cols.div_ceil(block)`). On x86-64 CPUs with AVX-512 VNNI they are packed into
+/// the workspace for the multi-token kernel.
+pub struct GemmInput<'a> {
+    x: &'a [i8],
     cols: usize,
-    x: &[i8],
     block: usize,
-    x_scales: &[f32],
-    rows: usize,
-    out: &mut [f32],
-    work: &mut [u32],
-) {
+    x_scales: &'a [f32],
+    tokens: usize,
+    /// What `x86::pack_vnni` wrote, when it did.
     #[cfg(target_arch = "x86_64")]
-    if x86::gemm_i8_blocks_vnni(w, cols, x, block, x_scales, rows, out, work) {
+    packed: Option<&'a [u32]>,
+}
+
+impl<'a> GemmInput<'a> {
+    /// Prepares the activations; `work` ([`gemm_workspace_words`]) stays borrowed while the input lives.
+    pub fn new(
+        x: &'a [i8],
+        cols: usize,
+        block: usize,
+        x_scales: &'a [f32],
+        tokens: usize,
+        work: &'a mut [u32],
+    ) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        let packed = x86::pack_vnni(x, cols, block, x_scales, tokens, work).then_some(&*work);
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = work;
+        GemmInput {
+            x,
+            cols,
+            block,
+            x_scales,
+            tokens,
+            #[cfg(target_arch = "x86_64")]
+            packed,
+        }
+    }
+}
+
+/// Block-scaled int8 GEMM into `f32` for several tokens at once (the engine's linear layers over a tile of
+/// tokens): `out[t * rows..][..rows]` for `t < min(tokens, out.len() / rows)`, equal, bit for bit, to
+/// [`reference::gemm_i8_blocks_f32`] on the same activations, i.e. [`gemv_i8_blocks`] token by token.
+///
+/// Where no multi-token kernel applies, rows go in chunks of about [`GEMM_WEIGHT_CHUNK`] bytes, each serving every
+/// token while it is in cache.
+pub fn gemm_i8_blocks(w: &[i8], rows: usize, input: &GemmInput, out: &mut [f32]) {
+    let (cols, block) = (input.cols, input.block);
+    if rows == 0 {
         return;
     }
-    let _ = work;
-    if rows == 0 || cols == 0 || block == 0 {
-        return reference::gemm_i8_blocks_f32(w, cols, x, block, x_scales, rows, out);
+    let tokens = input.tokens.min(out.len() / rows);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(packed) = input.packed {
+        if tokens == input.tokens {
+            // SAFETY: `packed` is what `pack_vnni` wrote for exactly these tokens, columns and block.
+            let done = unsafe { x86::gemm_packed_vnni(w, cols, block, tokens, packed, rows, out) };
+            if done {
+                return;
+            }
+        }
+    }
+    let (x, x_scales) = (input.x, input.x_scales);
+    if cols == 0 || block == 0 {
+        return reference::gemm_i8_blocks_f32(
+            w,
+            cols,
+            x,
+            block,
+            x_scales,
+            rows,
+            &mut out[..tokens * rows],
+        );
     }
     let nb = cols.div_ceil(block);
-    let tokens = out.len() / rows;
     let chunk = (GEMM_WEIGHT_CHUNK / cols).max(1).next_multiple_of(4);
     for r0 in (0..rows).step_by(chunk) {
         let rn = chunk.min(rows - r0);

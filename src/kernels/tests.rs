@@ -451,7 +451,9 @@ fn gemm_random(seed: u64, cases: usize) -> usize {
     let mut rng = Rng::new(seed);
     let mut fast = 0;
     for i in 0..cases {
-        let tokens = [0usize, 1, 3, 4, 5, 14, 15, 16, 17, 29, 30, 31, 46, 128][rng.below(14)];
+        let tokens = [
+            0usize, 1, 3, 4, 5, 14, 15, 16, 17, 30, 31, 32, 46, 47, 62, 63, 128,
+        ][rng.below(17)];
         let rows = [0usize, 1, 3, 7, 8, 9, 16, 17, 45, 64][rng.below(10)];
         let cols = match i % 7 {
             0 => 1 + rng.below(130),
@@ -493,13 +495,20 @@ fn gemm_random(seed: u64, cases: usize) -> usize {
         let words = if i % 11 == 0 {
             3
         } else {
-            super::gemm_workspace_words(cols, block)
+            super::gemm_workspace_words(tokens, cols, block)
         };
         let mut work = std::vec![0u32; words];
         let mut expected = std::vec![f32::from_bits(0x7FC0_0001); tokens * rows];
         let mut got = expected.clone();
         reference::gemm_i8_blocks_f32(&w, cols, &x, block, &scales, rows, &mut expected);
-        super::gemm_i8_blocks(&w, cols, &x, block, &scales, rows, &mut got, &mut work);
+        let input = super::GemmInput::new(&x, cols, block, &scales, tokens, &mut work);
+        super::gemm_i8_blocks(&w, rows, &input, &mut got);
+        // The same input serves a second matrix (the engine reuses one for Q, K and V).
+        let w2: Vec<i8> = w.iter().map(|&v| v.wrapping_mul(3)).collect();
+        let mut expected2 = expected.clone();
+        let mut got2 = expected.clone();
+        reference::gemm_i8_blocks_f32(&w2, cols, &x, block, &scales, rows, &mut expected2);
+        super::gemm_i8_blocks(&w2, rows, &input, &mut got2);
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         let case = (
             ("tokens", tokens),
@@ -509,11 +518,11 @@ fn gemm_random(seed: u64, cases: usize) -> usize {
             ("words", words),
         );
         assert_eq!(bits(&got), bits(&expected), "{case:?}");
+        assert_eq!(bits(&got2), bits(&expected2), "second matrix {case:?}");
         #[cfg(target_arch = "x86_64")]
         {
-            let mut again = std::vec![0.0f32; tokens * rows];
-            fast += usize::from(super::x86::gemm_i8_blocks_vnni(
-                &w, cols, &x, block, &scales, rows, &mut again, &mut work,
+            fast += usize::from(super::x86::pack_vnni(
+                &x, cols, block, &scales, tokens, &mut work,
             ));
         }
     }

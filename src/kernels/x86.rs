@@ -329,20 +329,35 @@ unsafe fn blocks4_avx2(
 // Multi-token block-scaled GEMM (AVX-512 VNNI)
 // ---------------------------------------------------------------------------------------------------------------
 
-/// Tokens per 16-lane group of the GEMM: lane 15 is a zero token (see [`gemm_i8_blocks_vnni`]).
-const GROUP: usize = 15;
-
-/// Rows computed together: each load of the packed activations serves `ROWS` weight rows.
-const ROWS: usize = 8;
-
 /// Fewer tokens than this go token by token through the GEMV (a 16-lane group would be mostly idle).
 const MIN_TOKENS: usize = 4;
 
-/// `u32` words of workspace for one packed group: `cols / 4` words per lane for the activations and one `f32`
-/// per block per lane for the scales.
-pub const fn gemm_workspace_words(cols: usize, block: usize) -> usize {
+/// Rows computed together: each load of the packed activations serves `ROWS` weight rows.
+const ROWS: usize = 4;
+
+/// Tokens in a pass of `g` 16-lane groups: lane 15 of the first group is the zero token (see
+/// [`gemm_i8_blocks_vnni`]), every other lane a token.
+const fn pass_tokens(g: usize) -> usize {
+    16 * g - 1
+}
+
+/// Groups in the pass that starts with `remaining` tokens: two while they fill more than one group.
+const fn pass_groups(remaining: usize) -> usize {
+    if remaining > pass_tokens(1) {
+        2
+    } else {
+        1
+    }
+}
+
+/// `u32` words of workspace [`pack_vnni`] needs for `tokens` tokens of `cols` columns in blocks of `block`: per
+/// 16-lane group (passes of 31 tokens in two groups, the last pass in one group if 15 tokens or fewer remain),
+/// `cols / 4` words per lane for the activations and one `f32` per block per lane for the scales.
+pub const fn gemm_workspace_words(tokens: usize, cols: usize, block: usize) -> usize {
     let block = if block == 0 { 1 } else { block };
-    16 * (cols.div_ceil(4) + cols.div_ceil(block))
+    let (full, rest) = (tokens / pass_tokens(2), tokens % pass_tokens(2));
+    let groups = 2 * full + if rest == 0 { 0 } else { pass_groups(rest) };
+    16 * groups * (cols.div_ceil(4) + cols.div_ceil(block))
 }
 
 /// Whether the AVX-512 VNNI GEMM can run on this CPU (AVX-512 F and VNNI on 512-bit registers).
@@ -361,103 +376,156 @@ pub fn vnni512_available() -> bool {
     }
 }
 
-/// [`reference::gemm_i8_blocks_f32`] with AVX-512 VNNI, one lane per token; returns `false` (and writes nothing)
-/// where it does not apply: the CPU lacks the features, fewer than [`MIN_TOKENS`] tokens, `cols` or `block` not a
-/// multiple of 4, `x`, `x_scales` or `w` shorter than the call implies, or `work` smaller than
-/// [`gemm_workspace_words`].
+/// Packs `x` (`tokens` rows of `cols`) and its block scales for [`gemm_i8_blocks_vnni`] into `work`; returns
+/// whether it did. It does not where the kernel does not apply: the CPU lacks the features, fewer than
+/// [`MIN_TOKENS`] tokens, `cols` or `block` not a multiple of 4, `x` or `x_scales` shorter than `tokens` rows, or
+/// `work` smaller than [`gemm_workspace_words`].
 ///
-/// Tokens go in groups of 15. A group's activations are packed lane-major (`work[k * 16 + lane]` = columns
-/// `4k..4k + 4` of token `lane`) with their top bit flipped, i.e. as `x + 128` in `u8`; lanes past the group's
-/// tokens, and lane 15 always, hold `x = 0` (`0x80`). For `ROWS` weight rows at a time, each block runs `vpdpbusd`
-/// with the four weight bytes of a row broadcast to all lanes (the weights are read in place, row-major), so lane
-/// `t` sums `(x_t + 128) . w = x_t . w + 128 sum(w)` over the block and the zero lane sums `128 sum(w)`:
-/// subtracting the zero lane (broadcast with `vpermd`) leaves `x_t . w` exactly (every product is below 2^15, four
-/// are added per step, and the identity holds modulo 2^32). Then, per lane, `f += (dot as f32) * scale` with a
-/// separate convert, multiply and add, blocks in order: the reference's arithmetic, lane by lane.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_i8_blocks_vnni(
-    w: &[i8],
-    cols: usize,
+/// Tokens go in passes of one or two 16-lane groups. A group holds, for each 4-column step `k`, 16 words
+/// (`lane` = columns `4k..4k + 4` of that lane's token) with the top bit of every byte flipped, i.e. `x + 128` in
+/// `u8`, then one scale per block per lane. Lane 15 of a pass's first group is the zero token (`x = 0`, bytes
+/// `0x80`, scale 0); lanes past the tokens are zero tokens too.
+pub fn pack_vnni(
     x: &[i8],
+    cols: usize,
     block: usize,
     x_scales: &[f32],
-    rows: usize,
-    out: &mut [f32],
+    tokens: usize,
     work: &mut [u32],
 ) -> bool {
-    if rows == 0 || cols == 0 || block == 0 || !cols.is_multiple_of(4) || !block.is_multiple_of(4) {
+    if tokens < MIN_TOKENS
+        || cols == 0
+        || block == 0
+        || !cols.is_multiple_of(4)
+        || !block.is_multiple_of(4)
+    {
         return false;
     }
-    let tokens = out.len() / rows;
     let nb = cols.div_ceil(block);
-    let fits = tokens >= MIN_TOKENS
-        && x.len() >= tokens * cols
+    let fits = x.len() >= tokens * cols
         && x_scales.len() >= tokens * nb
-        && w.len() >= rows * cols
-        && work.len() >= gemm_workspace_words(cols, block);
+        && work.len() >= gemm_workspace_words(tokens, cols, block);
     if !fits || !vnni512_available() {
         return false;
     }
-    let (xp, sp) = work.split_at_mut(16 * cols / 4);
-    for t0 in (0..tokens).step_by(GROUP) {
-        let n = GROUP.min(tokens - t0);
-        pack_group(&x[t0 * cols..(t0 + n) * cols], cols, xp);
-        for (b, lanes) in sp.chunks_exact_mut(16).take(nb).enumerate() {
-            for (lane, s) in lanes.iter_mut().enumerate() {
-                *s = if lane < n {
-                    x_scales[(t0 + lane) * nb + b].to_bits()
-                } else {
-                    0
-                };
+    let k4 = cols / 4;
+    let mut at = 0;
+    let mut t0 = 0;
+    while t0 < tokens {
+        let g = pass_groups(tokens - t0);
+        let n = pass_tokens(g).min(tokens - t0);
+        let (xp, rest) = work[at..].split_at_mut(16 * g * k4);
+        let sp = &mut rest[..16 * g * nb];
+        // Lane `l` of the pass (group l / 16) holds token t0 + l for l < 15, the zero token at 15, token
+        // t0 + l - 1 above.
+        for l in 0..16 * g {
+            let token = match l {
+                15 => None,
+                l if l < 15 => Some(l),
+                l => Some(l - 1),
+            }
+            .filter(|&i| i < n)
+            .map(|i| t0 + i);
+            let (grp, lane) = (l / 16, l % 16);
+            match token {
+                Some(t) => {
+                    let row = &x[t * cols..(t + 1) * cols];
+                    for (k, b) in row.chunks_exact(4).enumerate() {
+                        let word =
+                            u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8]);
+                        xp[(k * g + grp) * 16 + lane] = word ^ 0x8080_8080;
+                    }
+                    for (b, &s) in x_scales[t * nb..(t + 1) * nb].iter().enumerate() {
+                        sp[(b * g + grp) * 16 + lane] = s.to_bits();
+                    }
+                }
+                None => {
+                    for k in 0..k4 {
+                        xp[(k * g + grp) * 16 + lane] = 0x8080_8080;
+                    }
+                    for b in 0..nb {
+                        sp[(b * g + grp) * 16 + lane] = 0;
+                    }
+                }
             }
         }
-        let out = &mut out[t0 * rows..(t0 + n) * rows];
-        let mut r = 0;
-        while r + ROWS <= rows {
-            // SAFETY: AVX-512 F and VNNI are available (checked above); `group_rows` reads rows `r..r + ROWS` of
-            // `w` (inside, since `w.len() >= rows * cols`), `xp[..16 * cols / 4]`, `sp[..16 * nb]` and writes
-            // `out[t * rows + r + i]` for `t < n`, `i < ROWS`: all in bounds.
-            unsafe { group_rows::<ROWS>(w, cols, block, xp, sp, r, rows, n, out) };
-            r += ROWS;
-        }
-        while r < rows {
-            // SAFETY: as above, for the one row `r < rows`.
-            unsafe { group_rows::<1>(w, cols, block, xp, sp, r, rows, n, out) };
-            r += 1;
-        }
+        at += 16 * g * (k4 + nb);
+        t0 += n;
     }
     true
 }
 
-/// Packs `x.len() / cols` tokens (at most 15) lane-major into `xp` as `x + 128`; other lanes get `0x80` bytes.
-fn pack_group(x: &[i8], cols: usize, xp: &mut [u32]) {
-    let n = x.len() / cols;
-    for lane in 0..16 {
-        let token = (lane < n).then(|| &x[lane * cols..(lane + 1) * cols]);
-        for (k, word) in xp.chunks_exact_mut(16).take(cols / 4).enumerate() {
-            word[lane] = match token {
-                Some(t) => {
-                    let b = [
-                        t[4 * k] as u8,
-                        t[4 * k + 1] as u8,
-                        t[4 * k + 2] as u8,
-                        t[4 * k + 3] as u8,
-                    ];
-                    u32::from_le_bytes(b) ^ 0x8080_8080
-                }
-                None => 0x8080_8080,
-            };
-        }
+/// [`reference::gemm_i8_blocks_f32`] on activations packed by [`pack_vnni`] (`tokens` tokens of `cols` columns in
+/// blocks of `block`, in `packed`), one lane per token.
+///
+/// For [`ROWS`] weight rows at a time, each block runs `vpdpbusd` with the four weight bytes of a row broadcast to
+/// all lanes (the weights are read in place, row-major), so lane `t` sums `(x_t + 128) . w = x_t . w + 128 sum(w)`
+/// over the block and the zero lane sums `128 sum(w)`: subtracting the zero lane (broadcast) leaves `x_t . w`
+/// exactly (every product is below 2^15, four are added per step, and the identity holds modulo 2^32). Then, per
+/// lane, `f += (dot as f32) * scale` with a separate convert, multiply and add, blocks in order: the reference's
+/// arithmetic, lane by lane. Returns `false` (writing nothing) unless `w` holds `rows` rows and `out` `tokens`
+/// rows of `rows`.
+///
+/// Safety of the call: `packed` must be what [`pack_vnni`] wrote (and returned `true` for) with these `tokens`,
+/// `cols` and `block`, so the CPU has AVX-512 F and VNNI and the packed layout has the sizes used here.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_packed_vnni(
+    w: &[i8],
+    cols: usize,
+    block: usize,
+    tokens: usize,
+    packed: &[u32],
+    rows: usize,
+    out: &mut [f32],
+) -> bool {
+    if rows == 0 || w.len() < rows * cols || out.len() < tokens * rows {
+        return false;
     }
+    let (k4, nb) = (cols / 4, cols.div_ceil(block));
+    let mut at = 0;
+    let mut t0 = 0;
+    while t0 < tokens {
+        let g = pass_groups(tokens - t0);
+        let n = pass_tokens(g).min(tokens - t0);
+        let xp = &packed[at..at + 16 * g * k4];
+        let sp = &packed[at + 16 * g * k4..at + 16 * g * (k4 + nb)];
+        let out = &mut out[t0 * rows..(t0 + n) * rows];
+        let mut r = 0;
+        // SAFETY (every call below): AVX-512 F and VNNI are available (the caller's contract); `pass_rows` reads
+        // rows `r..r + R` of `w` (inside: `w.len() >= rows * cols`), the pass's `xp` and `sp` (sized above from
+        // the layout `pack_vnni` wrote), and writes `out[t * rows + r + i]` for `t < n`, `i < R`, inside `out`.
+        while r + ROWS <= rows {
+            unsafe {
+                match g {
+                    1 => pass_rows::<ROWS, 1>(w, cols, block, xp, sp, r, rows, n, out),
+                    _ => pass_rows::<ROWS, 2>(w, cols, block, xp, sp, r, rows, n, out),
+                }
+            }
+            r += ROWS;
+        }
+        while r < rows {
+            unsafe {
+                match g {
+                    1 => pass_rows::<1, 1>(w, cols, block, xp, sp, r, rows, n, out),
+                    _ => pass_rows::<1, 2>(w, cols, block, xp, sp, r, rows, n, out),
+                }
+            }
+            r += 1;
+        }
+        at += 16 * g * (k4 + nb);
+        t0 += n;
+    }
+    true
 }
 
-/// Rows `r..r + R` of `w` for one packed group of `n` tokens; see [`gemm_i8_blocks_vnni`].
+/// Rows `r..r + R` of `w` for one pass of `G` packed groups holding `n` tokens; see [`gemm_packed_vnni`].
 ///
 /// Safety: AVX-512 F and VNNI available; `w` holds rows `r..r + R` (`cols` each, `cols % 4 == 0`); `xp` holds
-/// `16 * cols / 4` words and `sp` `16 * cols.div_ceil(block)`; `out` holds `n * rows` values with `r + R <= rows`.
+/// `16 * G * cols / 4` words and `sp` `16 * G * cols.div_ceil(block)`; `out` holds `n * rows` values, `r + R <=
+/// rows`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn group_rows<const R: usize>(
+unsafe fn pass_rows<const R: usize, const G: usize>(
     w: &[i8],
     cols: usize,
     block: usize,
@@ -469,37 +537,50 @@ unsafe fn group_rows<const R: usize>(
     out: &mut [f32],
 ) {
     let zero_lane = _mm512_set1_epi32(15);
-    let mut f = [_mm512_setzero_ps(); R];
-    let wp = w.as_ptr().wrapping_add(r * cols);
+    let mut f = [[_mm512_setzero_ps(); G]; R];
+    let wp: [*const i8; R] = core::array::from_fn(|i| w.as_ptr().wrapping_add((r + i) * cols));
     let nb = cols.div_ceil(block);
     for b in 0..nb {
         let k0 = b * block / 4;
-        let k1 = (cols.min((b + 1) * block)) / 4;
-        let mut acc = [_mm512_setzero_si512(); R];
+        let k1 = cols.min((b + 1) * block) / 4;
+        let mut acc = [[_mm512_setzero_si512(); G]; R];
         for k in k0..k1 {
-            // SAFETY: k < cols / 4, so the 16 words at `k * 16` are inside `xp`, and the 4 bytes at
-            // `(r + i) * cols + 4k` lie inside row `r + i` of `w` (4k + 4 <= cols).
+            // SAFETY: k < cols / 4, so the 16 * G words at `k * G * 16` are inside `xp`, and the 4 bytes at
+            // `4k` of row `r + i` are inside it (4k + 4 <= cols).
             unsafe {
-                let xv = _mm512_loadu_si512(xp.as_ptr().add(k * 16) as *const _);
-                for (i, a) in acc.iter_mut().enumerate() {
-                    let wv = (wp.add(i * cols + 4 * k) as *const i32).read_unaligned();
-                    *a = _mm512_dpbusd_epi32(*a, xv, _mm512_set1_epi32(wv));
+                let xv: [__m512i; G] = core::array::from_fn(|g| {
+                    _mm512_loadu_si512(xp.as_ptr().add((k * G + g) * 16) as *const _)
+                });
+                for (a, &p) in acc.iter_mut().zip(&wp) {
+                    let wv = _mm512_set1_epi32((p.add(4 * k) as *const i32).read_unaligned());
+                    for (ag, &xg) in a.iter_mut().zip(&xv) {
+                        *ag = _mm512_dpbusd_epi32(*ag, xg, wv);
+                    }
                 }
             }
         }
-        // SAFETY: b < nb, so the 16 words at `b * 16` are inside `sp`.
-        let s = unsafe { _mm512_loadu_ps(sp.as_ptr().add(b * 16) as *const f32) };
-        for (fi, a) in f.iter_mut().zip(acc) {
-            let dot = _mm512_sub_epi32(a, _mm512_permutexvar_epi32(zero_lane, a));
-            *fi = _mm512_add_ps(*fi, _mm512_mul_ps(_mm512_cvtepi32_ps(dot), s));
+        // SAFETY: b < nb, so the 16 * G words at `b * G * 16` are inside `sp`.
+        let s: [__m512; G] = core::array::from_fn(|g| unsafe {
+            _mm512_loadu_ps(sp.as_ptr().add((b * G + g) * 16) as *const f32)
+        });
+        for (fr, a) in f.iter_mut().zip(acc) {
+            let corr = _mm512_permutexvar_epi32(zero_lane, a[0]);
+            for ((fg, ag), &sg) in fr.iter_mut().zip(a).zip(&s) {
+                let dot = _mm512_sub_epi32(ag, corr);
+                *fg = _mm512_add_ps(*fg, _mm512_mul_ps(_mm512_cvtepi32_ps(dot), sg));
+            }
         }
     }
-    for (i, fi) in f.iter().enumerate() {
-        let mut lanes = [0.0f32; 16];
-        // SAFETY: `lanes` is 16 f32s.
-        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *fi) };
-        for (t, &v) in lanes.iter().take(n).enumerate() {
-            out[t * rows + r + i] = v;
+    for (i, fr) in f.iter().enumerate() {
+        let mut lanes = [[0.0f32; 16]; G];
+        for (l, fg) in lanes.iter_mut().zip(fr) {
+            // SAFETY: `l` is 16 f32s.
+            unsafe { _mm512_storeu_ps(l.as_mut_ptr(), *fg) };
+        }
+        let flat = lanes.as_flattened();
+        for t in 0..n {
+            let lane = if t < 15 { t } else { t + 1 };
+            out[t * rows + r + i] = flat[lane];
         }
     }
 }

@@ -6,7 +6,7 @@ use super::observer::{Observer, Site};
 use super::Inputs;
 use crate::config::Activation;
 use crate::format::{Matrix, Model};
-use crate::kernels::{self, dot_f32, layer_norm_f32, masked_softmax_f32};
+use crate::kernels::{self, dot_f32, layer_norm_f32, masked_softmax_f32, GemmInput};
 use crate::{math, quant};
 
 /// The shared layer's weights, borrowed from the blob.
@@ -213,6 +213,24 @@ impl<'a> Layer<'a> {
         let qmax = quant::qmax_i16_for_dot(d);
 
         let tile = s.tile.clamp(1, seq.max(1));
+        // Q, K and V of every head read the same hidden state: with the whole sequence in one tile, it is prepared
+        // for the GEMM once; otherwise once per head and tile (`tile_work`).
+        let whole = tile >= seq;
+        let (shared_work, tile_work) = if whole {
+            (&mut *s.work, &mut [][..])
+        } else {
+            (&mut [][..], &mut *s.work)
+        };
+        let shared = whole.then(|| {
+            GemmInput::new(
+                &s.hidden[..seq * h],
+                h,
+                blk,
+                &s.hidden_scale[..seq * nb],
+                seq,
+                shared_work,
+            )
+        });
         for head in 0..heads {
             let r0 = head * d;
             let rows = r0..r0 + d;
@@ -220,18 +238,24 @@ impl<'a> Layer<'a> {
             // tokens per GEMM.
             for t0 in (0..seq).step_by(tile) {
                 let tn = tile.min(seq - t0);
-                let x = &s.hidden[t0 * h..(t0 + tn) * h];
-                let xs = &s.hidden_scale[t0 * nb..(t0 + tn) * nb];
+                let local;
+                let input = match &shared {
+                    Some(input) => input,
+                    None => {
+                        let x = &s.hidden[t0 * h..(t0 + tn) * h];
+                        let xs = &s.hidden_scale[t0 * nb..(t0 + tn) * nb];
+                        local = GemmInput::new(x, h, blk, xs, tn, &mut *tile_work);
+                        &local
+                    }
+                };
                 let bias = &self.key_bias[rows.clone()];
-                let out = &mut s.out[..tn * d];
-                let y = linear_i8_tokens(&self.key, r0, d, x, xs, blk, bias, out, s.work);
+                let y = linear_i8_tokens(&self.key, r0, d, input, bias, &mut s.out[..tn * d]);
                 for (tt, y) in y.chunks_exact(d).enumerate() {
                     let t = t0 + tt;
                     s.k_scale[t] = quant::quantize_row_i16(y, qmax, &mut s.k[t * d..(t + 1) * d]);
                 }
                 let bias = &self.value_bias[rows.clone()];
-                let out = &mut s.out[..tn * d];
-                let y = linear_i8_tokens(&self.value, r0, d, x, xs, blk, bias, out, s.work);
+                let y = linear_i8_tokens(&self.value, r0, d, input, bias, &mut s.out[..tn * d]);
                 for (tt, y) in y.chunks_exact(d).enumerate() {
                     let t = t0 + tt;
                     s.v_scale[t] = quant::quantize_row(y, &mut s.qrow[..d]);
@@ -247,11 +271,18 @@ impl<'a> Layer<'a> {
             // scales folded into P.
             for t0 in (0..seq).step_by(tile) {
                 let tn = tile.min(seq - t0);
-                let x = &s.hidden[t0 * h..(t0 + tn) * h];
-                let xs = &s.hidden_scale[t0 * nb..(t0 + tn) * nb];
+                let local;
+                let input = match &shared {
+                    Some(input) => input,
+                    None => {
+                        let x = &s.hidden[t0 * h..(t0 + tn) * h];
+                        let xs = &s.hidden_scale[t0 * nb..(t0 + tn) * nb];
+                        local = GemmInput::new(x, h, blk, xs, tn, &mut *tile_work);
+                        &local
+                    }
+                };
                 let bias = &self.query_bias[rows.clone()];
-                let out = &mut s.out[..tn * d];
-                let y = linear_i8_tokens(&self.query, r0, d, x, xs, blk, bias, out, s.work);
+                let y = linear_i8_tokens(&self.query, r0, d, input, bias, &mut s.out[..tn * d]);
                 for (tt, y) in y.chunks_exact(d).enumerate() {
                     let t = t0 + tt;
                     let qs = quant::quantize_row_i16(y, qmax, &mut s.q[..d]) * inv_sqrt_d;
@@ -291,17 +322,11 @@ impl<'a> Layer<'a> {
         // Dense (on the per-head context blocks), then add & LayerNorm, `tile` tokens per GEMM.
         for t0 in (0..seq).step_by(tile) {
             let tn = tile.min(seq - t0);
-            linear_i8_tokens(
-                &self.dense,
-                0,
-                h,
-                &s.ctx[t0 * h..(t0 + tn) * h],
-                &s.ctx_scale[t0 * heads..(t0 + tn) * heads],
-                d,
-                self.dense_bias,
-                &mut s.out[..tn * h],
-                s.work,
-            );
+            let x = &s.ctx[t0 * h..(t0 + tn) * h];
+            let xs = &s.ctx_scale[t0 * heads..(t0 + tn) * heads];
+            let input = GemmInput::new(x, h, d, xs, tn, s.work);
+            let bias = self.dense_bias;
+            linear_i8_tokens(&self.dense, 0, h, &input, bias, &mut s.out[..tn * h]);
             let ln = (self.attention_ln_weight, self.attention_ln_bias);
             self.add_norm_requantize(s, t0, tn, ln);
         }
@@ -313,19 +338,14 @@ impl<'a> Layer<'a> {
         let ffn_rows = ffn_chunk_rows(h, blk);
         for t0 in (0..seq).step_by(tile) {
             let tn = tile.min(seq - t0);
+            let x = &s.hidden[t0 * h..(t0 + tn) * h];
+            let xs = &s.hidden_scale[t0 * nb..(t0 + tn) * nb];
+            let input = GemmInput::new(x, h, blk, xs, tn, s.work);
             for c0 in (0..i_size).step_by(ffn_rows) {
                 let cn = ffn_rows.min(i_size - c0);
-                let inter = linear_i8_tokens(
-                    &self.ffn,
-                    c0,
-                    cn,
-                    &s.hidden[t0 * h..(t0 + tn) * h],
-                    &s.hidden_scale[t0 * nb..(t0 + tn) * nb],
-                    blk,
-                    &self.ffn_bias[c0..c0 + cn],
-                    &mut s.out[..tn * cn],
-                    s.work,
-                );
+                let bias = &self.ffn_bias[c0..c0 + cn];
+                let inter =
+                    linear_i8_tokens(&self.ffn, c0, cn, &input, bias, &mut s.out[..tn * cn]);
                 for (tt, inter) in inter.chunks_exact_mut(cn).enumerate() {
                     math::activate(self.act, inter);
                     let q0 = tt * i_size + c0;
@@ -338,17 +358,11 @@ impl<'a> Layer<'a> {
                     );
                 }
             }
-            linear_i8_tokens(
-                &self.ffn_output,
-                0,
-                h,
-                &s.qrow[..tn * i_size],
-                &s.qrow_scale[..tn * ni],
-                blk,
-                self.ffn_output_bias,
-                &mut s.out[..tn * h],
-                s.work,
-            );
+            let x = &s.qrow[..tn * i_size];
+            let xs = &s.qrow_scale[..tn * ni];
+            let input = GemmInput::new(x, i_size, blk, xs, tn, s.work);
+            let bias = self.ffn_output_bias;
+            linear_i8_tokens(&self.ffn_output, 0, h, &input, bias, &mut s.out[..tn * h]);
             let ln = (self.full_ln_weight, self.full_ln_bias);
             self.add_norm_requantize(s, t0, tn, ln);
         }

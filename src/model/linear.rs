@@ -1,7 +1,7 @@
 //! `y = W x + b` for one row of activations, in both precisions. Weight rows `row0..row0 + out.len()` of `w`.
 
 use crate::format::{Matrix, MatrixData};
-use crate::kernels;
+use crate::kernels::{self, GemmInput};
 
 /// `out[r] = w[row0 + r] . x + bias[r]` with `f32` activations; an int8 `w` is dequantised on the fly
 /// (`scale[row] * sum(q * x)`).
@@ -99,21 +99,16 @@ fn dots4<T: Copy>(w: &[T], cols: usize, x: &[f32], out: &mut [f32], f: impl Fn(T
     }
 }
 
-/// [`linear_i8`] for `tokens` tokens at once: rows `row0..row0 + rows` of `w`; token `t`'s activations are
-/// `x[t * cols..][..cols]` with scales `x_scales[t * nb..][..nb]` (`nb = cols.div_ceil(block)`), and its outputs
-/// `out[t * rows..][..rows]` (reinterpreted as `f32`, returned). Every output has the bits [`linear_i8`] gives it
-/// ([`kernels::gemm_i8_blocks`] equals the GEMV token by token); `work` is the kernels' workspace.
-#[allow(clippy::too_many_arguments)]
+/// [`linear_i8`] for several tokens at once: rows `row0..row0 + rows` of `w` applied to the tokens of `input`,
+/// token `t`'s outputs in `out[t * rows..][..rows]` (reinterpreted as `f32`, returned). Every output has the bits
+/// [`linear_i8`] gives it ([`kernels::gemm_i8_blocks`] equals the GEMV token by token).
 pub(crate) fn linear_i8_tokens<'s>(
     w: &Matrix,
     row0: usize,
     rows: usize,
-    x: &[i8],
-    x_scales: &[f32],
-    block: usize,
+    input: &GemmInput,
     bias: &[f32],
     out: &'s mut [i32],
-    work: &mut [u32],
 ) -> &'s mut [f32] {
     let cols = w.cols;
     let (values, scales) = match w.data {
@@ -124,7 +119,7 @@ pub(crate) fn linear_i8_tokens<'s>(
     let scales = scales.get(row0..row0 + rows).unwrap_or(&[]);
     let y: &mut [f32] = bytemuck::cast_slice_mut(out);
     y.iter_mut().for_each(|y| *y = 0.0);
-    kernels::gemm_i8_blocks(values, cols, x, block, x_scales, rows, y, work);
+    kernels::gemm_i8_blocks(values, rows, input, y);
     for yt in y.chunks_exact_mut(rows.max(1)) {
         for ((y, &s), &b) in yt.iter_mut().zip(scales).zip(bias) {
             *y = *y * s + b;

@@ -127,7 +127,7 @@ impl Int8Plan {
             // The widest GEMM input is max(I, H) columns; the narrowest blocks are the smaller of the blob's
             // block and the head size (the dense layer's blocks).
             work: if tile > 1 {
-                kernels::gemm_workspace_words(max(i, h), min(block, d))
+                kernels::gemm_workspace_words(tile, max(i, h), min(block, d))
             } else {
                 0
             },
