@@ -146,13 +146,35 @@ impl<'a> GemmInput<'a> {
     }
 }
 
+/// Whether [`gemm_i8_blocks`] uses weight sums on this target (x86-64, where its kernel offsets the activations
+/// to `u8`); elsewhere they are not needed and may be empty.
+pub const GEMM_USES_WEIGHT_SUMS: bool = cfg!(target_arch = "x86_64");
+
+/// `sums[r * nb + b] = -128 * sum(w[r][block b])` (wrapping) for the `sums.len() / nb` rows of `w` (row-major,
+/// `cols` wide; `nb = cols.div_ceil(block)`): what [`gemm_i8_blocks`] takes for `w`. Computed once per weight
+/// matrix, they serve every GEMM with it.
+pub fn gemm_weight_sums(w: &[i8], cols: usize, block: usize, sums: &mut [i32]) {
+    if cols == 0 || block == 0 {
+        return;
+    }
+    let nb = cols.div_ceil(block);
+    for (row, s) in w.chunks_exact(cols).zip(sums.chunks_exact_mut(nb)) {
+        for (wb, s) in row.chunks(block).zip(s) {
+            let sum = wb.iter().fold(0i32, |acc, &v| acc.wrapping_add(v as i32));
+            *s = sum.wrapping_mul(-128);
+        }
+    }
+}
+
 /// Block-scaled int8 GEMM into `f32` for several tokens at once (the engine's linear layers over a tile of
 /// tokens): `out[t * rows..][..rows]` for `t < min(tokens, out.len() / rows)`, equal, bit for bit, to
-/// [`reference::gemm_i8_blocks_f32`] on the same activations, i.e. [`gemv_i8_blocks`] token by token.
+/// [`reference::gemm_i8_blocks_f32`] on the same activations, i.e. [`gemv_i8_blocks`] token by token. `sums` are
+/// `w`'s block sums from [`gemm_weight_sums`] (`rows * nb` of them) where [`GEMM_USES_WEIGHT_SUMS`]; without
+/// them (say, empty) the result is the same, token by token.
 ///
 /// Where no multi-token kernel applies, rows go in chunks of about [`GEMM_WEIGHT_CHUNK`] bytes, each serving every
 /// token while it is in cache.
-pub fn gemm_i8_blocks(w: &[i8], rows: usize, input: &GemmInput, out: &mut [f32]) {
+pub fn gemm_i8_blocks(w: &[i8], rows: usize, sums: &[i32], input: &GemmInput, out: &mut [f32]) {
     let (cols, block) = (input.cols, input.block);
     if rows == 0 {
         return;
@@ -162,12 +184,14 @@ pub fn gemm_i8_blocks(w: &[i8], rows: usize, input: &GemmInput, out: &mut [f32])
     if let Some(packed) = input.packed {
         if tokens == input.tokens {
             // SAFETY: `packed` is what `pack_vnni` wrote for exactly these tokens, columns and block.
-            let done = unsafe { x86::gemm_packed_vnni(w, cols, block, tokens, packed, rows, out) };
+            let done =
+                unsafe { x86::gemm_packed_vnni(w, cols, block, tokens, packed, sums, rows, out) };
             if done {
                 return;
             }
         }
     }
+    let _ = sums;
     let (x, x_scales) = (input.x, input.x_scales);
     if cols == 0 || block == 0 {
         return reference::gemm_i8_blocks_f32(

@@ -333,17 +333,14 @@ unsafe fn blocks4_avx2(
 const MIN_TOKENS: usize = 4;
 
 /// Rows computed together: each load of the packed activations serves `ROWS` weight rows.
-const ROWS: usize = 4;
+const ROWS: usize = 8;
 
-/// Tokens in a pass of `g` 16-lane groups: lane 15 of the first group is the zero token (see
-/// [`gemm_i8_blocks_vnni`]), every other lane a token.
-const fn pass_tokens(g: usize) -> usize {
-    16 * g - 1
-}
+/// Tokens per pass: two 16-lane groups, one lane per token.
+const PASS: usize = 32;
 
 /// Groups in the pass that starts with `remaining` tokens: two while they fill more than one group.
 const fn pass_groups(remaining: usize) -> usize {
-    if remaining > pass_tokens(1) {
+    if remaining > 16 {
         2
     } else {
         1
@@ -351,13 +348,11 @@ const fn pass_groups(remaining: usize) -> usize {
 }
 
 /// `u32` words of workspace [`pack_vnni`] needs for `tokens` tokens of `cols` columns in blocks of `block`: per
-/// 16-lane group (passes of 31 tokens in two groups, the last pass in one group if 15 tokens or fewer remain),
+/// 16-lane group (passes of 32 tokens in two groups, the last pass in one group if 16 tokens or fewer remain),
 /// `cols / 4` words per lane for the activations and one `f32` per block per lane for the scales.
 pub const fn gemm_workspace_words(tokens: usize, cols: usize, block: usize) -> usize {
     let block = if block == 0 { 1 } else { block };
-    let (full, rest) = (tokens / pass_tokens(2), tokens % pass_tokens(2));
-    let groups = 2 * full + if rest == 0 { 0 } else { pass_groups(rest) };
-    16 * groups * (cols.div_ceil(4) + cols.div_ceil(block))
+    16 * tokens.div_ceil(16) * (cols.div_ceil(4) + cols.div_ceil(block))
 }
 
 /// Whether the AVX-512 VNNI GEMM can run on this CPU (AVX-512 F and VNNI on 512-bit registers).
@@ -376,15 +371,15 @@ pub fn vnni512_available() -> bool {
     }
 }
 
-/// Packs `x` (`tokens` rows of `cols`) and its block scales for [`gemm_i8_blocks_vnni`] into `work`; returns
-/// whether it did. It does not where the kernel does not apply: the CPU lacks the features, fewer than
-/// [`MIN_TOKENS`] tokens, `cols` or `block` not a multiple of 4, `x` or `x_scales` shorter than `tokens` rows, or
-/// `work` smaller than [`gemm_workspace_words`].
+/// Packs `x` (`tokens` rows of `cols`) and its block scales for [`gemm_packed_vnni`] into `work`; returns whether
+/// it did. It does not where the kernel does not apply: the CPU lacks the features, fewer than [`MIN_TOKENS`]
+/// tokens, `cols` or `block` not a multiple of 4, `x` or `x_scales` shorter than `tokens` rows, or `work` smaller
+/// than [`gemm_workspace_words`].
 ///
-/// Tokens go in passes of one or two 16-lane groups. A group holds, for each 4-column step `k`, 16 words
-/// (`lane` = columns `4k..4k + 4` of that lane's token) with the top bit of every byte flipped, i.e. `x + 128` in
-/// `u8`, then one scale per block per lane. Lane 15 of a pass's first group is the zero token (`x = 0`, bytes
-/// `0x80`, scale 0); lanes past the tokens are zero tokens too.
+/// Tokens go in passes of one or two 16-lane groups. A pass holds, for each 4-column step `k` and group `g`, 16
+/// words (lane `l` = columns `4k..4k + 4` of token `16 g + l` of the pass) with the top bit of every byte flipped,
+/// i.e. `x + 128` in `u8`; then, for each block and group, the 16 lanes' scales. Lanes past the tokens hold
+/// `x = 0` (bytes `0x80`) and scale 0.
 pub fn pack_vnni(
     x: &[i8],
     cols: usize,
@@ -410,61 +405,46 @@ pub fn pack_vnni(
     }
     let k4 = cols / 4;
     let mut at = 0;
-    let mut t0 = 0;
-    while t0 < tokens {
+    for t0 in (0..tokens).step_by(PASS) {
         let g = pass_groups(tokens - t0);
-        let n = pass_tokens(g).min(tokens - t0);
         let (xp, rest) = work[at..].split_at_mut(16 * g * k4);
         let sp = &mut rest[..16 * g * nb];
-        // Lane `l` of the pass (group l / 16) holds token t0 + l for l < 15, the zero token at 15, token
-        // t0 + l - 1 above.
         for l in 0..16 * g {
-            let token = match l {
-                15 => None,
-                l if l < 15 => Some(l),
-                l => Some(l - 1),
-            }
-            .filter(|&i| i < n)
-            .map(|i| t0 + i);
             let (grp, lane) = (l / 16, l % 16);
-            match token {
-                Some(t) => {
-                    let row = &x[t * cols..(t + 1) * cols];
-                    for (k, b) in row.chunks_exact(4).enumerate() {
-                        let word =
-                            u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8]);
-                        xp[(k * g + grp) * 16 + lane] = word ^ 0x8080_8080;
-                    }
-                    for (b, &s) in x_scales[t * nb..(t + 1) * nb].iter().enumerate() {
-                        sp[(b * g + grp) * 16 + lane] = s.to_bits();
-                    }
+            let t = t0 + l;
+            if t < tokens {
+                let row = &x[t * cols..(t + 1) * cols];
+                for (k, b) in row.chunks_exact(4).enumerate() {
+                    let word = u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8]);
+                    xp[(k * g + grp) * 16 + lane] = word ^ 0x8080_8080;
                 }
-                None => {
-                    for k in 0..k4 {
-                        xp[(k * g + grp) * 16 + lane] = 0x8080_8080;
-                    }
-                    for b in 0..nb {
-                        sp[(b * g + grp) * 16 + lane] = 0;
-                    }
+                for (b, &s) in x_scales[t * nb..(t + 1) * nb].iter().enumerate() {
+                    sp[(b * g + grp) * 16 + lane] = s.to_bits();
+                }
+            } else {
+                for k in 0..k4 {
+                    xp[(k * g + grp) * 16 + lane] = 0x8080_8080;
+                }
+                for b in 0..nb {
+                    sp[(b * g + grp) * 16 + lane] = 0;
                 }
             }
         }
         at += 16 * g * (k4 + nb);
-        t0 += n;
     }
     true
 }
 
 /// [`reference::gemm_i8_blocks_f32`] on activations packed by [`pack_vnni`] (`tokens` tokens of `cols` columns in
-/// blocks of `block`, in `packed`), one lane per token.
+/// blocks of `block`, in `packed`), one lane per token. `sums[r * nb + b]` must be `-128` times the sum of row `r`
+/// of `w` over block `b` (wrapping; [`super::gemm_weight_sums`]).
 ///
-/// For [`ROWS`] weight rows at a time, each block runs `vpdpbusd` with the four weight bytes of a row broadcast to
-/// all lanes (the weights are read in place, row-major), so lane `t` sums `(x_t + 128) . w = x_t . w + 128 sum(w)`
-/// over the block and the zero lane sums `128 sum(w)`: subtracting the zero lane (broadcast) leaves `x_t . w`
-/// exactly (every product is below 2^15, four are added per step, and the identity holds modulo 2^32). Then, per
-/// lane, `f += (dot as f32) * scale` with a separate convert, multiply and add, blocks in order: the reference's
-/// arithmetic, lane by lane. Returns `false` (writing nothing) unless `w` holds `rows` rows and `out` `tokens`
-/// rows of `rows`.
+/// For [`ROWS`] weight rows at a time, each block starts its accumulators at `-128 sum(w)` and runs `vpdpbusd` with
+/// the four weight bytes of a row broadcast to all lanes (the weights are read in place, row-major), so lane `t`
+/// ends at `(x_t + 128) . w - 128 sum(w) = x_t . w` exactly (every product is below 2^15, four are added per step,
+/// and the identity holds modulo 2^32). Then, per lane, `f += (dot as f32) * scale` with a separate convert,
+/// multiply and add, blocks in order: the reference's arithmetic, lane by lane. Returns `false` (writing nothing)
+/// unless `w` holds `rows` rows, `sums` their block sums and `out` `tokens` rows of `rows`.
 ///
 /// Safety of the call: `packed` must be what [`pack_vnni`] wrote (and returned `true` for) with these `tokens`,
 /// `cols` and `block`, so the CPU has AVX-512 F and VNNI and the packed layout has the sizes used here.
@@ -475,30 +455,30 @@ pub(crate) unsafe fn gemm_packed_vnni(
     block: usize,
     tokens: usize,
     packed: &[u32],
+    sums: &[i32],
     rows: usize,
     out: &mut [f32],
 ) -> bool {
-    if rows == 0 || w.len() < rows * cols || out.len() < tokens * rows {
+    let (k4, nb) = (cols / 4, cols.div_ceil(block));
+    if rows == 0 || w.len() < rows * cols || sums.len() < rows * nb || out.len() < tokens * rows {
         return false;
     }
-    let (k4, nb) = (cols / 4, cols.div_ceil(block));
     let mut at = 0;
-    let mut t0 = 0;
-    while t0 < tokens {
+    for t0 in (0..tokens).step_by(PASS) {
         let g = pass_groups(tokens - t0);
-        let n = pass_tokens(g).min(tokens - t0);
+        let n = PASS.min(tokens - t0);
         let xp = &packed[at..at + 16 * g * k4];
         let sp = &packed[at + 16 * g * k4..at + 16 * g * (k4 + nb)];
         let out = &mut out[t0 * rows..(t0 + n) * rows];
         let mut r = 0;
         // SAFETY (every call below): AVX-512 F and VNNI are available (the caller's contract); `pass_rows` reads
-        // rows `r..r + R` of `w` (inside: `w.len() >= rows * cols`), the pass's `xp` and `sp` (sized above from
-        // the layout `pack_vnni` wrote), and writes `out[t * rows + r + i]` for `t < n`, `i < R`, inside `out`.
+        // rows `r..r + R` of `w` and of `sums` (inside, by the checks above), the pass's `xp` and `sp` (sized
+        // above from the layout `pack_vnni` wrote), and writes `out[t * rows + r + i]` for `t < n`, `i < R`.
         while r + ROWS <= rows {
             unsafe {
                 match g {
-                    1 => pass_rows::<ROWS, 1>(w, cols, block, xp, sp, r, rows, n, out),
-                    _ => pass_rows::<ROWS, 2>(w, cols, block, xp, sp, r, rows, n, out),
+                    1 => pass_rows::<ROWS, 1>(w, cols, block, xp, sp, sums, r, rows, n, out),
+                    _ => pass_rows::<ROWS, 2>(w, cols, block, xp, sp, sums, r, rows, n, out),
                 }
             }
             r += ROWS;
@@ -506,23 +486,22 @@ pub(crate) unsafe fn gemm_packed_vnni(
         while r < rows {
             unsafe {
                 match g {
-                    1 => pass_rows::<1, 1>(w, cols, block, xp, sp, r, rows, n, out),
-                    _ => pass_rows::<1, 2>(w, cols, block, xp, sp, r, rows, n, out),
+                    1 => pass_rows::<1, 1>(w, cols, block, xp, sp, sums, r, rows, n, out),
+                    _ => pass_rows::<1, 2>(w, cols, block, xp, sp, sums, r, rows, n, out),
                 }
             }
             r += 1;
         }
         at += 16 * g * (k4 + nb);
-        t0 += n;
     }
     true
 }
 
 /// Rows `r..r + R` of `w` for one pass of `G` packed groups holding `n` tokens; see [`gemm_packed_vnni`].
 ///
-/// Safety: AVX-512 F and VNNI available; `w` holds rows `r..r + R` (`cols` each, `cols % 4 == 0`); `xp` holds
-/// `16 * G * cols / 4` words and `sp` `16 * G * cols.div_ceil(block)`; `out` holds `n * rows` values, `r + R <=
-/// rows`.
+/// Safety: AVX-512 F and VNNI available; `w` holds rows `r..r + R` (`cols` each, `cols % 4 == 0`) and `sums` their
+/// `nb` block sums each; `xp` holds `16 * G * cols / 4` words and `sp` `16 * G * nb`; `out` holds `n * rows`
+/// values, `n <= 16 G`, `r + R <= rows`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512vnni")]
 unsafe fn pass_rows<const R: usize, const G: usize>(
@@ -531,19 +510,20 @@ unsafe fn pass_rows<const R: usize, const G: usize>(
     block: usize,
     xp: &[u32],
     sp: &[u32],
+    sums: &[i32],
     r: usize,
     rows: usize,
     n: usize,
     out: &mut [f32],
 ) {
-    let zero_lane = _mm512_set1_epi32(15);
     let mut f = [[_mm512_setzero_ps(); G]; R];
     let wp: [*const i8; R] = core::array::from_fn(|i| w.as_ptr().wrapping_add((r + i) * cols));
     let nb = cols.div_ceil(block);
     for b in 0..nb {
         let k0 = b * block / 4;
         let k1 = cols.min((b + 1) * block) / 4;
-        let mut acc = [[_mm512_setzero_si512(); G]; R];
+        let mut acc: [[__m512i; G]; R] =
+            core::array::from_fn(|i| [_mm512_set1_epi32(sums[(r + i) * nb + b]); G]);
         for k in k0..k1 {
             // SAFETY: k < cols / 4, so the 16 * G words at `k * G * 16` are inside `xp`, and the 4 bytes at
             // `4k` of row `r + i` are inside it (4k + 4 <= cols).
@@ -564,10 +544,8 @@ unsafe fn pass_rows<const R: usize, const G: usize>(
             _mm512_loadu_ps(sp.as_ptr().add((b * G + g) * 16) as *const f32)
         });
         for (fr, a) in f.iter_mut().zip(acc) {
-            let corr = _mm512_permutexvar_epi32(zero_lane, a[0]);
             for ((fg, ag), &sg) in fr.iter_mut().zip(a).zip(&s) {
-                let dot = _mm512_sub_epi32(ag, corr);
-                *fg = _mm512_add_ps(*fg, _mm512_mul_ps(_mm512_cvtepi32_ps(dot), sg));
+                *fg = _mm512_add_ps(*fg, _mm512_mul_ps(_mm512_cvtepi32_ps(ag), sg));
             }
         }
     }
@@ -577,10 +555,8 @@ unsafe fn pass_rows<const R: usize, const G: usize>(
             // SAFETY: `l` is 16 f32s.
             unsafe { _mm512_storeu_ps(l.as_mut_ptr(), *fg) };
         }
-        let flat = lanes.as_flattened();
-        for t in 0..n {
-            let lane = if t < 15 { t } else { t + 1 };
-            out[t * rows + r + i] = flat[lane];
+        for (t, &v) in lanes.as_flattened().iter().take(n).enumerate() {
+            out[t * rows + r + i] = v;
         }
     }
 }

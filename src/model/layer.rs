@@ -5,7 +5,7 @@ use super::linear::{as_f32, linear_f32, linear_i8_tokens};
 use super::observer::{Observer, Site};
 use super::Inputs;
 use crate::config::Activation;
-use crate::format::{Matrix, Model};
+use crate::format::{Matrix, MatrixData, Model};
 use crate::kernels::{self, dot_f32, layer_norm_f32, masked_softmax_f32, GemmInput};
 use crate::{math, quant};
 
@@ -61,6 +61,7 @@ pub(crate) struct Int8Scratch<'s> {
     pub out: &'s mut [i32],          // (tile, H): linear outputs, viewed as f32
     pub tile: usize,                 // tokens per GEMM
     pub work: &'s mut [u32],         // the GEMM kernels' workspace
+    pub sums: &'s mut [i32],         // the GEMM's weight sums (`layer_sums_len`), or empty
     pub q: &'s mut [i16],            // (d): one query row
     pub k: &'s mut [i16],            // (seq, d)
     pub vt: &'s mut [i8],            // (d, seq): V transposed, so P.V is a GEMV
@@ -213,6 +214,17 @@ impl<'a> Layer<'a> {
         let qmax = quant::qmax_i16_for_dot(d);
 
         let tile = s.tile.clamp(1, seq.max(1));
+        // The GEMM's weight sums for rows `r0..r0 + n` of a matrix (empty where the arena has none).
+        // Taken out of `s` for the pass (so that `s` can be lent whole) and put back at the end.
+        let sums_buf = core::mem::take(&mut s.sums);
+        let all_sums: &[i32] = sums_buf;
+        let offsets = self.sums_offsets();
+        let sums = |m: usize, r0: usize, n: usize| {
+            let (start, nb) = offsets[m];
+            all_sums
+                .get(start + r0 * nb..start + (r0 + n) * nb)
+                .unwrap_or(&[])
+        };
         // Q, K and V of every head read the same hidden state: with the whole sequence in one tile, it is prepared
         // for the GEMM once; otherwise once per head and tile (`tile_work`).
         let whole = tile >= seq;
@@ -249,13 +261,29 @@ impl<'a> Layer<'a> {
                     }
                 };
                 let bias = &self.key_bias[rows.clone()];
-                let y = linear_i8_tokens(&self.key, r0, d, input, bias, &mut s.out[..tn * d]);
+                let y = linear_i8_tokens(
+                    &self.key,
+                    r0,
+                    d,
+                    sums(K, r0, d),
+                    input,
+                    bias,
+                    &mut s.out[..tn * d],
+                );
                 for (tt, y) in y.chunks_exact(d).enumerate() {
                     let t = t0 + tt;
                     s.k_scale[t] = quant::quantize_row_i16(y, qmax, &mut s.k[t * d..(t + 1) * d]);
                 }
                 let bias = &self.value_bias[rows.clone()];
-                let y = linear_i8_tokens(&self.value, r0, d, input, bias, &mut s.out[..tn * d]);
+                let y = linear_i8_tokens(
+                    &self.value,
+                    r0,
+                    d,
+                    sums(V, r0, d),
+                    input,
+                    bias,
+                    &mut s.out[..tn * d],
+                );
                 for (tt, y) in y.chunks_exact(d).enumerate() {
                     let t = t0 + tt;
                     s.v_scale[t] = quant::quantize_row(y, &mut s.qrow[..d]);
@@ -282,7 +310,15 @@ impl<'a> Layer<'a> {
                     }
                 };
                 let bias = &self.query_bias[rows.clone()];
-                let y = linear_i8_tokens(&self.query, r0, d, input, bias, &mut s.out[..tn * d]);
+                let y = linear_i8_tokens(
+                    &self.query,
+                    r0,
+                    d,
+                    sums(Q, r0, d),
+                    input,
+                    bias,
+                    &mut s.out[..tn * d],
+                );
                 for (tt, y) in y.chunks_exact(d).enumerate() {
                     let t = t0 + tt;
                     let qs = quant::quantize_row_i16(y, qmax, &mut s.q[..d]) * inv_sqrt_d;
@@ -326,7 +362,15 @@ impl<'a> Layer<'a> {
             let xs = &s.ctx_scale[t0 * heads..(t0 + tn) * heads];
             let input = GemmInput::new(x, h, d, xs, tn, s.work);
             let bias = self.dense_bias;
-            linear_i8_tokens(&self.dense, 0, h, &input, bias, &mut s.out[..tn * h]);
+            linear_i8_tokens(
+                &self.dense,
+                0,
+                h,
+                sums(DENSE, 0, h),
+                &input,
+                bias,
+                &mut s.out[..tn * h],
+            );
             let ln = (self.attention_ln_weight, self.attention_ln_bias);
             self.add_norm_requantize(s, t0, tn, ln);
         }
@@ -344,8 +388,15 @@ impl<'a> Layer<'a> {
             for c0 in (0..i_size).step_by(ffn_rows) {
                 let cn = ffn_rows.min(i_size - c0);
                 let bias = &self.ffn_bias[c0..c0 + cn];
-                let inter =
-                    linear_i8_tokens(&self.ffn, c0, cn, &input, bias, &mut s.out[..tn * cn]);
+                let inter = linear_i8_tokens(
+                    &self.ffn,
+                    c0,
+                    cn,
+                    sums(FFN, c0, cn),
+                    &input,
+                    bias,
+                    &mut s.out[..tn * cn],
+                );
                 for (tt, inter) in inter.chunks_exact_mut(cn).enumerate() {
                     math::activate(self.act, inter);
                     let q0 = tt * i_size + c0;
@@ -362,10 +413,19 @@ impl<'a> Layer<'a> {
             let xs = &s.qrow_scale[..tn * ni];
             let input = GemmInput::new(x, i_size, blk, xs, tn, s.work);
             let bias = self.ffn_output_bias;
-            linear_i8_tokens(&self.ffn_output, 0, h, &input, bias, &mut s.out[..tn * h]);
+            linear_i8_tokens(
+                &self.ffn_output,
+                0,
+                h,
+                sums(FFN_OUT, 0, h),
+                &input,
+                bias,
+                &mut s.out[..tn * h],
+            );
             let ln = (self.full_ln_weight, self.full_ln_bias);
             self.add_norm_requantize(s, t0, tn, ln);
         }
+        s.sums = sums_buf;
     }
 }
 
@@ -377,7 +437,70 @@ pub(crate) const fn ffn_chunk_rows(h: usize, block: usize) -> usize {
     block * if blocks == 0 { 1 } else { blocks }
 }
 
+/// The matrices in the order their GEMM weight sums are laid out (see [`Layer::sums_offsets`]).
+const Q: usize = 0;
+const K: usize = 1;
+const V: usize = 2;
+const DENSE: usize = 3;
+const FFN: usize = 4;
+const FFN_OUT: usize = 5;
+
+/// `i32` words of the shared layer's GEMM weight sums ([`kernels::gemm_weight_sums`]): Q, K, V and the FFN's first
+/// matrix in blocks of `block` over H, the dense layer in blocks of the head size, the FFN's output in blocks of
+/// `block` over I.
+pub(crate) const fn layer_sums_len(c: &crate::config::AlbertConfig) -> usize {
+    let (h, i) = (c.hidden_size, c.intermediate_size);
+    let block = c.activation_block();
+    let block = if block == 0 { 1 } else { block };
+    let nb = h.div_ceil(block);
+    (3 * h + i) * nb + h * c.num_attention_heads + h * i.div_ceil(block)
+}
+
 impl Layer<'_> {
+    /// Where each matrix's weight sums start in the engine's `sums` buffer, and their blocks per row.
+    fn sums_offsets(&self) -> [(usize, usize); 6] {
+        let h = self.query.rows;
+        let blk = self.block.max(1);
+        let nb = h.div_ceil(blk);
+        let ni = self.ffn.rows.div_ceil(blk);
+        let per_row = [nb, nb, nb, self.heads, nb, ni];
+        let rows = [h, h, h, h, self.ffn.rows, h];
+        let mut at = 0;
+        core::array::from_fn(|m| {
+            let start = at;
+            at += rows[m] * per_row[m];
+            (start, per_row[m])
+        })
+    }
+
+    /// Fills `sums` (empty, or [`layer_sums_len`] words) with the GEMM weight sums of every matrix; once per
+    /// forward pass, for all `num_hidden_layers` applications of the layer.
+    pub(crate) fn prepare_sums(&self, sums: &mut [i32]) {
+        let h = self.query.rows;
+        let d = h / self.heads.max(1);
+        let blocks = [
+            self.block, self.block, self.block, d, self.block, self.block,
+        ];
+        let matrices = [
+            &self.query,
+            &self.key,
+            &self.value,
+            &self.dense,
+            &self.ffn,
+            &self.ffn_output,
+        ];
+        let offsets = self.sums_offsets();
+        for (m, w) in matrices.iter().enumerate() {
+            let (start, nb) = offsets[m];
+            let Some(out) = sums.get_mut(start..start + w.rows * nb) else {
+                return;
+            };
+            if let MatrixData::I8 { values, .. } = w.data {
+                kernels::gemm_weight_sums(values, w.cols, blocks[m].max(1), out);
+            }
+        }
+    }
+
     /// The end of a sub-layer for tokens `t0..t0 + tn`: `y = LayerNorm(out[tt] + hidden[t])` (the int8 hidden
     /// dequantised), then `y` becomes the new int8 hidden state in blocks.
     fn add_norm_requantize(&self, s: &mut Int8Scratch, t0: usize, tn: usize, ln: (&[f32], &[f32])) {

@@ -100,12 +100,15 @@ fn dots4<T: Copy>(w: &[T], cols: usize, x: &[f32], out: &mut [f32], f: impl Fn(T
 }
 
 /// [`linear_i8`] for several tokens at once: rows `row0..row0 + rows` of `w` applied to the tokens of `input`,
-/// token `t`'s outputs in `out[t * rows..][..rows]` (reinterpreted as `f32`, returned). Every output has the bits
-/// [`linear_i8`] gives it ([`kernels::gemm_i8_blocks`] equals the GEMV token by token).
+/// token `t`'s outputs in `out[t * rows..][..rows]` (reinterpreted as `f32`, returned). `sums` are those rows'
+/// block sums ([`kernels::gemm_weight_sums`]; may be empty). Every output has the bits [`linear_i8`] gives it
+/// ([`kernels::gemm_i8_blocks`] equals the GEMV token by token).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn linear_i8_tokens<'s>(
     w: &Matrix,
     row0: usize,
     rows: usize,
+    sums: &[i32],
     input: &GemmInput,
     bias: &[f32],
     out: &'s mut [i32],
@@ -119,7 +122,7 @@ pub(crate) fn linear_i8_tokens<'s>(
     let scales = scales.get(row0..row0 + rows).unwrap_or(&[]);
     let y: &mut [f32] = bytemuck::cast_slice_mut(out);
     y.iter_mut().for_each(|y| *y = 0.0);
-    kernels::gemm_i8_blocks(values, rows, input, y);
+    kernels::gemm_i8_blocks(values, rows, sums, input, y);
     for yt in y.chunks_exact_mut(rows.max(1)) {
         for ((y, &s), &b) in yt.iter_mut().zip(scales).zip(bias) {
             *y = *y * s + b;

@@ -104,10 +104,11 @@ struct Int8Plan {
     qrow_scale: usize, // (tile, max(I, H) / block, rounded up) f32
     out: usize,    // (tile, H) i32 / f32
     work: usize,   // u32 words: the GEMM kernels' workspace (tiles of more than one token only)
-    head: usize,   // (seq, d): K as i16, V transposed as i8, one head at a time
-    q: usize,      // (d) i16: one query row; also (d) i32: the row sums of V transposed
+    sums: usize, // i32: the GEMM's weight sums (tiles of more than one token, where the kernel uses them)
+    head: usize, // (seq, d): K as i16, V transposed as i8, one head at a time
+    q: usize,    // (d) i16: one query row; also (d) i32: the row sums of V transposed
     head_scale: usize, // (seq) f32, for each of K and V
-    probs: usize,  // (seq) u8: one row of quantised attention probabilities
+    probs: usize, // (seq) u8: one row of quantised attention probabilities
 }
 
 impl Int8Plan {
@@ -131,6 +132,11 @@ impl Int8Plan {
             } else {
                 0
             },
+            sums: if tile > 1 && kernels::GEMM_USES_WEIGHT_SUMS {
+                layer::layer_sums_len(c)
+            } else {
+                0
+            },
             head: seq * d,
             q: d,
             head_scale: seq,
@@ -148,6 +154,7 @@ impl Int8Plan {
             + round16(4 * self.qrow_scale)
             + round16(4 * self.out)
             + round16(4 * self.work)
+            + round16(4 * self.sums)
             + round16(2 * self.head)
             + round16(self.head)
             + round16(2 * self.q)
@@ -395,6 +402,7 @@ fn forward(
                 qrow_scale: a.f32s(p.qrow_scale),
                 out: a.i32s(p.out),
                 work: a.u32s(p.work),
+                sums: a.i32s(p.sums),
                 tile,
                 q: a.i16s(p.q),
                 k: a.i16s(p.head),
@@ -405,6 +413,7 @@ fn forward(
                 probs: a.u8s(p.probs),
             };
             embeddings.forward_i8(inputs, block, &mut s);
+            layer.prepare_sums(s.sums);
             for _ in 0..c.num_hidden_layers {
                 layer.forward_i8(inputs, &mut s);
             }
