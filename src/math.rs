@@ -14,7 +14,7 @@
 /// polynomial for `e^r`, then `2^n` put straight into the exponent bits. Branch-free: a loop over a slice
 /// vectorises (SSE/AVX/NEON lanes do each lane's scalar operations, so the bits do not change), which is what makes
 /// the softmax and GELU cheap; `libm::expf` has branches and does not.
-#[inline]
+#[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const LOG2E: f32 = core::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
@@ -64,14 +64,14 @@ pub fn gelu(x: f32) -> f32 {
 /// Tanh-approximated GELU (`"gelu_new"`): `0.5 x (1 + tanh(u))` with `u = sqrt(2 / pi) (x + 0.044715 x^3)`,
 /// computed as the equal `x / (1 + e^(-2u))` (since `(1 + tanh u) / 2 = 1 / (1 + e^(-2u))`): one [`exp`] and a
 /// division, branch-free, so the activation loop vectorises.
-#[inline]
+#[inline(always)]
 pub fn gelu_new(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     x / (1.0 + exp(-2.0 * (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))))
 }
 
 /// Applies `act` in place.
-#[inline]
+#[inline(always)]
 pub fn activate(act: crate::Activation, xs: &mut [f32]) {
     match act {
         crate::Activation::Gelu => xs.iter_mut().for_each(|x| *x = gelu(*x)),

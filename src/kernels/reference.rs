@@ -54,6 +54,7 @@ pub fn gemv_i8_blocks_f32(
 /// summed in `i32` with wrapping adds. Exact when `|w|, |x| <= qmax` with `qmax^2 * cols <= i32::MAX`
 /// ([`quant::qmax_i16_for_dot`](crate::quant::qmax_i16_for_dot)), which is how the engine quantises Q and K.
 /// Rows as [`gemv_i8_i32`].
+#[inline(always)]
 pub fn gemv_i16_i32(w: &[i16], cols: usize, x: &[i16], out: &mut [i32]) {
     for (r, o) in out.iter_mut().enumerate() {
         let start = r.checked_mul(cols);
@@ -86,6 +87,7 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// LayerNorm in place: `x = (x - mean) / sqrt(var + eps) * gamma + beta`, population variance, as PyTorch.
+#[inline(always)]
 pub fn layer_norm_f32(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = x.len() as f32;
     if x.is_empty() {
@@ -101,6 +103,7 @@ pub fn layer_norm_f32(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
 
 /// Softmax in place over the entries where `keep[i]` is true; the others become 0 (the attention padding mask:
 /// Hugging Face adds the dtype minimum to masked scores, whose exponent underflows to exactly 0).
+#[inline(always)]
 pub fn masked_softmax_f32(x: &mut [f32], keep: impl Fn(usize) -> bool) {
     let mut max = f32::NEG_INFINITY;
     for (i, &v) in x.iter().enumerate() {

@@ -202,7 +202,31 @@ impl<'a> Layer<'a> {
     // -----------------------------------------------------------------------------------------------------------
 
     /// One application of the layer to `s.hidden` (seq, H, int8 in blocks), in place.
+    ///
+    /// On x86-64 with `std`, the whole step is also compiled for AVX2 and chosen at run time when the CPU has it:
+    /// the compiler then vectorises the element-wise loops (softmax, quantisation, LayerNorm, GELU, the 16-bit
+    /// scores) 8 lanes wide instead of 4. Same IEEE operations in the same order per element (Rust never fuses or
+    /// reassociates floating-point arithmetic), so the same bits.
     pub(crate) fn forward_i8(&self, inputs: &Inputs, s: &mut Int8Scratch) {
+        #[cfg(all(target_arch = "x86_64", feature = "std"))]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { self.forward_i8_avx2(inputs, s) };
+        }
+        self.forward_i8_body(inputs, s)
+    }
+
+    /// [`Self::forward_i8_body`] compiled with AVX2 enabled.
+    ///
+    /// Safety: the CPU must have AVX2.
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
+    #[target_feature(enable = "avx2")]
+    unsafe fn forward_i8_avx2(&self, inputs: &Inputs, s: &mut Int8Scratch) {
+        self.forward_i8_body(inputs, s)
+    }
+
+    #[inline(always)]
+    fn forward_i8_body(&self, inputs: &Inputs, s: &mut Int8Scratch) {
         let seq = inputs.input_ids.len();
         let h = self.query.rows;
         let heads = self.heads;
@@ -503,6 +527,7 @@ impl Layer<'_> {
 
     /// The end of a sub-layer for tokens `t0..t0 + tn`: `y = LayerNorm(out[tt] + hidden[t])` (the int8 hidden
     /// dequantised), then `y` becomes the new int8 hidden state in blocks.
+    #[inline(always)]
     fn add_norm_requantize(&self, s: &mut Int8Scratch, t0: usize, tn: usize, ln: (&[f32], &[f32])) {
         let h = self.query.rows;
         let blk = self.block.max(1);
@@ -520,6 +545,7 @@ impl Layer<'_> {
 }
 
 /// The residual: `y[c] += q[c] * scales[c / block]`.
+#[inline(always)]
 fn add_blocks(y: &mut [f32], q: &[i8], scales: &[f32], block: usize) {
     for ((y, q), &s) in y
         .chunks_mut(block.max(1))
