@@ -60,6 +60,57 @@ fn gemv_blocks(c: &mut Criterion) {
     group.finish();
 }
 
+/// The engine's linear layers on a tile of tokens: block-scaled GEMM (blocks of 32), ALBERT-base's matrices at 32
+/// and 128 tokens. `reference` is the token-by-token reference GEMV; `dispatched` is what the engine runs
+/// (the AVX-512 VNNI multi-token kernel where the CPU has it, the best GEMV token by token elsewhere). Throughput
+/// in multiply-accumulates.
+fn gemm_blocks(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gemm_i8_blocks");
+    group.sample_size(20);
+    let block = 32;
+    for &(rows, cols, tokens) in &[
+        (768usize, 768usize, 32usize),
+        (768, 768, 128),
+        (3072, 768, 128),
+        (768, 3072, 128),
+    ] {
+        let mut rng = Rng::new(4);
+        let w: Vec<i8> = (0..rows * cols).map(|_| rng.i8()).collect();
+        let x: Vec<i8> = (0..tokens * cols).map(|_| rng.i8()).collect();
+        let nb = cols.div_ceil(block);
+        let scales: Vec<f32> = (0..tokens * nb)
+            .map(|_| 0.01 + rng.normal().abs())
+            .collect();
+        let mut sums = vec![0i32; rows * nb];
+        kernels::gemm_weight_sums(&w, cols, block, &mut sums);
+        let mut work = vec![0u32; kernels::gemm_workspace_words(tokens, cols, block)];
+        let mut out = vec![0f32; tokens * rows];
+        let shape = format!("{rows}x{cols}x{tokens}");
+        group.throughput(Throughput::Elements((rows * cols * tokens) as u64));
+        group.bench_function(BenchmarkId::new("reference", &shape), |b| {
+            b.iter(|| {
+                reference::gemm_i8_blocks_f32(
+                    black_box(&w),
+                    cols,
+                    black_box(&x),
+                    block,
+                    &scales,
+                    rows,
+                    &mut out,
+                )
+            })
+        });
+        group.bench_function(BenchmarkId::new("dispatched", &shape), |b| {
+            b.iter(|| {
+                let input =
+                    kernels::GemmInput::new(black_box(&x), cols, block, &scales, tokens, &mut work);
+                kernels::gemm_i8_blocks(black_box(&w), rows, &sums, &input, &mut out)
+            })
+        });
+    }
+    group.finish();
+}
+
 fn layer_norm_and_softmax(c: &mut Criterion) {
     let mut rng = Rng::new(2);
     let x: Vec<f32> = (0..768).map(|_| rng.normal()).collect();
@@ -82,5 +133,11 @@ fn layer_norm_and_softmax(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, gemv, gemv_blocks, layer_norm_and_softmax);
+criterion_group!(
+    benches,
+    gemv,
+    gemv_blocks,
+    gemm_blocks,
+    layer_norm_and_softmax
+);
 criterion_main!(benches);

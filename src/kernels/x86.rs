@@ -463,36 +463,43 @@ pub(crate) unsafe fn gemm_packed_vnni(
     if rows == 0 || w.len() < rows * cols || sums.len() < rows * nb || out.len() < tokens * rows {
         return false;
     }
-    let mut at = 0;
-    for t0 in (0..tokens).step_by(PASS) {
-        let g = pass_groups(tokens - t0);
-        let n = PASS.min(tokens - t0);
-        let xp = &packed[at..at + 16 * g * k4];
-        let sp = &packed[at + 16 * g * k4..at + 16 * g * (k4 + nb)];
-        let out = &mut out[t0 * rows..(t0 + n) * rows];
-        let mut r = 0;
-        // SAFETY (every call below): AVX-512 F and VNNI are available (the caller's contract); `pass_rows` reads
-        // rows `r..r + R` of `w` and of `sums` (inside, by the checks above), the pass's `xp` and `sp` (sized
-        // above from the layout `pack_vnni` wrote), and writes `out[t * rows + r + i]` for `t < n`, `i < R`.
-        while r + ROWS <= rows {
-            unsafe {
-                match g {
-                    1 => pass_rows::<ROWS, 1>(w, cols, block, xp, sp, sums, r, rows, n, out),
-                    _ => pass_rows::<ROWS, 2>(w, cols, block, xp, sp, sums, r, rows, n, out),
+    // Rows in chunks of about 32 KiB of weights, each chunk serving every pass while it is in cache (the packed
+    // activations of all passes stay in L2).
+    let chunk = (32 * 1024 / cols).max(1).next_multiple_of(ROWS);
+    for c0 in (0..rows).step_by(chunk) {
+        let c1 = rows.min(c0 + chunk);
+        let mut at = 0;
+        for t0 in (0..tokens).step_by(PASS) {
+            let g = pass_groups(tokens - t0);
+            let n = PASS.min(tokens - t0);
+            let xp = &packed[at..at + 16 * g * k4];
+            let sp = &packed[at + 16 * g * k4..at + 16 * g * (k4 + nb)];
+            let out = &mut out[t0 * rows..(t0 + n) * rows];
+            let mut r = c0;
+            // SAFETY (every call below): AVX-512 F and VNNI are available (the caller's contract); `pass_rows`
+            // reads rows `r..r + R` of `w` and of `sums` (inside, by the checks above), the pass's `xp` and `sp`
+            // (sized above from the layout `pack_vnni` wrote), and writes `out[t * rows + r + i]` for `t < n`,
+            // `i < R`.
+            while r + ROWS <= c1 {
+                unsafe {
+                    match g {
+                        1 => pass_rows::<ROWS, 1>(w, cols, block, xp, sp, sums, r, rows, n, out),
+                        _ => pass_rows::<ROWS, 2>(w, cols, block, xp, sp, sums, r, rows, n, out),
+                    }
                 }
+                r += ROWS;
             }
-            r += ROWS;
-        }
-        while r < rows {
-            unsafe {
-                match g {
-                    1 => pass_rows::<1, 1>(w, cols, block, xp, sp, sums, r, rows, n, out),
-                    _ => pass_rows::<1, 2>(w, cols, block, xp, sp, sums, r, rows, n, out),
+            while r < c1 {
+                unsafe {
+                    match g {
+                        1 => pass_rows::<1, 1>(w, cols, block, xp, sp, sums, r, rows, n, out),
+                        _ => pass_rows::<1, 2>(w, cols, block, xp, sp, sums, r, rows, n, out),
+                    }
                 }
+                r += 1;
             }
-            r += 1;
+            at += 16 * g * (k4 + nb);
         }
-        at += 16 * g * (k4 + nb);
     }
     true
 }
