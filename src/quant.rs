@@ -19,7 +19,19 @@ pub const QMAX: i32 = 127;
 #[inline(always)]
 pub fn round_to_i8(x: f32) -> i8 {
     let r = if x >= 0.0 { x + 0.5 } else { x - 0.5 };
-    (r as i32).clamp(-QMAX, QMAX) as i8
+    trunc_clamp(r, -QMAX as f32, QMAX as f32) as i8
+}
+
+/// `(r as i32).clamp(lo, hi)` for integral `lo <= hi` inside `i32`'s range: NaN gives 0 (clamped), anything else
+/// is clamped in `f32` first and then truncated toward zero, which is the same value. Written this way because the
+/// saturating `as` does not vectorise (each element goes through a scalar `cvttss2si` and its range checks, 6 %
+/// of the engine's time at 128 tokens on x86-64), while the conversion below is one `cvttps2dq` per 8 values.
+#[inline(always)]
+fn trunc_clamp(r: f32, lo: f32, hi: f32) -> i32 {
+    let r = if r.is_nan() { 0.0 } else { r }.clamp(lo, hi);
+    // SAFETY: `r` is not NaN, and lies in `lo..=hi`, which the callers keep inside `i32`'s range, so it is finite
+    // and its truncation is representable: `to_int_unchecked`'s precondition.
+    unsafe { r.to_int_unchecked::<i32>() }
 }
 
 /// The symmetric scale for a row whose largest magnitude is `max_abs`: `max_abs / 127`, or 1.0 when the row is
@@ -88,7 +100,7 @@ pub const QMAX16: i32 = 32767;
 #[inline(always)]
 pub fn round_to_i16(x: f32) -> i16 {
     let r = if x >= 0.0 { x + 0.5 } else { x - 0.5 };
-    (r as i32).clamp(-QMAX16, QMAX16) as i16
+    trunc_clamp(r, -QMAX16 as f32, QMAX16 as f32) as i16
 }
 
 /// The largest magnitude for 16-bit attention rows of length `d` such that a dot product of two of them cannot
@@ -145,7 +157,7 @@ pub fn quantize_row_u8(x: &[f32], q: &mut [u8]) -> f32 {
     let inv = 1.0 / scale;
     q.iter_mut()
         .zip(x)
-        .for_each(|(q, &v)| *q = ((v * inv + 0.5) as i32).clamp(0, 255) as u8);
+        .for_each(|(q, &v)| *q = trunc_clamp(v * inv + 0.5, 0.0, 255.0) as u8);
     scale
 }
 
@@ -217,6 +229,43 @@ mod tests {
                 1.0
             };
             assert_eq!(scale.to_bits(), expected.to_bits(), "len {len}");
+        }
+    }
+
+    /// The vectorisable conversion equals the saturating `as` followed by the clamp, on every bit pattern class:
+    /// a sweep through all exponents, halves, both zeros, infinities, NaN and the clamp bounds.
+    #[test]
+    fn trunc_clamp_equals_the_saturating_cast_then_clamp() {
+        let bounds = [(-127i32, 127i32), (-32767, 32767), (0, 255)];
+        let mut values = std::vec![
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            f32::MAX,
+            f32::MIN
+        ];
+        let mut bits = 0u32;
+        while bits < u32::MAX - 40_009 {
+            values.push(f32::from_bits(bits));
+            bits += 40_009;
+        }
+        for v in -300..300 {
+            for frac in [0.0f32, 0.25, 0.5, 0.75, 0.999] {
+                values.push(v as f32 + frac);
+                values.push(v as f32 - frac);
+            }
+        }
+        for &(lo, hi) in &bounds {
+            for &r in &values {
+                let expected = (r as i32).clamp(lo, hi);
+                assert_eq!(
+                    trunc_clamp(r, lo as f32, hi as f32),
+                    expected,
+                    "{r:e} in {lo}..={hi}"
+                );
+            }
         }
     }
 
