@@ -5,7 +5,7 @@ use super::layer::Int8Scratch;
 use super::linear::{as_f32, linear_f32};
 use super::observer::{Observer, Site};
 use super::Inputs;
-use crate::format::{Matrix, Model};
+use crate::format::{Matrix, MatrixData, Model};
 use crate::kernels::layer_norm_f32;
 use crate::quant;
 
@@ -73,21 +73,73 @@ impl<'a> Embeddings<'a> {
     /// int8 engine: fills `s.hidden` / `s.hidden_scale` (`block`-wide blocks) for every token. The E-wide
     /// embedding row stays `f32` through `mapping_in` (int8 weights dequantised on the fly, as the f32 reference
     /// does): at E = 128 it is about 1 % of the multiply-adds, and an 8-bit embedding row costs accuracy.
+    ///
+    /// With `s.mapping_t` (the speed arena: `mapping_in`'s int8 values transposed, see [`Self::prepare_mapping_t`])
+    /// the projection runs one input column at a time over all H rows, which vectorises across rows; each row's sum
+    /// still adds the same products in the same order from 0.0, so the bits are [`linear_f32`]'s. On x86-64 with
+    /// `std` it is compiled for AVX2 as well and chosen at run time.
     pub(crate) fn forward_i8(&self, inputs: &Inputs, block: usize, s: &mut Int8Scratch) {
+        #[cfg(all(target_arch = "x86_64", feature = "std"))]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { self.forward_i8_avx2(inputs, block, s) };
+        }
+        self.forward_i8_body(inputs, block, s)
+    }
+
+    /// [`Self::forward_i8_body`] compiled with AVX2 enabled. Safety: the CPU must have AVX2.
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
+    #[target_feature(enable = "avx2")]
+    unsafe fn forward_i8_avx2(&self, inputs: &Inputs, block: usize, s: &mut Int8Scratch) {
+        self.forward_i8_body(inputs, block, s)
+    }
+
+    #[inline(always)]
+    fn forward_i8_body(&self, inputs: &Inputs, block: usize, s: &mut Int8Scratch) {
         let (e, h) = (self.word.cols, self.mapping_in.rows);
         let nb = h.div_ceil(block.max(1));
+        let transposed = match self.mapping_in.data {
+            MatrixData::I8 { scales, .. } if s.mapping_t.len() == e * h => Some(scales),
+            _ => None,
+        };
         for t in 0..inputs.input_ids.len() {
             // The token-type and position rows pass through the accumulator, viewed as f32.
             let row = &mut s.row[..e];
             self.embed(inputs, t, row, &mut as_f32(s.acc)[..e]);
             let y = &mut as_f32(s.acc)[..h];
-            linear_f32(&self.mapping_in, 0, row, self.mapping_bias, y);
+            match transposed {
+                Some(scales) => {
+                    y.iter_mut().for_each(|y| *y = 0.0);
+                    for (col, &x) in s.mapping_t.chunks_exact(h).zip(row.iter()) {
+                        y.iter_mut().zip(col).for_each(|(y, &q)| *y += q as f32 * x);
+                    }
+                    for ((y, &sc), &b) in y.iter_mut().zip(scales).zip(self.mapping_bias) {
+                        *y = sc * *y + b;
+                    }
+                }
+                None => linear_f32(&self.mapping_in, 0, row, self.mapping_bias, y),
+            }
             quant::quantize_blocks(
                 y,
                 block,
                 &mut s.hidden[t * h..(t + 1) * h],
                 &mut s.hidden_scale[t * nb..(t + 1) * nb],
             );
+        }
+    }
+
+    /// Fills `mapping_t` (E x H, or empty) with `mapping_in`'s int8 values transposed: column `k` of the matrix
+    /// becomes row `k`. Once per forward pass.
+    pub(crate) fn prepare_mapping_t(&self, mapping_t: &mut [i8]) {
+        let (e, h) = (self.mapping_in.cols, self.mapping_in.rows);
+        if let MatrixData::I8 { values, .. } = self.mapping_in.data {
+            if mapping_t.len() == e * h && values.len() >= e * h {
+                for (r, row) in values.chunks_exact(e).take(h).enumerate() {
+                    for (k, &q) in row.iter().enumerate() {
+                        mapping_t[k * h + r] = q;
+                    }
+                }
+            }
         }
     }
 }

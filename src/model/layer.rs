@@ -62,6 +62,7 @@ pub(crate) struct Int8Scratch<'s> {
     pub tile: usize,                 // tokens per GEMM
     pub work: &'s mut [u32],         // the GEMM kernels' workspace
     pub sums: &'s mut [i32],         // the GEMM's weight sums (`layer_sums_len`), or empty
+    pub mapping_t: &'s mut [i8],     // (E, H): `mapping_in` transposed (the speed arena), or empty
     pub q: &'s mut [i16],            // (d): one query row
     pub k: &'s mut [i16],            // (seq, d)
     pub vt: &'s mut [i8],            // (d, seq): V transposed, so P.V is a GEMV

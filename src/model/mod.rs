@@ -105,6 +105,7 @@ struct Int8Plan {
     out: usize,    // (tile, H) i32 / f32
     work: usize,   // u32 words: the GEMM kernels' workspace (tiles of more than one token only)
     sums: usize, // i32: the GEMM's weight sums (tiles of more than one token, where the kernel uses them)
+    mapping_t: usize, // (E, H) i8: `mapping_in` transposed (tiles of more than one token)
     head: usize, // (seq, d): K as i16, V transposed as i8, one head at a time
     q: usize,    // (d) i16: one query row; also (d) i32: the row sums of V transposed
     head_scale: usize, // (seq) f32, for each of K and V
@@ -137,6 +138,7 @@ impl Int8Plan {
             } else {
                 0
             },
+            mapping_t: if tile > 1 { e * h } else { 0 },
             head: seq * d,
             q: d,
             head_scale: seq,
@@ -155,6 +157,7 @@ impl Int8Plan {
             + round16(4 * self.out)
             + round16(4 * self.work)
             + round16(4 * self.sums)
+            + round16(self.mapping_t)
             + round16(2 * self.head)
             + round16(self.head)
             + round16(2 * self.q)
@@ -403,6 +406,7 @@ fn forward(
                 out: a.i32s(p.out),
                 work: a.u32s(p.work),
                 sums: a.i32s(p.sums),
+                mapping_t: a.i8s(p.mapping_t),
                 tile,
                 q: a.i16s(p.q),
                 k: a.i16s(p.head),
@@ -412,6 +416,7 @@ fn forward(
                 v_sum: a.i32s(p.q),
                 probs: a.u8s(p.probs),
             };
+            embeddings.prepare_mapping_t(s.mapping_t);
             embeddings.forward_i8(inputs, block, &mut s);
             layer.prepare_sums(s.sums);
             for _ in 0..c.num_hidden_layers {
