@@ -1,6 +1,7 @@
 //! Compute kernels. `reference` is the specification; optimised variants for a target are chosen at build time
 //! with `#[cfg(target_arch / target_feature)]` and must agree with it exactly (integer kernels bit for bit).
 
+pub mod attention;
 #[cfg(any(
     target_arch = "aarch64",
     all(

@@ -549,3 +549,75 @@ fn gemm_i8_blocks_matches_reference_bit_for_bit() {
 fn gemm_i8_blocks_small_shapes() {
     gemm_random(22, 12);
 }
+
+/// A head's K and V through `attention::Keys` / `attention::Values` (packed for AVX-512 VNNI where the CPU has
+/// it, row-major / transposed elsewhere) against the reference products on plain layouts: sequence lengths around
+/// the 16-key groups and 4-token words, head sizes odd and even, below and above 16, the full `i16` and `i8`
+/// ranges (the scores wrap like the reference), probabilities 0 and 255, and probability rows shorter than the
+/// sequence.
+#[test]
+fn attention_products_match_the_reference() {
+    use super::attention::{keys_len, values_len, Keys, Values};
+    let mut rng = Rng::new(31);
+    for i in 0..300 {
+        let seq = [1usize, 2, 3, 4, 5, 15, 16, 17, 31, 33, 64, 100, 128, 130][rng.below(14)];
+        let d = [1usize, 2, 3, 7, 8, 16, 17, 32, 63, 64, 100][rng.below(11)];
+        let wide = i % 3 == 0;
+        let k: Vec<i16> = (0..seq * d)
+            .map(|_| {
+                if wide {
+                    rng.next_u64() as i16
+                } else {
+                    (rng.below(11585) as i16) - 5792
+                }
+            })
+            .collect();
+        let q: Vec<i16> = (0..d)
+            .map(|_| {
+                if wide {
+                    rng.next_u64() as i16
+                } else {
+                    (rng.below(11585) as i16) - 5792
+                }
+            })
+            .collect();
+        let mut kbuf = std::vec![0x5A5Ai16; keys_len(seq, d)];
+        let mut keys = Keys::new(&mut kbuf, seq, d).unwrap();
+        for t in 0..seq {
+            keys.set(t, &k[t * d..(t + 1) * d]);
+        }
+        let mut expected = std::vec![UNTOUCHED; seq];
+        let mut got = std::vec![UNTOUCHED; seq];
+        reference::gemv_i16_i32(&k, d, &q, &mut expected);
+        keys.scores(&q, &mut got);
+        assert_eq!(got, expected, "scores seq {seq} d {d}");
+
+        let v: Vec<i8> = (0..seq * d).map(|_| rng.i8()).collect();
+        let n_probs = if i % 7 == 0 { seq - 1 } else { seq };
+        let probs: Vec<u8> = (0..n_probs)
+            .map(|_| match rng.below(4) {
+                0 => 0,
+                1 => 255,
+                _ => rng.next_u64() as u8,
+            })
+            .collect();
+        let mut vbuf = std::vec![0x5Ai8; values_len(seq, d)];
+        let mut values = Values::new(&mut vbuf, seq, d).unwrap();
+        for t in 0..seq {
+            values.set(t, &v[t * d..(t + 1) * d]);
+        }
+        let vt: Vec<i8> = (0..d * seq).map(|i| v[(i % seq) * d + i / seq]).collect();
+        let mut expected = std::vec![UNTOUCHED; d];
+        for (c, e) in expected.iter_mut().enumerate() {
+            let mut one = [0];
+            reference::gemv_u8_i8_i32(&vt[c * seq..c * seq + n_probs], n_probs, &probs, &mut one);
+            *e = one[0];
+        }
+        let mut got = std::vec![UNTOUCHED; d];
+        let mut sums = std::vec![0i32; d];
+        values.prepare_sums(&mut sums);
+        let mut p = probs.clone();
+        values.attend(&mut p, &sums, &mut got);
+        assert_eq!(got, expected, "values seq {seq} d {d} probs {n_probs}");
+    }
+}

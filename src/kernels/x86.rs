@@ -567,3 +567,109 @@ unsafe fn pass_rows<const R: usize, const G: usize>(
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Attention products on packed K and V (AVX-512 VNNI); layouts in `super::attention`
+// ---------------------------------------------------------------------------------------------------------------
+
+/// `out[j] = k_j . q` on keys packed 16 to a group (`attention::Keys`): for each pair of channels, `vpdpwssd`
+/// multiplies the 16 keys' pairs by the query's pair broadcast and adds both products to the key's lane, with
+/// wrapping 32-bit adds, so each lane is the reference's wrapping sum (the order of wrapping adds does not matter).
+/// Four groups run side by side.
+///
+/// Safety: AVX-512 F and VNNI available; `kp` holds `seq.div_ceil(16) * 16 * d.div_ceil(2) * 2` values in that
+/// layout; `q` at least `d` values; `out.len() <= seq`.
+#[target_feature(enable = "avx512f,avx512vnni")]
+pub(crate) unsafe fn scores_vnni(kp: &[i16], seq: usize, d: usize, q: &[i16], out: &mut [i32]) {
+    let d2 = d.div_ceil(2);
+    let groups = seq.div_ceil(16);
+    debug_assert!(kp.len() >= groups * d2 * 32 && q.len() >= d && out.len() <= seq);
+    // The query as pairs of channels (a zero pads an odd `d`).
+    let pair = |c2: usize| {
+        let lo = q[2 * c2] as u16 as u32;
+        let hi = if 2 * c2 + 1 < d {
+            q[2 * c2 + 1] as u16 as u32
+        } else {
+            0
+        };
+        _mm512_set1_epi32((lo | hi << 16) as i32)
+    };
+    let mut g = 0;
+    while g < groups {
+        let n = (groups - g).min(4);
+        let mut acc = [_mm512_setzero_si512(); 4];
+        for c2 in 0..d2 {
+            let qv = pair(c2);
+            for (i, a) in acc.iter_mut().enumerate().take(n) {
+                // SAFETY: group g + i < groups and c2 < d2, so the 32 values at that offset are inside `kp`.
+                let kv = unsafe {
+                    _mm512_loadu_si512(kp.as_ptr().add(((g + i) * d2 + c2) * 32) as *const _)
+                };
+                *a = _mm512_dpwssd_epi32(*a, kv, qv);
+            }
+        }
+        for (i, a) in acc.iter().enumerate().take(n) {
+            let mut lanes = [0i32; 16];
+            // SAFETY: `lanes` is 16 i32s.
+            unsafe { _mm512_storeu_si512(lanes.as_mut_ptr() as *mut _, *a) };
+            let j0 = (g + i) * 16;
+            if j0 < out.len() {
+                let m = (out.len() - j0).min(16);
+                out[j0..j0 + m].copy_from_slice(&lanes[..m]);
+            }
+        }
+        g += n;
+    }
+}
+
+/// `out[c] = sum_j v_j[c] probs[j]` on values packed four tokens to a word (`attention::Values`): for each four
+/// tokens, `vpdpbusd` multiplies their probabilities (unsigned, broadcast) by the 16 channels' four values
+/// (signed) and adds the four products to the channel's lane. Every product is below 2^15 and the sum over at most
+/// 2^16 tokens fits `i32`: the reference's exact sum. Two accumulators per 16 channels (even and odd steps),
+/// added at the end. Tokens past `probs.len()` count with probability 0.
+///
+/// Safety: AVX-512 F and VNNI available; `vp` holds `seq.div_ceil(4) * 4 * d.div_ceil(16) * 16` values in that
+/// layout; `probs.len() <= seq`; `out.len() <= d`.
+#[target_feature(enable = "avx512f,avx512vnni")]
+pub(crate) unsafe fn attend_vnni(vp: &[i8], seq: usize, d: usize, probs: &[u8], out: &mut [i32]) {
+    let d16 = d.div_ceil(16);
+    let steps = seq.div_ceil(4);
+    debug_assert!(vp.len() >= steps * d16 * 64 && probs.len() <= seq && out.len() <= d);
+    // Four probabilities to a word, the last word padded with zeros.
+    let full = probs.len() / 4;
+    let word = |j4: usize| {
+        let w = if j4 < full {
+            let p = &probs[4 * j4..4 * j4 + 4];
+            u32::from_le_bytes([p[0], p[1], p[2], p[3]])
+        } else {
+            let mut p = [0u8; 4];
+            for (k, b) in p.iter_mut().enumerate() {
+                *b = probs.get(4 * j4 + k).copied().unwrap_or(0);
+            }
+            u32::from_le_bytes(p)
+        };
+        _mm512_set1_epi32(w as i32)
+    };
+    for cg in 0..d16 {
+        let mut acc = [_mm512_setzero_si512(); 2];
+        for j4 in 0..steps {
+            // SAFETY: j4 < steps and cg < d16, so the 64 bytes at that offset are inside `vp`.
+            let vv =
+                unsafe { _mm512_loadu_si512(vp.as_ptr().add((j4 * d16 + cg) * 64) as *const _) };
+            acc[j4 % 2] = _mm512_dpbusd_epi32(acc[j4 % 2], word(j4), vv);
+        }
+        let mut lanes = [0i32; 16];
+        // SAFETY: `lanes` is 16 i32s.
+        unsafe {
+            _mm512_storeu_si512(
+                lanes.as_mut_ptr() as *mut _,
+                _mm512_add_epi32(acc[0], acc[1]),
+            )
+        };
+        let c0 = cg * 16;
+        if c0 < out.len() {
+            let m = (out.len() - c0).min(16);
+            out[c0..c0 + m].copy_from_slice(&lanes[..m]);
+        }
+    }
+}

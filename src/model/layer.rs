@@ -6,6 +6,7 @@ use super::observer::{Observer, Site};
 use super::Inputs;
 use crate::config::Activation;
 use crate::format::{Matrix, MatrixData, Model};
+use crate::kernels::attention::{Keys, Values};
 use crate::kernels::{self, dot_f32, layer_norm_f32, masked_softmax_f32, GemmInput};
 use crate::{math, quant};
 
@@ -64,8 +65,8 @@ pub(crate) struct Int8Scratch<'s> {
     pub sums: &'s mut [i32],         // the GEMM's weight sums (`layer_sums_len`), or empty
     pub mapping_t: &'s mut [i8],     // (E, H): `mapping_in` transposed (the speed arena), or empty
     pub q: &'s mut [i16],            // (d): one query row
-    pub k: &'s mut [i16],            // (seq, d)
-    pub vt: &'s mut [i8],            // (d, seq): V transposed, so P.V is a GEMV
+    pub k: &'s mut [i16],            // (`attention::keys_len(seq, d)`): one head's K
+    pub vt: &'s mut [i8],            // (`attention::values_len(seq, d)`): one head's V
     pub k_scale: &'s mut [f32],      // (seq)
     pub v_scale: &'s mut [f32],      // (seq)
     pub v_sum: &'s mut [i32],        // (d): row sums of `vt`
@@ -271,7 +272,13 @@ impl<'a> Layer<'a> {
         for head in 0..heads {
             let r0 = head * d;
             let rows = r0..r0 + d;
-            // K (16 bits) and V (8 bits, transposed) of this head for every token, one scale per token, `tile`
+            // The plan sizes both buffers with `keys_len` / `values_len`, so these always exist.
+            let (Some(mut keys), Some(mut values)) =
+                (Keys::new(s.k, seq, d), Values::new(s.vt, seq, d))
+            else {
+                return;
+            };
+            // K (16 bits) and V (8 bits) of this head for every token, one scale per token, `tile`
             // tokens per GEMM.
             for t0 in (0..seq).step_by(tile) {
                 let tn = tile.min(seq - t0);
@@ -297,7 +304,8 @@ impl<'a> Layer<'a> {
                 );
                 for (tt, y) in y.chunks_exact(d).enumerate() {
                     let t = t0 + tt;
-                    s.k_scale[t] = quant::quantize_row_i16(y, qmax, &mut s.k[t * d..(t + 1) * d]);
+                    s.k_scale[t] = quant::quantize_row_i16(y, qmax, &mut s.q[..d]);
+                    keys.set(t, &s.q[..d]);
                 }
                 let bias = &self.value_bias[rows.clone()];
                 let y = linear_i8_tokens(
@@ -312,14 +320,10 @@ impl<'a> Layer<'a> {
                 for (tt, y) in y.chunks_exact(d).enumerate() {
                     let t = t0 + tt;
                     s.v_scale[t] = quant::quantize_row(y, &mut s.qrow[..d]);
-                    for (c, &v) in s.qrow[..d].iter().enumerate() {
-                        s.vt[c * seq + t] = v;
-                    }
+                    values.set(t, &s.qrow[..d]);
                 }
             }
-            for (sum, row) in s.v_sum[..d].iter_mut().zip(s.vt.chunks_exact(seq.max(1))) {
-                *sum = row.iter().map(|&v| v as i32).sum();
-            }
+            values.prepare_sums(&mut s.v_sum[..d]);
             // Q rows a tile at a time; then one query at a time: scores, softmax, then P.V with V's per-token
             // scales folded into P.
             for t0 in (0..seq).step_by(tile) {
@@ -348,7 +352,7 @@ impl<'a> Layer<'a> {
                     let t = t0 + tt;
                     let qs = quant::quantize_row_i16(y, qmax, &mut s.q[..d]) * inv_sqrt_d;
                     let acc = &mut s.acc[..seq];
-                    kernels::gemv_i16_i32(&s.k[..seq * d], d, &s.q[..d], acc);
+                    keys.scores(&s.q[..d], acc);
                     for (a, &ks) in acc.iter_mut().zip(s.k_scale.iter()) {
                         *a = (*a as f32 * (qs * ks)).to_bits() as i32;
                     }
@@ -359,16 +363,8 @@ impl<'a> Layer<'a> {
                         .zip(s.v_scale.iter())
                         .for_each(|(p, &vs)| *p *= vs);
                     let ps = quant::quantize_row_u8(scores, &mut s.probs[..seq]);
-                    // P.V with the int8 kernel: q - 128 (the top bit flipped), plus 128 times V's row sums.
-                    s.probs[..seq].iter_mut().for_each(|p| *p ^= 0x80);
                     let acc = &mut s.acc[..d];
-                    kernels::gemv_u8_i8_i32_offset(
-                        &s.vt[..d * seq],
-                        seq,
-                        bytemuck::cast_slice(&s.probs[..seq]),
-                        &s.v_sum[..d],
-                        acc,
-                    );
+                    values.attend(&mut s.probs[..seq], &s.v_sum[..d], acc);
                     for a in acc.iter_mut() {
                         *a = (*a as f32 * ps).to_bits() as i32;
                     }

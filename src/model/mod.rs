@@ -106,7 +106,8 @@ struct Int8Plan {
     work: usize,   // u32 words: the GEMM kernels' workspace (tiles of more than one token only)
     sums: usize, // i32: the GEMM's weight sums (tiles of more than one token, where the kernel uses them)
     mapping_t: usize, // (E, H) i8: `mapping_in` transposed (tiles of more than one token)
-    head: usize, // (seq, d): K as i16, V transposed as i8, one head at a time
+    keys: usize, // (seq, d) i16, in the attention kernels' layout (`attention::keys_len`), one head at a time
+    values: usize, // (seq, d) i8, likewise (`attention::values_len`)
     q: usize,    // (d) i16: one query row; also (d) i32: the row sums of V transposed
     head_scale: usize, // (seq) f32, for each of K and V
     probs: usize, // (seq) u8: one row of quantised attention probabilities
@@ -139,7 +140,8 @@ impl Int8Plan {
                 0
             },
             mapping_t: if tile > 1 { e * h } else { 0 },
-            head: seq * d,
+            keys: kernels::attention::keys_len(seq, d),
+            values: kernels::attention::values_len(seq, d),
             q: d,
             head_scale: seq,
             probs: seq,
@@ -158,8 +160,8 @@ impl Int8Plan {
             + round16(4 * self.work)
             + round16(4 * self.sums)
             + round16(self.mapping_t)
-            + round16(2 * self.head)
-            + round16(self.head)
+            + round16(2 * self.keys)
+            + round16(self.values)
             + round16(2 * self.q)
             + round16(4 * self.q)
             + 2 * round16(4 * self.head_scale)
@@ -409,8 +411,8 @@ fn forward(
                 mapping_t: a.i8s(p.mapping_t),
                 tile,
                 q: a.i16s(p.q),
-                k: a.i16s(p.head),
-                vt: a.i8s(p.head),
+                k: a.i16s(p.keys),
+                vt: a.i8s(p.values),
                 k_scale: a.f32s(p.head_scale),
                 v_scale: a.f32s(p.head_scale),
                 v_sum: a.i32s(p.q),

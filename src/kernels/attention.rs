@@ -1,0 +1,211 @@
+//! One attention head's K and V, stored in the layout this target's kernels want, and the two products of the
+//! attention step: the scores `K q` (16-bit) and the context `P V` (8-bit probabilities times 8-bit values).
+//!
+//! On x86-64 CPUs with AVX-512 VNNI, keys are packed 16 to a vector for `vpdpwssd` and values four tokens to a
+//! word for `vpdpbusd` (one lane per key, one lane per channel); elsewhere K is row-major and V transposed, and the
+//! products go through [`super::gemv_i16_i32`] and [`super::gemv_u8_i8_i32_offset`]. Every layout gives the same
+//! integers as [`reference::gemv_i16_i32`] and [`reference::gemv_u8_i8_i32`] (tests in `kernels::tests`).
+
+use super::reference;
+
+/// `i16` elements a head's K needs for `seq` tokens of `d` values.
+pub const fn keys_len(seq: usize, d: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let packed = seq.div_ceil(16) * 16 * d.div_ceil(2) * 2;
+        if packed > seq * d {
+            packed
+        } else {
+            seq * d
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        seq * d
+    }
+}
+
+/// `i8` elements a head's V needs for `seq` tokens of `d` values.
+pub const fn values_len(seq: usize, d: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let packed = seq.div_ceil(4) * 4 * d.div_ceil(16) * 16;
+        if packed > seq * d {
+            packed
+        } else {
+            seq * d
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        seq * d
+    }
+}
+
+/// Whether this CPU takes the packed layouts (decided once per call site; stable for the process).
+#[inline]
+fn packed() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::x86::vnni512_available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The keys of one head: `seq` rows of `d` 16-bit values in `buf` ([`keys_len`]).
+pub struct Keys<'a> {
+    buf: &'a mut [i16],
+    seq: usize,
+    d: usize,
+    packed: bool,
+}
+
+impl<'a> Keys<'a> {
+    /// Keys for `seq` tokens of `d` values in `buf`; `None` when `buf` is shorter than [`keys_len`].
+    pub fn new(buf: &'a mut [i16], seq: usize, d: usize) -> Option<Self> {
+        let buf = buf.get_mut(..keys_len(seq, d))?;
+        let packed = packed();
+        if packed {
+            // Padding keys and channels are zero, so they add nothing.
+            buf.iter_mut().for_each(|v| *v = 0);
+        }
+        Some(Keys {
+            buf,
+            seq,
+            d,
+            packed,
+        })
+    }
+
+    /// Stores key `t`'s values (`row[..d]`; a shorter row leaves the rest as it was).
+    pub fn set(&mut self, t: usize, row: &[i16]) {
+        if t >= self.seq {
+            return;
+        }
+        let d = self.d;
+        if self.packed {
+            // Key t is lane t % 16 of group t / 16; channel pair c / 2 is word c / 2 of that lane.
+            let d2 = d.div_ceil(2);
+            let base = (t / 16) * d2 * 32 + (t % 16) * 2;
+            for (c, &v) in row.iter().take(d).enumerate() {
+                self.buf[base + (c / 2) * 32 + c % 2] = v;
+            }
+        } else {
+            let n = d.min(row.len());
+            self.buf[t * d..t * d + n].copy_from_slice(&row[..n]);
+        }
+    }
+
+    /// `out[j] = k_j . q` for every key `j < min(seq, out.len())`, exact in `i32` with wrapping adds (as
+    /// [`reference::gemv_i16_i32`]).
+    pub fn scores(&self, q: &[i16], out: &mut [i32]) {
+        let (seq, d) = (self.seq, self.d);
+        let m = seq.min(out.len());
+        let out = &mut out[..m];
+        #[cfg(target_arch = "x86_64")]
+        if self.packed && q.len() >= d {
+            // SAFETY: `packed` means AVX-512 F and VNNI are available; `buf` holds `keys_len(seq, d)` values in
+            // the packed layout, `q` at least `d` values, `out` at most `seq`.
+            return unsafe { super::x86::scores_vnni(self.buf, seq, d, q, out) };
+        }
+        super::gemv_i16_i32(&self.buf[..seq * d], d, q, out)
+    }
+}
+
+/// The values of one head: `seq` rows of `d` 8-bit values in `buf` ([`values_len`]).
+pub struct Values<'a> {
+    buf: &'a mut [i8],
+    seq: usize,
+    d: usize,
+    packed: bool,
+}
+
+impl<'a> Values<'a> {
+    /// Values for `seq` tokens of `d` values in `buf`; `None` when `buf` is shorter than [`values_len`].
+    pub fn new(buf: &'a mut [i8], seq: usize, d: usize) -> Option<Self> {
+        let buf = buf.get_mut(..values_len(seq, d))?;
+        let packed = packed();
+        if packed {
+            buf.iter_mut().for_each(|v| *v = 0);
+        }
+        Some(Values {
+            buf,
+            seq,
+            d,
+            packed,
+        })
+    }
+
+    /// Stores token `t`'s values (`row[..d]`; a shorter row leaves the rest as it was).
+    pub fn set(&mut self, t: usize, row: &[i8]) {
+        if t >= self.seq {
+            return;
+        }
+        let (seq, d) = (self.seq, self.d);
+        if self.packed {
+            // Tokens 4 to a word: token t is byte t % 4 of channel c's word in row t / 4 (channels padded to 16).
+            let d16 = d.div_ceil(16) * 16;
+            let base = (t / 4) * d16 * 4 + t % 4;
+            for (c, &v) in row.iter().take(d).enumerate() {
+                self.buf[base + c * 4] = v;
+            }
+        } else {
+            for (c, &v) in row.iter().take(d).enumerate() {
+                self.buf[c * seq + t] = v;
+            }
+        }
+    }
+
+    /// What [`Self::attend`] needs besides the values, once all are stored: the transposed layout's row sums
+    /// (`sums[c]`, `d` of them; untouched for the packed layout, which needs none).
+    pub fn prepare_sums(&self, sums: &mut [i32]) {
+        if self.packed {
+            return;
+        }
+        let (seq, d) = (self.seq, self.d);
+        for (s, row) in sums
+            .iter_mut()
+            .zip(self.buf[..seq * d].chunks_exact(seq.max(1)))
+        {
+            *s = row.iter().map(|&v| v as i32).sum();
+        }
+    }
+
+    /// `out[c] = sum_j v_j[c] * probs[j]` for `c < min(d, out.len())`, `j < min(seq, probs.len())`, exact in
+    /// `i32` (as [`reference::gemv_u8_i8_i32`] on V transposed). `sums` are [`Self::prepare_sums`]'s; `probs` may
+    /// be overwritten.
+    pub fn attend(&self, probs: &mut [u8], sums: &[i32], out: &mut [i32]) {
+        let (seq, d) = (self.seq, self.d);
+        let n = seq.min(probs.len());
+        let m = d.min(out.len());
+        let out = &mut out[..m];
+        #[cfg(target_arch = "x86_64")]
+        if self.packed {
+            // SAFETY: `packed` means AVX-512 F and VNNI are available; `buf` holds `values_len(seq, d)` values in
+            // the packed layout, `probs[..n]` at most `seq` values, `out` at most `d`.
+            return unsafe { super::x86::attend_vnni(self.buf, seq, d, &probs[..n], out) };
+        }
+        let vt = &self.buf[..seq * d];
+        if n < seq || sums.len() < m {
+            // Tokens without a probability count as 0: the reference on the rows' first `n` values.
+            return reference_attend(vt, seq, &probs[..n], out);
+        }
+        // P.V with the int8 kernel: p - 128 (the top bit flipped), plus 128 times V's row sums.
+        let probs = &mut probs[..seq];
+        probs.iter_mut().for_each(|p| *p ^= 0x80);
+        super::gemv_u8_i8_i32_offset(vt, seq, bytemuck::cast_slice(probs), &sums[..m], out);
+    }
+}
+
+/// `out[c] = sum_{j < probs.len()} vt[c][j] probs[j]` on the transposed layout (short `probs`).
+fn reference_attend(vt: &[i8], seq: usize, probs: &[u8], out: &mut [i32]) {
+    for (o, row) in out.iter_mut().zip(vt.chunks_exact(seq.max(1))) {
+        let n = probs.len().min(seq);
+        let mut one = [0i32];
+        reference::gemv_u8_i8_i32(&row[..n], n, &probs[..n], &mut one);
+        *o = one[0];
+    }
+}
