@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use albert_edge::format::{header, DType, ALIGN};
-use albert_edge::model::{scratch_size, Precision};
+use albert_edge::model::{scratch_size, scratch_size_for_speed, Precision};
 use albert_edge::Model;
 use byteorder::{ByteOrder, LittleEndian as LE};
 use serde::Serialize;
@@ -62,6 +62,8 @@ pub struct Sections {
 pub struct ScratchRow {
     pub seq_len: usize,
     pub int8: usize,
+    /// `scratch_size_for_speed` for int8 on this host (the engine's fastest arena).
+    pub int8_speed: usize,
     pub fp32: usize,
 }
 
@@ -137,6 +139,7 @@ pub fn report(model: &Model) -> Report {
         .map(|seq_len| ScratchRow {
             seq_len,
             int8: scratch_size(c, seq_len, Precision::Int8),
+            int8_speed: scratch_size_for_speed(c, seq_len, Precision::Int8),
             fp32: scratch_size(c, seq_len, Precision::F32),
         })
         .collect();
@@ -237,9 +240,17 @@ pub fn render_text(r: &Report) -> String {
         let _ = writeln!(s, "  {k:<24} {v:>12}");
     }
     let _ = writeln!(s, "\nscratch arena (bytes) by sequence length");
-    let _ = writeln!(s, "  {:>7} {:>12} {:>12}", "seq_len", "int8", "fp32");
+    let _ = writeln!(
+        s,
+        "  {:>7} {:>12} {:>12} {:>12}",
+        "seq_len", "int8", "int8 speed", "fp32"
+    );
     for row in &r.scratch {
-        let _ = writeln!(s, "  {:>7} {:>12} {:>12}", row.seq_len, row.int8, row.fp32);
+        let _ = writeln!(
+            s,
+            "  {:>7} {:>12} {:>12} {:>12}",
+            row.seq_len, row.int8, row.int8_speed, row.fp32
+        );
     }
     s
 }
