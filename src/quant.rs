@@ -209,7 +209,7 @@ mod tests {
             let xs: Vec<f32> = (0..len)
                 .map(|i| {
                     seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    if seed % 9 == 0 {
+                    if seed.is_multiple_of(9) {
                         specials[i % specials.len()]
                     } else {
                         (seed >> 8) as f32 / 65536.0 - 128.0
