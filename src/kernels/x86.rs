@@ -371,8 +371,8 @@ pub fn vnni512_available() -> bool {
     }
 }
 
-/// Packs `x` (`tokens` rows of `cols`) and its block scales for [`gemm_packed_vnni`] into `work`; returns whether
-/// it did. It does not where the kernel does not apply: the CPU lacks the features, fewer than [`MIN_TOKENS`]
+/// Packs `x` (`tokens` rows of `cols`) and its block scales for `gemm_packed_vnni` into `work`; returns whether
+/// it did. It does not where the kernel does not apply: the CPU lacks the features, fewer than `MIN_TOKENS` (4)
 /// tokens, `cols` or `block` not a multiple of 4, `x` or `x_scales` shorter than `tokens` rows, or `work` smaller
 /// than [`gemm_workspace_words`].
 ///
