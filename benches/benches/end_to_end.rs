@@ -1,6 +1,6 @@
 //! End to end, one thread, batch 1: the int8 engine and the f32 reference on the ALBERT-base shape (random
-//! weights; speed does not depend on their values) at seq 32 and 128, and on the committed fixtures with tract
-//! running the same fixture's fp32 ONNX export in the same run.
+//! weights; speed does not depend on their values) at seq 32 and 128, on the committed fixtures with tract
+//! running the same fixture's fp32 ONNX export in the same run, and on the two shipped SST-2 models.
 //!
 //! A peer comparison on the ALBERT-base shape (tract fp32, ONNX Runtime int8) needs an exported checkpoint: see
 //! `BENCHMARKS.md`.
@@ -111,5 +111,16 @@ fn fixtures(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, albert_base, fixtures);
+/// The two committed SST-2 classifiers (`models/`), int8 as shipped, at seq 32 and 128.
+fn shipped_models(c: &mut Criterion) {
+    for name in ["sst2-albert-pi", "sst2-albert-mcu"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../models/{name}.blob"));
+        let bytes = std::fs::read(&path).expect("models/*.blob are committed");
+        let blob = AlignedBlob::new(&bytes);
+        let model = Model::from_bytes(blob.bytes()).unwrap();
+        bench_model(c, name, &model, &[32, 128], &[Precision::Int8]);
+    }
+}
+
+criterion_group!(benches, albert_base, fixtures, shipped_models);
 criterion_main!(benches);

@@ -111,6 +111,56 @@ fn gemm_blocks(c: &mut Criterion) {
     group.finish();
 }
 
+/// One query of one attention head at ALBERT-base's head size (64) over 128 keys: the 16-bit scores and the
+/// probabilities times V. `reference` runs the reference products on plain layouts; `dispatched` is
+/// `kernels::attention` (packed for AVX-512 VNNI where the CPU has it).
+fn attention(c: &mut Criterion) {
+    use kernels::attention::{keys_len, values_len, Keys, Values};
+    let (seq, d) = (128usize, 64usize);
+    let mut rng = Rng::new(6);
+    let k: Vec<i16> = (0..seq * d).map(|_| rng.i8() as i16 * 45).collect();
+    let q: Vec<i16> = (0..d).map(|_| rng.i8() as i16 * 45).collect();
+    let v: Vec<i8> = (0..seq * d).map(|_| rng.i8()).collect();
+    let vt: Vec<i8> = (0..d * seq).map(|i| v[(i % seq) * d + i / seq]).collect();
+    let probs: Vec<u8> = (0..seq).map(|_| rng.i8() as u8).collect();
+    let mut kbuf = vec![0i16; keys_len(seq, d)];
+    let mut keys = Keys::new(&mut kbuf, seq, d).unwrap();
+    let mut vbuf = vec![0i8; values_len(seq, d)];
+    let mut values = Values::new(&mut vbuf, seq, d).unwrap();
+    for t in 0..seq {
+        keys.set(t, &k[t * d..(t + 1) * d]);
+        values.set(t, &v[t * d..(t + 1) * d]);
+    }
+    let mut sums = vec![0i32; d];
+    values.prepare_sums(&mut sums);
+    let shape = format!("{seq}x{d}");
+    let mut scores = vec![0i32; seq];
+    let mut out = vec![0i32; d];
+    let mut g = c.benchmark_group("attention_scores_i16");
+    g.throughput(Throughput::Elements((seq * d) as u64));
+    g.bench_function(BenchmarkId::new("reference", &shape), |b| {
+        b.iter(|| reference::gemv_i16_i32(black_box(&k), d, black_box(&q), &mut scores))
+    });
+    g.bench_function(BenchmarkId::new("dispatched", &shape), |b| {
+        b.iter(|| keys.scores(black_box(&q), &mut scores))
+    });
+    g.finish();
+    let mut g = c.benchmark_group("attention_pv_u8_i8");
+    g.throughput(Throughput::Elements((seq * d) as u64));
+    g.bench_function(BenchmarkId::new("reference", &shape), |b| {
+        b.iter(|| reference::gemv_u8_i8_i32(black_box(&vt), seq, black_box(&probs), &mut out))
+    });
+    g.bench_function(BenchmarkId::new("dispatched", &shape), |b| {
+        // `attend` may overwrite the probabilities (the portable path flips their top bit): a fresh copy each time.
+        let mut p = probs.clone();
+        b.iter(|| {
+            p.copy_from_slice(&probs);
+            values.attend(black_box(&mut p), &sums, &mut out)
+        })
+    });
+    g.finish();
+}
+
 fn layer_norm_and_softmax(c: &mut Criterion) {
     let mut rng = Rng::new(2);
     let x: Vec<f32> = (0..768).map(|_| rng.normal()).collect();
@@ -138,6 +188,7 @@ criterion_group!(
     gemv,
     gemv_blocks,
     gemm_blocks,
+    attention,
     layer_norm_and_softmax
 );
 criterion_main!(benches);

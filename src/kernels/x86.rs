@@ -572,10 +572,13 @@ unsafe fn pass_rows<const R: usize, const G: usize>(
 // Attention products on packed K and V (AVX-512 VNNI); layouts in `super::attention`
 // ---------------------------------------------------------------------------------------------------------------
 
+/// Key groups of 16 the score kernel runs side by side.
+const GROUPS: usize = 8;
+
 /// `out[j] = k_j . q` on keys packed 16 to a group (`attention::Keys`): for each pair of channels, `vpdpwssd`
 /// multiplies the 16 keys' pairs by the query's pair broadcast and adds both products to the key's lane, with
 /// wrapping 32-bit adds, so each lane is the reference's wrapping sum (the order of wrapping adds does not matter).
-/// Four groups run side by side.
+/// Up to eight groups (128 keys) run side by side, so that their dependency chains overlap.
 ///
 /// Safety: AVX-512 F and VNNI available; `kp` holds `seq.div_ceil(16) * 16 * d.div_ceil(2) * 2` values in that
 /// layout; `q` at least `d` values; `out.len() <= seq`.
@@ -596,8 +599,8 @@ pub(crate) unsafe fn scores_vnni(kp: &[i16], seq: usize, d: usize, q: &[i16], ou
     };
     let mut g = 0;
     while g < groups {
-        let n = (groups - g).min(4);
-        let mut acc = [_mm512_setzero_si512(); 4];
+        let n = (groups - g).min(GROUPS);
+        let mut acc = [_mm512_setzero_si512(); GROUPS];
         for c2 in 0..d2 {
             let qv = pair(c2);
             for (i, a) in acc.iter_mut().enumerate().take(n) {
@@ -650,26 +653,34 @@ pub(crate) unsafe fn attend_vnni(vp: &[i8], seq: usize, d: usize, probs: &[u8], 
         };
         _mm512_set1_epi32(w as i32)
     };
-    for cg in 0..d16 {
-        let mut acc = [_mm512_setzero_si512(); 2];
+    // Up to four groups of 16 channels at a time, each with two accumulators (even and odd steps): eight
+    // independent dependency chains; each broadcast word of probabilities serves them all.
+    let mut c0g = 0;
+    while c0g < d16 {
+        let n = (d16 - c0g).min(4);
+        let mut acc = [[_mm512_setzero_si512(); 2]; 4];
         for j4 in 0..steps {
-            // SAFETY: j4 < steps and cg < d16, so the 64 bytes at that offset are inside `vp`.
-            let vv =
-                unsafe { _mm512_loadu_si512(vp.as_ptr().add((j4 * d16 + cg) * 64) as *const _) };
-            acc[j4 % 2] = _mm512_dpbusd_epi32(acc[j4 % 2], word(j4), vv);
+            let pw = word(j4);
+            for (i, a) in acc.iter_mut().enumerate().take(n) {
+                // SAFETY: j4 < steps and c0g + i < d16, so the 64 bytes at that offset are inside `vp`.
+                let vv = unsafe {
+                    _mm512_loadu_si512(vp.as_ptr().add((j4 * d16 + c0g + i) * 64) as *const _)
+                };
+                a[j4 % 2] = _mm512_dpbusd_epi32(a[j4 % 2], pw, vv);
+            }
         }
-        let mut lanes = [0i32; 16];
-        // SAFETY: `lanes` is 16 i32s.
-        unsafe {
-            _mm512_storeu_si512(
-                lanes.as_mut_ptr() as *mut _,
-                _mm512_add_epi32(acc[0], acc[1]),
-            )
-        };
-        let c0 = cg * 16;
-        if c0 < out.len() {
-            let m = (out.len() - c0).min(16);
-            out[c0..c0 + m].copy_from_slice(&lanes[..m]);
+        for (i, a) in acc.iter().enumerate().take(n) {
+            let mut lanes = [0i32; 16];
+            // SAFETY: `lanes` is 16 i32s.
+            unsafe {
+                _mm512_storeu_si512(lanes.as_mut_ptr() as *mut _, _mm512_add_epi32(a[0], a[1]))
+            };
+            let c0 = (c0g + i) * 16;
+            if c0 < out.len() {
+                let m = (out.len() - c0).min(16);
+                out[c0..c0 + m].copy_from_slice(&lanes[..m]);
+            }
         }
+        c0g += n;
     }
 }
