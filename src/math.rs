@@ -103,9 +103,10 @@ mod tests {
     fn exp_is_within_two_ulp() {
         let mut worst = 0;
         let mut x = -87.0f32;
+        let step = if cfg!(miri) { 0.173 } else { 0.000_731 };
         while x <= 88.0 {
             worst = worst.max(ulps(exp(x), (x as f64).exp()));
-            x += 0.000_731;
+            x += step;
         }
         for x in [
             0.0f32, -0.0, 1e-30, -1e-30, 1e-7, 0.5, -0.5, 1.0, -1.0, 88.0, -87.0,
