@@ -282,16 +282,12 @@ impl<'a> Layer<'a> {
             // tokens per GEMM.
             for t0 in (0..seq).step_by(tile) {
                 let tn = tile.min(seq - t0);
-                let local;
-                let input = match &shared {
-                    Some(input) => input,
-                    None => {
-                        let x = &s.hidden[t0 * h..(t0 + tn) * h];
-                        let xs = &s.hidden_scale[t0 * nb..(t0 + tn) * nb];
-                        local = GemmInput::new(x, h, blk, xs, tn, &mut *tile_work);
-                        &local
-                    }
-                };
+                let mut local = None;
+                let (x, xs) = (
+                    &s.hidden[t0 * h..(t0 + tn) * h],
+                    &s.hidden_scale[t0 * nb..(t0 + tn) * nb],
+                );
+                let input = shared_or_tile(&shared, &mut local, x, h, blk, xs, tn, tile_work);
                 let bias = &self.key_bias[rows.clone()];
                 let y = linear_i8_tokens(
                     &self.key,
@@ -328,16 +324,12 @@ impl<'a> Layer<'a> {
             // scales folded into P.
             for t0 in (0..seq).step_by(tile) {
                 let tn = tile.min(seq - t0);
-                let local;
-                let input = match &shared {
-                    Some(input) => input,
-                    None => {
-                        let x = &s.hidden[t0 * h..(t0 + tn) * h];
-                        let xs = &s.hidden_scale[t0 * nb..(t0 + tn) * nb];
-                        local = GemmInput::new(x, h, blk, xs, tn, &mut *tile_work);
-                        &local
-                    }
-                };
+                let mut local = None;
+                let (x, xs) = (
+                    &s.hidden[t0 * h..(t0 + tn) * h],
+                    &s.hidden_scale[t0 * nb..(t0 + tn) * nb],
+                );
+                let input = shared_or_tile(&shared, &mut local, x, h, blk, xs, tn, tile_work);
                 let bias = &self.query_bias[rows.clone()];
                 let y = linear_i8_tokens(
                     &self.query,
@@ -447,6 +439,25 @@ impl<'a> Layer<'a> {
             self.add_norm_requantize(s, t0, tn, ln);
         }
         s.sums = sums_buf;
+    }
+}
+
+/// The GEMM input for a tile of the hidden state: `shared` when it covers the whole sequence, otherwise the tile's
+/// tokens `x` (`tn` rows of `cols`, scales `xs`) prepared into `local` with `work`.
+#[allow(clippy::too_many_arguments)]
+fn shared_or_tile<'x>(
+    shared: &'x Option<GemmInput<'x>>,
+    local: &'x mut Option<GemmInput<'x>>,
+    x: &'x [i8],
+    cols: usize,
+    block: usize,
+    xs: &'x [f32],
+    tn: usize,
+    work: &'x mut [u32],
+) -> &'x GemmInput<'x> {
+    match shared {
+        Some(input) => input,
+        None => local.insert(GemmInput::new(x, cols, block, xs, tn, work)),
     }
 }
 
