@@ -556,6 +556,18 @@ unsafe fn pass_rows<const R: usize, const G: usize>(
             }
         }
     }
+    if R == 8 {
+        // Eight rows: transpose each group's 8 x 16 tile in registers and store eight consecutive outputs per token.
+        for g in 0..G {
+            let rows8: [__m512; 8] = core::array::from_fn(|i| f[i][g]);
+            let tokens = (n.saturating_sub(16 * g)).min(16);
+            for (l, v) in transpose_8x16(rows8).iter().enumerate().take(tokens) {
+                let at = (16 * g + l) * rows + r;
+                out[at..at + 8].copy_from_slice(v);
+            }
+        }
+        return;
+    }
     for (i, fr) in f.iter().enumerate() {
         let mut lanes = [[0.0f32; 16]; G];
         for (l, fg) in lanes.iter_mut().zip(fr) {
@@ -566,6 +578,57 @@ unsafe fn pass_rows<const R: usize, const G: usize>(
             out[t * rows + r + i] = v;
         }
     }
+}
+
+/// `[rows i][lane l]` to `[lane l][rows i]`: eight vectors of 16 lanes become 16 arrays of eight values (pure data
+/// movement: pairwise unpacks, then 4-wide shuffles, then one cross-lane permute per pair of tokens).
+#[target_feature(enable = "avx512f")]
+fn transpose_8x16(v: [__m512; 8]) -> [[f32; 8]; 16] {
+    // Within each 128-bit lane k (tokens 4k..4k+4): t[2p] = rows 2p, 2p+1 of tokens 4k, 4k+1 interleaved, t[2p+1]
+    // the same for tokens 4k+2, 4k+3.
+    let t: [__m512; 8] = core::array::from_fn(|j| {
+        let (a, b) = (v[2 * (j / 2)], v[2 * (j / 2) + 1]);
+        if j % 2 == 0 {
+            _mm512_unpacklo_ps(a, b)
+        } else {
+            _mm512_unpackhi_ps(a, b)
+        }
+    });
+    // u[j] (j < 4): rows 0..4 of token 4k + j in lane k; u[4 + j]: rows 4..8.
+    let u: [__m512; 8] = core::array::from_fn(|m| {
+        let (half, j) = (m / 4, m % 4);
+        let (a, b) = (t[4 * half + j / 2], t[4 * half + 2 + j / 2]);
+        if j % 2 == 0 {
+            _mm512_shuffle_ps::<0x44>(a, b)
+        } else {
+            _mm512_shuffle_ps::<0xEE>(a, b)
+        }
+    });
+    let mut out = [[0.0f32; 8]; 16];
+    for j in 0..4 {
+        // Lanes k = 0, 1 (then 2, 3) of u[j] and u[4 + j], interleaved: token 4k + j's rows 0..8, two tokens a vector.
+        let lo = _mm512_permutex2var_ps(
+            u[j],
+            _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23),
+            u[4 + j],
+        );
+        let hi = _mm512_permutex2var_ps(
+            u[j],
+            _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31),
+            u[4 + j],
+        );
+        let mut buf = [[0.0f32; 16]; 2];
+        // SAFETY: each `buf` row is 16 f32s.
+        unsafe {
+            _mm512_storeu_ps(buf[0].as_mut_ptr(), lo);
+            _mm512_storeu_ps(buf[1].as_mut_ptr(), hi);
+        }
+        for (k, tokens) in buf.iter().enumerate() {
+            out[4 * (2 * k) + j].copy_from_slice(&tokens[..8]);
+            out[4 * (2 * k + 1) + j].copy_from_slice(&tokens[8..]);
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------------------------
