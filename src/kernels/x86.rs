@@ -558,6 +558,7 @@ unsafe fn pass_rows<const R: usize, const G: usize>(
     }
     if R == 8 {
         // Eight rows: transpose each group's 8 x 16 tile in registers and store eight consecutive outputs per token.
+        #[allow(clippy::needless_range_loop)] // `g` picks a column of `f`, across its rows
         for g in 0..G {
             let rows8: [__m512; 8] = core::array::from_fn(|i| f[i][g]);
             let tokens = (n.saturating_sub(16 * g)).min(16);
