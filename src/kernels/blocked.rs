@@ -90,8 +90,9 @@ pub(crate) fn gemv_blocks_rows<const R: usize>(
 }
 
 /// `sums[i] + rows[i][done..] . x[done..]`: a vector kernel's partial sums completed by the scalar tail, wrapping
-/// like the reference's release build.
+/// like the reference's release build. (The NEON and DSP kernels use it; a Helium-only build does not.)
 #[inline(always)]
+#[cfg(any(target_arch = "aarch64", feature = "arm-neon", feature = "arm-dsp"))]
 pub(crate) fn with_tail<const R: usize>(
     rows: [&[i8]; R],
     (sums, done): ([i32; R], usize),
