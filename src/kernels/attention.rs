@@ -10,36 +10,34 @@ use super::reference;
 
 /// `i16` elements a head's K needs for `seq` tokens of `d` values.
 pub const fn keys_len(seq: usize, d: usize) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let packed = seq.div_ceil(16) * 16 * d.div_ceil(2) * 2;
-        if packed > seq * d {
-            packed
-        } else {
-            seq * d
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        seq * d
-    }
+    // Packed: keys in groups of 16, channels in pairs.
+    packed_len(seq.div_ceil(16) * 16 * d.div_ceil(2) * 2, seq * d)
 }
 
 /// `i8` elements a head's V needs for `seq` tokens of `d` values.
 pub const fn values_len(seq: usize, d: usize) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let packed = seq.div_ceil(4) * 4 * d.div_ceil(16) * 16;
-        if packed > seq * d {
-            packed
-        } else {
-            seq * d
-        }
+    // Packed: tokens in words of 4, channels in groups of 16.
+    packed_len(seq.div_ceil(4) * 4 * d.div_ceil(16) * 16, seq * d)
+}
+
+/// The larger of the packed and the plain size where the packed layout exists (x86-64), the plain size elsewhere.
+const fn packed_len(packed: usize, plain: usize) -> usize {
+    if cfg!(target_arch = "x86_64") && packed > plain {
+        packed
+    } else {
+        plain
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        seq * d
+}
+
+/// `buf[..len]` and whether this CPU takes the packed layout, whose padding (never written by `set`) must read as
+/// zero; `None` when `buf` is shorter than `len`.
+fn layout_buf<T: Copy + Default>(buf: &mut [T], len: usize) -> Option<(&mut [T], bool)> {
+    let buf = buf.get_mut(..len)?;
+    let packed = packed();
+    if packed {
+        buf.fill(T::default());
     }
+    Some((buf, packed))
 }
 
 /// Whether this CPU takes the packed layouts (decided once per call site; stable for the process).
@@ -66,12 +64,7 @@ pub struct Keys<'a> {
 impl<'a> Keys<'a> {
     /// Keys for `seq` tokens of `d` values in `buf`; `None` when `buf` is shorter than [`keys_len`].
     pub fn new(buf: &'a mut [i16], seq: usize, d: usize) -> Option<Self> {
-        let buf = buf.get_mut(..keys_len(seq, d))?;
-        let packed = packed();
-        if packed {
-            // Padding keys and channels are zero, so they add nothing.
-            buf.iter_mut().for_each(|v| *v = 0);
-        }
+        let (buf, packed) = layout_buf(buf, keys_len(seq, d))?;
         Some(Keys {
             buf,
             seq,
@@ -126,11 +119,7 @@ pub struct Values<'a> {
 impl<'a> Values<'a> {
     /// Values for `seq` tokens of `d` values in `buf`; `None` when `buf` is shorter than [`values_len`].
     pub fn new(buf: &'a mut [i8], seq: usize, d: usize) -> Option<Self> {
-        let buf = buf.get_mut(..values_len(seq, d))?;
-        let packed = packed();
-        if packed {
-            buf.iter_mut().for_each(|v| *v = 0);
-        }
+        let (buf, packed) = layout_buf(buf, values_len(seq, d))?;
         Some(Values {
             buf,
             seq,

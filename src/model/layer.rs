@@ -241,9 +241,7 @@ impl<'a> Layer<'a> {
 
         let tile = s.tile.clamp(1, seq.max(1));
         // The GEMM's weight sums for rows `r0..r0 + n` of a matrix (empty where the arena has none).
-        // Taken out of `s` for the pass (so that `s` can be lent whole) and put back at the end.
-        let sums_buf = core::mem::take(&mut s.sums);
-        let all_sums: &[i32] = sums_buf;
+        let all_sums: &[i32] = s.sums;
         let offsets = self.sums_offsets();
         let sums = |m: usize, r0: usize, n: usize| {
             let (start, nb) = offsets[m];
@@ -385,7 +383,7 @@ impl<'a> Layer<'a> {
                 &mut s.out[..tn * h],
             );
             let ln = (self.attention_ln_weight, self.attention_ln_bias);
-            self.add_norm_requantize(s, t0, tn, ln);
+            self.add_norm_requantize(s.out, s.hidden, s.hidden_scale, t0, tn, ln);
         }
 
         // FFN, add & LayerNorm, `tile` tokens at a time: the intermediate exists for the tile's tokens only, in
@@ -436,9 +434,8 @@ impl<'a> Layer<'a> {
                 &mut s.out[..tn * h],
             );
             let ln = (self.full_ln_weight, self.full_ln_bias);
-            self.add_norm_requantize(s, t0, tn, ln);
+            self.add_norm_requantize(s.out, s.hidden, s.hidden_scale, t0, tn, ln);
         }
-        s.sums = sums_buf;
     }
 }
 
@@ -536,15 +533,25 @@ impl Layer<'_> {
     /// The end of a sub-layer for tokens `t0..t0 + tn`: `y = LayerNorm(out[tt] + hidden[t])` (the int8 hidden
     /// dequantised), then `y` becomes the new int8 hidden state in blocks.
     #[inline(always)]
-    fn add_norm_requantize(&self, s: &mut Int8Scratch, t0: usize, tn: usize, ln: (&[f32], &[f32])) {
+    /// `out` holds the sub-layer's outputs for the tile (`tn` rows of H, `f32` bits); `hidden` and `hidden_scale`
+    /// are the whole sequence's.
+    fn add_norm_requantize(
+        &self,
+        out: &mut [i32],
+        hidden: &mut [i8],
+        hidden_scale: &mut [f32],
+        t0: usize,
+        tn: usize,
+        ln: (&[f32], &[f32]),
+    ) {
         let h = self.query.rows;
         let blk = self.block.max(1);
         let nb = h.div_ceil(blk);
         for tt in 0..tn {
             let t = t0 + tt;
-            let y = as_f32(&mut s.out[tt * h..(tt + 1) * h]);
-            let x = &mut s.hidden[t * h..(t + 1) * h];
-            let xs = &mut s.hidden_scale[t * nb..(t + 1) * nb];
+            let y = as_f32(&mut out[tt * h..(tt + 1) * h]);
+            let x = &mut hidden[t * h..(t + 1) * h];
+            let xs = &mut hidden_scale[t * nb..(t + 1) * nb];
             add_blocks(y, x, xs, blk);
             layer_norm_f32(y, ln.0, ln.1, self.eps);
             quant::quantize_blocks(y, blk, x, xs);

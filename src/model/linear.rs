@@ -34,7 +34,8 @@ pub(crate) fn linear_f32(w: &Matrix, row0: usize, x: &[f32], bias: &[f32], out: 
 /// with scale `x_scales[b]`. For each output row `r` (weight row `row0 + r`):
 ///
 /// * `f = sum_b (sum_{c in block b} q_w[row0 + r][c] * x[c]) as f32 * x_scales[b]`: each block's dot product exact
-///   in `i32`, then combined in `f32` from 0.0, blocks in order ([`kernels::gemv_i8_blocks`]);
+///   in `i32`, then combined in `f32` from 0.0, blocks in order ([`kernels::gemv_i8_blocks`]; this is the
+///   one-token case of [`linear_i8_tokens`]);
 /// * `y[r] = f * w_scale[row0 + r] + bias[r]`.
 ///
 /// The outputs overwrite `acc` (reinterpreted as `f32`, which is returned): the int8 engine keeps one accumulator
@@ -48,21 +49,9 @@ pub(crate) fn linear_i8<'s>(
     bias: &[f32],
     acc: &'s mut [i32],
 ) -> &'s mut [f32] {
-    let cols = w.cols;
     let rows = acc.len();
-    let (values, scales) = match w.data {
-        MatrixData::I8 { values, scales } => (values, scales),
-        MatrixData::F32(_) => (&[][..], &[][..]),
-    };
-    let values = values.get(row0 * cols..(row0 + rows) * cols).unwrap_or(&[]);
-    let scales = scales.get(row0..row0 + rows).unwrap_or(&[]);
-    let y: &mut [f32] = bytemuck::cast_slice_mut(acc);
-    y.iter_mut().for_each(|y| *y = 0.0);
-    kernels::gemv_i8_blocks(values, cols, x, block, x_scales, y);
-    for ((y, &s), &b) in y.iter_mut().zip(scales).zip(bias) {
-        *y = *y * s + b;
-    }
-    y
+    let input = GemmInput::new(x, w.cols, block, x_scales, 1, &mut []);
+    linear_i8_tokens(w, row0, rows, &[], &input, bias, acc)
 }
 
 /// Reinterprets an accumulator whose words hold `f32` bit patterns (see [`linear_i8`]).
