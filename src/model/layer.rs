@@ -203,19 +203,23 @@ impl<'a> Layer<'a> {
     // int8 engine
     // -----------------------------------------------------------------------------------------------------------
 
-    /// One application of the layer to `s.hidden` (seq, H, int8 in blocks), in place.
+    /// One application of the layer to `s.hidden` (seq, H, int8 in blocks), in place, for the first `outputs`
+    /// tokens (`1..=seq`; anything else means `seq`): K and V come from every token, but queries, the dense layer
+    /// and the FFN run for those tokens only, and the hidden state of the others is left as it was. The last
+    /// application needs only `[CLS]`, the one token the pooler reads; each token's output depends only on its own
+    /// query and on every token's K and V, so `[CLS]` comes out the same bits either way.
     ///
     /// On x86-64 with `std`, the whole step is also compiled for AVX2 and chosen at run time when the CPU has it:
     /// the compiler then vectorises the element-wise loops (softmax, quantisation, LayerNorm, GELU, the 16-bit
     /// scores) 8 lanes wide instead of 4. Same IEEE operations in the same order per element (Rust never fuses or
     /// reassociates floating-point arithmetic), so the same bits.
-    pub(crate) fn forward_i8(&self, inputs: &Inputs, s: &mut Int8Scratch) {
+    pub(crate) fn forward_i8(&self, inputs: &Inputs, s: &mut Int8Scratch, outputs: usize) {
         #[cfg(all(target_arch = "x86_64", feature = "std"))]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { self.forward_i8_avx2(inputs, s) };
+            return unsafe { self.forward_i8_avx2(inputs, s, outputs) };
         }
-        self.forward_i8_body(inputs, s)
+        self.forward_i8_body(inputs, s, outputs)
     }
 
     /// [`Self::forward_i8_body`] compiled with AVX2 enabled.
@@ -223,13 +227,18 @@ impl<'a> Layer<'a> {
     /// Safety: the CPU must have AVX2.
     #[cfg(all(target_arch = "x86_64", feature = "std"))]
     #[target_feature(enable = "avx2")]
-    unsafe fn forward_i8_avx2(&self, inputs: &Inputs, s: &mut Int8Scratch) {
-        self.forward_i8_body(inputs, s)
+    unsafe fn forward_i8_avx2(&self, inputs: &Inputs, s: &mut Int8Scratch, outputs: usize) {
+        self.forward_i8_body(inputs, s, outputs)
     }
 
     #[inline(always)]
-    fn forward_i8_body(&self, inputs: &Inputs, s: &mut Int8Scratch) {
+    fn forward_i8_body(&self, inputs: &Inputs, s: &mut Int8Scratch, outputs: usize) {
         let seq = inputs.input_ids.len();
+        let outputs = if (1..=seq).contains(&outputs) {
+            outputs
+        } else {
+            seq
+        };
         let h = self.query.rows;
         let heads = self.heads;
         let d = h / heads;
@@ -319,9 +328,10 @@ impl<'a> Layer<'a> {
             }
             values.prepare_sums(&mut s.v_sum[..d]);
             // Q rows a tile at a time; then one query at a time: scores, softmax, then P.V with V's per-token
-            // scales folded into P.
-            for t0 in (0..seq).step_by(tile) {
-                let tn = tile.min(seq - t0);
+            // scales folded into P. (With fewer `outputs` than tokens, the GEMM on the shared input runs for
+            // just those tokens: it computes as many tokens as `out` holds.)
+            for t0 in (0..outputs).step_by(tile) {
+                let tn = tile.min(outputs - t0);
                 let mut local = None;
                 let (x, xs) = (
                     &s.hidden[t0 * h..(t0 + tn) * h],
@@ -367,8 +377,8 @@ impl<'a> Layer<'a> {
         }
 
         // Dense (on the per-head context blocks), then add & LayerNorm, `tile` tokens per GEMM.
-        for t0 in (0..seq).step_by(tile) {
-            let tn = tile.min(seq - t0);
+        for t0 in (0..outputs).step_by(tile) {
+            let tn = tile.min(outputs - t0);
             let x = &s.ctx[t0 * h..(t0 + tn) * h];
             let xs = &s.ctx_scale[t0 * heads..(t0 + tn) * heads];
             let input = GemmInput::new(x, h, d, xs, tn, s.work);
@@ -391,8 +401,8 @@ impl<'a> Layer<'a> {
         // token), each quantised on its own.
         let ni = i_size.div_ceil(blk);
         let ffn_rows = ffn_chunk_rows(h, blk);
-        for t0 in (0..seq).step_by(tile) {
-            let tn = tile.min(seq - t0);
+        for t0 in (0..outputs).step_by(tile) {
+            let tn = tile.min(outputs - t0);
             let x = &s.hidden[t0 * h..(t0 + tn) * h];
             let xs = &s.hidden_scale[t0 * nb..(t0 + tn) * nb];
             let input = GemmInput::new(x, h, blk, xs, tn, s.work);

@@ -316,7 +316,15 @@ pub fn classify(
     arena: &mut [u8],
     logits: &mut [f32],
 ) -> Result<(), Error> {
-    forward(model, precision, inputs, arena, logits, &mut NoObserver)
+    forward(
+        model,
+        precision,
+        inputs,
+        arena,
+        logits,
+        &mut NoObserver,
+        false,
+    )
 }
 
 /// [`classify`] with [`Precision::F32`], showing `observer` the input row of every linear layer as it is computed
@@ -330,9 +338,19 @@ pub fn classify_observed(
     logits: &mut [f32],
     mut observer: &mut dyn Observer,
 ) -> Result<(), Error> {
-    forward(model, Precision::F32, inputs, arena, logits, &mut observer)
+    forward(
+        model,
+        Precision::F32,
+        inputs,
+        arena,
+        logits,
+        &mut observer,
+        false,
+    )
 }
 
+/// The forward pass. `full_last_layer` makes the int8 engine's last layer application compute every token (as the
+/// others do) instead of `[CLS]` alone: the same logits, bit for bit, which a test checks.
 fn forward(
     model: &Model,
     precision: Precision,
@@ -340,6 +358,7 @@ fn forward(
     arena: &mut [u8],
     logits: &mut [f32],
     obs: &mut impl Observer,
+    full_last_layer: bool,
 ) -> Result<(), Error> {
     let c = model.config();
     let seq = check_inputs(c, inputs)?;
@@ -423,8 +442,11 @@ fn forward(
             embeddings.prepare_mapping_t(s.mapping_t);
             embeddings.forward_i8(inputs, block, &mut s);
             layer.prepare_sums(s.sums);
-            for _ in 0..c.num_hidden_layers {
-                layer.forward_i8(inputs, &mut s);
+            // The pooler reads `[CLS]` only: the last application computes that token's output alone.
+            for pass in 0..c.num_hidden_layers {
+                let last = pass + 1 == c.num_hidden_layers;
+                let outputs = if last && !full_last_layer { 1 } else { seq };
+                layer.forward_i8(inputs, &mut s, outputs);
             }
             let nb = c.hidden_size.div_ceil(block);
             head.forward_i8(
@@ -439,4 +461,79 @@ fn forward(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use std::vec::Vec;
+
+    /// `include_bytes!` only guarantees byte alignment; the blob parser wants 16.
+    #[repr(C, align(16))]
+    struct Aligned<T: ?Sized>(T);
+
+    /// The shipped MCU model: real trained int8 weights (ALBERT's shape with H = 256, 4 heads, 4 applications).
+    static MCU: &Aligned<[u8]> = &Aligned(*include_bytes!("../../models/sst2-albert-mcu.blob"));
+
+    /// xorshift64*: deterministic token ids and masks without a dependency.
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state >> 12;
+        *state ^= *state << 25;
+        *state ^= *state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)] // a whole ALBERT forward pass per case: hours under Miri
+    fn last_layer_for_cls_only_gives_the_same_bits_as_every_token() {
+        let model = Model::from_bytes(&MCU.0).unwrap();
+        let c = *model.config();
+        assert!(is_int8(&model));
+        let mut state = 0x9e37_79b9_7f4a_7c15;
+        let max = c.max_position_embeddings;
+        let mut arena = std::vec![0u8; scratch_size_for_speed(&c, max, Precision::Int8)];
+        for seq in [1, 2, 3, 5, 17, 32, 33, 64, max] {
+            let ids: Vec<u32> = (0..seq)
+                .map(|_| (next(&mut state) % c.vocab_size as u64) as u32)
+                .collect();
+            // A padded tail on odd lengths: the masked keys must not change the answer either way.
+            let pad = if seq % 2 == 1 { seq / 3 } else { 0 };
+            let mask: Vec<u32> = (0..seq).map(|t| u32::from(t < seq - pad)).collect();
+            let types = std::vec![0u32; seq];
+            let inputs = Inputs {
+                input_ids: &ids,
+                attention_mask: &mask,
+                token_type_ids: &types,
+            };
+            // The smallest arena (one token per GEMM) and the fastest (the whole sequence per GEMM).
+            let sizes = [
+                scratch_size(&c, seq, Precision::Int8),
+                scratch_size_for_speed(&c, seq, Precision::Int8),
+            ];
+            for size in sizes {
+                let mut run = |full: bool| {
+                    let mut logits = [0f32; 8];
+                    let arena = &mut arena[..size];
+                    forward(
+                        &model,
+                        Precision::Int8,
+                        &inputs,
+                        arena,
+                        &mut logits,
+                        &mut NoObserver,
+                        full,
+                    )
+                    .unwrap();
+                    logits.map(f32::to_bits)
+                };
+                let (pruned, full) = (run(false), run(true));
+                assert_eq!(pruned, full, "seq {seq}, arena {size} B");
+                assert!(pruned[..c.num_labels]
+                    .iter()
+                    .all(|&b| f32::from_bits(b).is_finite()));
+            }
+        }
+    }
 }
