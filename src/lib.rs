@@ -49,6 +49,7 @@ pub mod format;
 pub mod kernels;
 pub mod math;
 pub mod model;
+pub mod parallel;
 pub mod quant;
 pub mod tokenizer;
 

@@ -4,15 +4,19 @@
 //!
 //! ```text
 //! cargo run --release -p albert-edge-benches --example peers -- --blob model.blob [--onnx model.onnx]
-//!     [--ort ort.json] [--seqs 32,128] [--reps 11] [--json out.json]
+//!     [--ort ort.json] [--seqs 32,128] [--threads 1,2,4] [--reps 11] [--json out.json]
 //! ```
+//!
+//! `--threads` times albert-edge once per count: 1 is the plain engine, `n > 1` shares its linear layers between
+//! `n` threads (`classify_parallel` with `parallel::Threads::new(n)`; rows `albert-edge-int8-<n>t`). The peers always run on one thread.
 //!
 //! Without `--blob`, the int8 engine runs on a random ALBERT-base-shaped blob (`synthetic::random_model`).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use albert_edge::model::{classify, scratch_size_for_speed, Inputs, Precision};
+use albert_edge::model::{classify_parallel, scratch_size_for_speed, Inputs, Precision};
+use albert_edge::parallel::{Parallel, Sequential, Threads};
 use albert_edge::Model;
 use albert_edge_cli::blob::{write_blob, AlignedBlob};
 use albert_edge_cli::synthetic::{albert_base_config, random_model};
@@ -76,6 +80,7 @@ struct Args {
     ort: Option<PathBuf>,
     json: Option<PathBuf>,
     seqs: Vec<usize>,
+    threads: Vec<usize>,
     reps: usize,
     warmup: usize,
 }
@@ -87,6 +92,7 @@ fn parse_args() -> Result<Args, String> {
         ort: None,
         json: None,
         seqs: vec![32, 128],
+        threads: vec![1],
         reps: 11,
         warmup: 2,
     };
@@ -102,6 +108,15 @@ fn parse_args() -> Result<Args, String> {
                 a.seqs = value()?
                     .split(',')
                     .map(|s| s.trim().parse().map_err(|_| format!("bad --seqs {s:?}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--threads" => {
+                a.threads = value()?
+                    .split(',')
+                    .map(|s| match s.trim().parse() {
+                        Ok(n) if n > 0 => Ok(n),
+                        _ => Err(format!("bad --threads {s:?}")),
+                    })
                     .collect::<Result<_, _>>()?
             }
             "--reps" => a.reps = value()?.parse().map_err(|_| "bad --reps")?,
@@ -136,21 +151,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let blob = AlignedBlob::new(&bytes);
     let model = Model::from_bytes(blob.bytes()).map_err(|e| format!("blob: {e}"))?;
     let c = model.config();
-    for &seq in &args.seqs {
-        let ids = peer_ids(seq, c.vocab_size);
-        let mut arena = vec![0u8; scratch_size_for_speed(c, seq, Precision::Int8)];
-        let mut logits = vec![0f32; c.num_labels];
-        let t = time_ms(args.warmup, args.reps, || {
-            classify(
-                &model,
-                Precision::Int8,
-                &Inputs::ids(&ids),
-                &mut arena,
-                &mut logits,
-            )
-            .unwrap()
-        });
-        push("albert-edge-int8", seq, t, args.reps);
+    for &threads in &args.threads {
+        let pool = Threads::new(threads);
+        let par: &dyn Parallel = if threads == 1 { &Sequential } else { &pool };
+        let engine = match threads {
+            1 => "albert-edge-int8".to_string(),
+            n => format!("albert-edge-int8-{n}t"),
+        };
+        for &seq in &args.seqs {
+            let ids = peer_ids(seq, c.vocab_size);
+            let mut arena = vec![0u8; scratch_size_for_speed(c, seq, Precision::Int8)];
+            let mut logits = vec![0f32; c.num_labels];
+            let t = time_ms(args.warmup, args.reps, || {
+                classify_parallel(
+                    &model,
+                    Precision::Int8,
+                    &Inputs::ids(&ids),
+                    &mut arena,
+                    &mut logits,
+                    par,
+                )
+                .unwrap()
+            });
+            push(&engine, seq, t, args.reps);
+        }
     }
 
     // ---- tract fp32 on the ONNX export, input shapes fixed per sequence length

@@ -145,6 +145,31 @@ impl<'a> GemmInput<'a> {
             packed,
         }
     }
+
+    /// How many tokens this input holds.
+    pub fn tokens(&self) -> usize {
+        self.tokens
+    }
+
+    /// Columns per token (the weight rows' length).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Activation blocks per token (the weight sums per row).
+    pub fn blocks(&self) -> usize {
+        self.cols.div_ceil(self.block.max(1))
+    }
+
+    /// The token step at which a GEMM on this input splits cheaply ([`gemm_i8_blocks_from`]'s `first`): a pass of
+    /// the multi-token kernel where the input is packed for it, otherwise 1.
+    pub fn token_step(&self) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if self.packed.is_some() {
+            return x86::GEMM_TOKEN_STEP;
+        }
+        1
+    }
 }
 
 /// Whether [`gemm_i8_blocks`] uses weight sums on this target (x86-64, where its kernel offsets the activations
@@ -176,24 +201,53 @@ pub fn gemm_weight_sums(w: &[i8], cols: usize, block: usize, sums: &mut [i32]) {
 /// Where no multi-token kernel applies, rows go in chunks of about [`GEMM_WEIGHT_CHUNK`] bytes, each serving every
 /// token while it is in cache.
 pub fn gemm_i8_blocks(w: &[i8], rows: usize, sums: &[i32], input: &GemmInput, out: &mut [f32]) {
+    gemm_i8_blocks_from(w, rows, sums, input, 0, out)
+}
+
+/// [`gemm_i8_blocks`] for the input's tokens from `first` on: token `first + t` into `out[t * rows..][..rows]`, for
+/// `t < min(tokens - first, out.len() / rows)`. The same bits as the whole GEMM gives those tokens; it is fastest
+/// where `first` is a multiple of [`GemmInput::token_step`] (what splits a GEMM between threads).
+pub fn gemm_i8_blocks_from(
+    w: &[i8],
+    rows: usize,
+    sums: &[i32],
+    input: &GemmInput,
+    first: usize,
+    out: &mut [f32],
+) {
     let (cols, block) = (input.cols, input.block);
-    if rows == 0 {
+    if rows == 0 || first >= input.tokens {
         return;
     }
-    let tokens = input.tokens.min(out.len() / rows);
+    let tokens = (input.tokens - first).min(out.len() / rows);
     #[cfg(target_arch = "x86_64")]
     if let Some(packed) = input.packed {
-        if tokens == input.tokens {
-            // SAFETY: `packed` is what `pack_vnni` wrote for exactly these tokens, columns and block.
-            let done =
-                unsafe { x86::gemm_packed_vnni(w, cols, block, tokens, packed, sums, rows, out) };
+        // Past `MIN_TOKENS` the kernel's idle lanes cost less than the GEMV token by token.
+        if tokens == input.tokens - first || tokens >= x86::GEMM_TOKEN_STEP / 2 {
+            // SAFETY: `packed` is what `pack_vnni` wrote for `input.tokens` tokens, these columns and block.
+            let done = unsafe {
+                x86::gemm_packed_vnni(
+                    w,
+                    cols,
+                    block,
+                    input.tokens,
+                    packed,
+                    first,
+                    tokens,
+                    sums,
+                    rows,
+                    out,
+                )
+            };
             if done {
                 return;
             }
         }
     }
     let _ = sums;
-    let (x, x_scales) = (input.x, input.x_scales);
+    let nb = cols.div_ceil(block.max(1));
+    let x = input.x.get(first * cols..).unwrap_or(&[]);
+    let x_scales = input.x_scales.get(first * nb..).unwrap_or(&[]);
     if cols == 0 || block == 0 {
         return reference::gemm_i8_blocks_f32(
             w,
@@ -205,7 +259,6 @@ pub fn gemm_i8_blocks(w: &[i8], rows: usize, sums: &[i32], input: &GemmInput, ou
             &mut out[..tokens * rows],
         );
     }
-    let nb = cols.div_ceil(block);
     let chunk = (GEMM_WEIGHT_CHUNK / cols).max(1).next_multiple_of(4);
     for r0 in (0..rows).step_by(chunk) {
         let rn = chunk.min(rows - r0);

@@ -338,6 +338,9 @@ const ROWS: usize = 8;
 /// Tokens per pass: two 16-lane groups, one lane per token.
 const PASS: usize = 32;
 
+/// Where a multi-token GEMM over packed activations may start: a pass boundary ([`gemm_packed_vnni`]'s `first`).
+pub const GEMM_TOKEN_STEP: usize = PASS;
+
 /// Groups in the pass that starts with `remaining` tokens: two while they fill more than one group.
 const fn pass_groups(remaining: usize) -> usize {
     if remaining > 16 {
@@ -443,34 +446,49 @@ pub fn pack_vnni(
 /// the four weight bytes of a row broadcast to all lanes (the weights are read in place, row-major), so lane `t`
 /// ends at `(x_t + 128) . w - 128 sum(w) = x_t . w` exactly (every product is below 2^15, four are added per step,
 /// and the identity holds modulo 2^32). Then, per lane, `f += (dot as f32) * scale` with a separate convert,
-/// multiply and add, blocks in order: the reference's arithmetic, lane by lane. Returns `false` (writing nothing)
-/// unless `w` holds `rows` rows, `sums` their block sums and `out` `tokens` rows of `rows`.
+/// multiply and add, blocks in order: the reference's arithmetic, lane by lane.
 ///
-/// Safety of the call: `packed` must be what [`pack_vnni`] wrote (and returned `true` for) with these `tokens`,
-/// `cols` and `block`, so the CPU has AVX-512 F and VNNI and the packed layout has the sizes used here.
+/// Only tokens `first..first + tokens` of the packed ones are computed, token `first + t` into
+/// `out[t * rows..][..rows]`; `first` must be a multiple of [`GEMM_TOKEN_STEP`] (a pass boundary). Returns `false`
+/// (writing nothing) unless that holds, the range lies inside the `packed_tokens` packed, `w` holds `rows` rows,
+/// `sums` their block sums and `out` `tokens` rows of `rows`.
+///
+/// Safety of the call: `packed` must be what [`pack_vnni`] wrote (and returned `true` for) with `packed_tokens`
+/// tokens, `cols` and `block`, so the CPU has AVX-512 F and VNNI and the packed layout has the sizes used here.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm_packed_vnni(
     w: &[i8],
     cols: usize,
     block: usize,
-    tokens: usize,
+    packed_tokens: usize,
     packed: &[u32],
+    first: usize,
+    tokens: usize,
     sums: &[i32],
     rows: usize,
     out: &mut [f32],
 ) -> bool {
     let (k4, nb) = (cols / 4, cols.div_ceil(block));
-    if rows == 0 || w.len() < rows * cols || sums.len() < rows * nb || out.len() < tokens * rows {
+    if rows == 0
+        || w.len() < rows * cols
+        || sums.len() < rows * nb
+        || out.len() < tokens * rows
+        || !first.is_multiple_of(PASS)
+        || first + tokens > packed_tokens
+    {
         return false;
     }
+    // Every pass before `first` is a whole one (two groups): only the last pass of the packed tokens is shorter.
+    let start = first / PASS * 16 * 2 * (k4 + nb);
     // Rows in chunks of about 32 KiB of weights, each chunk serving every pass while it is in cache (the packed
     // activations of all passes stay in L2).
     let chunk = (32 * 1024 / cols).max(1).next_multiple_of(ROWS);
     for c0 in (0..rows).step_by(chunk) {
         let c1 = rows.min(c0 + chunk);
-        let mut at = 0;
+        let mut at = start;
         for t0 in (0..tokens).step_by(PASS) {
-            let g = pass_groups(tokens - t0);
+            // The pass's groups as packed (the packed tokens past this range may fill it).
+            let g = pass_groups(packed_tokens - first - t0);
             let n = PASS.min(tokens - t0);
             let xp = &packed[at..at + 16 * g * k4];
             let sp = &packed[at + 16 * g * k4..at + 16 * g * (k4 + nb)];

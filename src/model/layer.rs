@@ -8,6 +8,7 @@ use crate::config::Activation;
 use crate::format::{Matrix, MatrixData, Model};
 use crate::kernels::attention::{Keys, Values};
 use crate::kernels::{self, dot_f32, layer_norm_f32, masked_softmax_f32, GemmInput};
+use crate::parallel::Parallel;
 use crate::{math, quant};
 
 /// The shared layer's weights, borrowed from the blob.
@@ -71,6 +72,8 @@ pub(crate) struct Int8Scratch<'s> {
     pub v_scale: &'s mut [f32],      // (seq)
     pub v_sum: &'s mut [i32],        // (d): row sums of `vt`
     pub probs: &'s mut [u8],         // (seq)
+    pub stage: &'s mut [f32],        // (tile, H): where threads put their rows of a GEMM, or empty
+    pub par: &'s dyn Parallel,       // who runs the linear layers' jobs
 }
 
 impl<'a> Layer<'a> {
@@ -304,6 +307,7 @@ impl<'a> Layer<'a> {
                     input,
                     bias,
                     &mut s.out[..tn * d],
+                    (s.par, &mut *s.stage),
                 );
                 for (tt, y) in y.chunks_exact(d).enumerate() {
                     let t = t0 + tt;
@@ -319,6 +323,7 @@ impl<'a> Layer<'a> {
                     input,
                     bias,
                     &mut s.out[..tn * d],
+                    (s.par, &mut *s.stage),
                 );
                 for (tt, y) in y.chunks_exact(d).enumerate() {
                     let t = t0 + tt;
@@ -347,6 +352,7 @@ impl<'a> Layer<'a> {
                     input,
                     bias,
                     &mut s.out[..tn * d],
+                    (s.par, &mut *s.stage),
                 );
                 for (tt, y) in y.chunks_exact(d).enumerate() {
                     let t = t0 + tt;
@@ -391,6 +397,7 @@ impl<'a> Layer<'a> {
                 &input,
                 bias,
                 &mut s.out[..tn * h],
+                (s.par, &mut *s.stage),
             );
             let ln = (self.attention_ln_weight, self.attention_ln_bias);
             self.add_norm_requantize(s.out, s.hidden, s.hidden_scale, t0, tn, ln);
@@ -417,6 +424,7 @@ impl<'a> Layer<'a> {
                     &input,
                     bias,
                     &mut s.out[..tn * cn],
+                    (s.par, &mut *s.stage),
                 );
                 for (tt, inter) in inter.chunks_exact_mut(cn).enumerate() {
                     math::activate(self.act, inter);
@@ -442,6 +450,7 @@ impl<'a> Layer<'a> {
                 &input,
                 bias,
                 &mut s.out[..tn * h],
+                (s.par, &mut *s.stage),
             );
             let ln = (self.full_ln_weight, self.full_ln_bias);
             self.add_norm_requantize(s.out, s.hidden, s.hidden_scale, t0, tn, ln);

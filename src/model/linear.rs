@@ -1,12 +1,13 @@
 //! `y = W x + b` for one row of activations, in both precisions. Weight rows `row0..row0 + out.len()` of `w`.
 
 use crate::format::{Matrix, MatrixData};
-use crate::kernels::{self, GemmInput};
+use crate::kernels::GemmInput;
+use crate::parallel::{self, Linear, Parallel, Sequential};
 
 /// `out[r] = w[row0 + r] . x + bias[r]` with `f32` activations; an int8 `w` is dequantised on the fly
 /// (`scale[row] * sum(q * x)`).
 ///
-/// Each row's dot product is summed left to right exactly as [`kernels::dot_f32`] does; four rows are walked side
+/// Each row's dot product is summed left to right exactly as [`crate::kernels::dot_f32`] does; four rows are walked side
 /// by side only so that their independent sums overlap in the pipeline (same bits, several times faster; the
 /// converter's calibration runs this path over whole calibration sets).
 pub(crate) fn linear_f32(w: &Matrix, row0: usize, x: &[f32], bias: &[f32], out: &mut [f32]) {
@@ -34,7 +35,7 @@ pub(crate) fn linear_f32(w: &Matrix, row0: usize, x: &[f32], bias: &[f32], out: 
 /// with scale `x_scales[b]`. For each output row `r` (weight row `row0 + r`):
 ///
 /// * `f = sum_b (sum_{c in block b} q_w[row0 + r][c] * x[c]) as f32 * x_scales[b]`: each block's dot product exact
-///   in `i32`, then combined in `f32` from 0.0, blocks in order ([`kernels::gemv_i8_blocks`]; this is the
+///   in `i32`, then combined in `f32` from 0.0, blocks in order ([`crate::kernels::gemv_i8_blocks`]; this is the
 ///   one-token case of [`linear_i8_tokens`]);
 /// * `y[r] = f * w_scale[row0 + r] + bias[r]`.
 ///
@@ -51,7 +52,16 @@ pub(crate) fn linear_i8<'s>(
 ) -> &'s mut [f32] {
     let rows = acc.len();
     let input = GemmInput::new(x, w.cols, block, x_scales, 1, &mut []);
-    linear_i8_tokens(w, row0, rows, &[], &input, bias, acc)
+    linear_i8_tokens(
+        w,
+        row0,
+        rows,
+        &[],
+        &input,
+        bias,
+        acc,
+        (&Sequential, &mut []),
+    )
 }
 
 /// Reinterprets an accumulator whose words hold `f32` bit patterns (see [`linear_i8`]).
@@ -90,8 +100,9 @@ fn dots4<T: Copy>(w: &[T], cols: usize, x: &[f32], out: &mut [f32], f: impl Fn(T
 
 /// [`linear_i8`] for several tokens at once: rows `row0..row0 + rows` of `w` applied to the tokens of `input`,
 /// token `t`'s outputs in `out[t * rows..][..rows]` (reinterpreted as `f32`, returned). `sums` are those rows'
-/// block sums ([`kernels::gemm_weight_sums`]; may be empty). Every output has the bits [`linear_i8`] gives it
-/// ([`kernels::gemm_i8_blocks`] equals the GEMV token by token).
+/// block sums ([`crate::kernels::gemm_weight_sums`]; may be empty). Every output has the bits [`linear_i8`] gives it
+/// ([`crate::kernels::gemm_i8_blocks`] equals the GEMV token by token), however `par` shares the work out (`stage`: room
+/// for the threads' rows, see [`parallel::run_linear`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn linear_i8_tokens<'s>(
     w: &Matrix,
@@ -101,6 +112,7 @@ pub(crate) fn linear_i8_tokens<'s>(
     input: &GemmInput,
     bias: &[f32],
     out: &'s mut [i32],
+    (par, stage): (&dyn Parallel, &mut [f32]),
 ) -> &'s mut [f32] {
     let cols = w.cols;
     let (values, scales) = match w.data {
@@ -110,12 +122,16 @@ pub(crate) fn linear_i8_tokens<'s>(
     let values = values.get(row0 * cols..(row0 + rows) * cols).unwrap_or(&[]);
     let scales = scales.get(row0..row0 + rows).unwrap_or(&[]);
     let y: &mut [f32] = bytemuck::cast_slice_mut(out);
-    y.iter_mut().for_each(|y| *y = 0.0);
-    kernels::gemm_i8_blocks(values, rows, sums, input, y);
-    for yt in y.chunks_exact_mut(rows.max(1)) {
-        for ((y, &s), &b) in yt.iter_mut().zip(scales).zip(bias) {
-            *y = *y * s + b;
-        }
-    }
+    let linear = Linear {
+        w: values,
+        w_scales: scales,
+        bias,
+        rows,
+        sums,
+        input,
+        first: 0,
+        out: &mut *y,
+    };
+    parallel::run_linear(par, linear, stage);
     y
 }

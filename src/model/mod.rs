@@ -24,6 +24,7 @@ use crate::config::AlbertConfig;
 use crate::error::Error;
 use crate::format::{MatrixData, Model};
 use crate::kernels;
+use crate::parallel::{Parallel, Sequential};
 use arena::{round16, Arena, ALIGN_SLACK};
 
 pub use embeddings::Embeddings;
@@ -103,7 +104,8 @@ struct Int8Plan {
     qrow: usize,   // (tile, max(I, H)) i8
     qrow_scale: usize, // (tile, max(I, H) / block, rounded up) f32
     out: usize,    // (tile, H) i32 / f32
-    work: usize,   // u32 words: the GEMM kernels' workspace (tiles of more than one token only)
+    stage: usize, // (tile, H) f32: threads' outputs for rows of a GEMM (tiles of more than one token)
+    work: usize,  // u32 words: the GEMM kernels' workspace (tiles of more than one token only)
     sums: usize, // i32: the GEMM's weight sums (tiles of more than one token, where the kernel uses them)
     mapping_t: usize, // (E, H) i8: `mapping_in` transposed (tiles of more than one token)
     keys: usize, // (seq, d) i16, in the attention kernels' layout (`attention::keys_len`), one head at a time
@@ -127,6 +129,7 @@ impl Int8Plan {
             qrow: tile * max(i, h),
             qrow_scale: tile * max(i, h).div_ceil(block),
             out: tile * h,
+            stage: if tile > 1 { tile * h } else { 0 },
             // The widest GEMM input is max(I, H) columns; the narrowest blocks are the smaller of the blob's
             // block and the head size (the dense layer's blocks).
             work: if tile > 1 {
@@ -157,6 +160,7 @@ impl Int8Plan {
             + round16(self.qrow)
             + round16(4 * self.qrow_scale)
             + round16(4 * self.out)
+            + round16(4 * self.stage)
             + round16(4 * self.work)
             + round16(4 * self.sums)
             + round16(self.mapping_t)
@@ -323,6 +327,42 @@ pub fn classify(
         arena,
         logits,
         &mut NoObserver,
+        &Sequential,
+        false,
+    )
+}
+
+/// [`classify`] with the int8 engine's linear layers shared out between threads by `parallel` (see
+/// [`crate::parallel`]): the same bits as [`classify`], for any `parallel`. [`Precision::F32`] ignores it.
+///
+/// ```
+/// # #[cfg(feature = "std")]
+/// # fn run(model: &albert_edge::Model, ids: &[u32]) -> Result<(), albert_edge::Error> {
+/// use albert_edge::model::{classify_parallel, scratch_size_for_speed, Inputs, Precision};
+/// use albert_edge::parallel::Threads;
+///
+/// let threads = Threads::new(4); // once, for every classification
+/// let mut arena = vec![0u8; scratch_size_for_speed(model.config(), ids.len(), Precision::Int8)];
+/// let mut logits = [0f32; 2];
+/// classify_parallel(model, Precision::Int8, &Inputs::ids(ids), &mut arena, &mut logits, &threads)?;
+/// # Ok(()) }
+/// ```
+pub fn classify_parallel(
+    model: &Model,
+    precision: Precision,
+    inputs: &Inputs,
+    arena: &mut [u8],
+    logits: &mut [f32],
+    parallel: &dyn Parallel,
+) -> Result<(), Error> {
+    forward(
+        model,
+        precision,
+        inputs,
+        arena,
+        logits,
+        &mut NoObserver,
+        parallel,
         false,
     )
 }
@@ -345,6 +385,7 @@ pub fn classify_observed(
         arena,
         logits,
         &mut observer,
+        &Sequential,
         false,
     )
 }
@@ -358,6 +399,7 @@ fn forward(
     arena: &mut [u8],
     logits: &mut [f32],
     obs: &mut impl Observer,
+    par: &dyn Parallel,
     full_last_layer: bool,
 ) -> Result<(), Error> {
     let c = model.config();
@@ -427,6 +469,7 @@ fn forward(
                 qrow: a.i8s(p.qrow),
                 qrow_scale: a.f32s(p.qrow_scale),
                 out: a.i32s(p.out),
+                stage: a.f32s(p.stage),
                 work: a.u32s(p.work),
                 sums: a.i32s(p.sums),
                 mapping_t: a.i8s(p.mapping_t),
@@ -438,6 +481,7 @@ fn forward(
                 v_scale: a.f32s(p.head_scale),
                 v_sum: a.i32s(p.q),
                 probs: a.u8s(p.probs),
+                par,
             };
             embeddings.prepare_mapping_t(s.mapping_t);
             embeddings.forward_i8(inputs, block, &mut s);
@@ -523,6 +567,7 @@ mod tests {
                         arena,
                         &mut logits,
                         &mut NoObserver,
+                        &Sequential,
                         full,
                     )
                     .unwrap();
@@ -533,6 +578,89 @@ mod tests {
                 assert!(pruned[..c.num_labels]
                     .iter()
                     .all(|&b| f32::from_bits(b).is_finite()));
+            }
+        }
+    }
+
+    /// Runs the jobs on scoped threads, last first, and leaves out every `skip`-th (the engine must run those).
+    struct Scrambled {
+        threads: usize,
+        skip: usize,
+    }
+
+    impl Parallel for Scrambled {
+        fn threads(&self) -> usize {
+            self.threads
+        }
+
+        fn run(&self, jobs: &mut [crate::parallel::Job<'_>]) {
+            std::thread::scope(|scope| {
+                for (k, job) in jobs.iter_mut().enumerate().rev() {
+                    if self.skip == 0 || k % self.skip != 0 {
+                        scope.spawn(move || job.run());
+                    }
+                }
+            });
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)] // whole forward passes, on threads
+    fn threads_give_the_same_bits() {
+        let model = Model::from_bytes(&MCU.0).unwrap();
+        let c = *model.config();
+        let max = c.max_position_embeddings;
+        let mut arena = std::vec![0u8; scratch_size_for_speed(&c, max, Precision::Int8)];
+        let mut state = 0x0123_4567_89ab_cdef;
+        #[cfg(feature = "std")]
+        let pools = [
+            crate::parallel::Threads::new(2),
+            crate::parallel::Threads::new(5),
+        ];
+        for seq in [1, 4, 31, 32, 33, 65, 100, max] {
+            let ids: Vec<u32> = (0..seq)
+                .map(|_| (next(&mut state) % c.vocab_size as u64) as u32)
+                .collect();
+            let inputs = Inputs::ids(&ids);
+            for size in [
+                scratch_size(&c, seq, Precision::Int8),
+                scratch_size_for_speed(&c, seq, Precision::Int8),
+            ] {
+                let arena = &mut arena[..size];
+                let mut expected = [0f32; 8];
+                classify(&model, Precision::Int8, &inputs, arena, &mut expected).unwrap();
+                #[cfg_attr(not(feature = "std"), allow(unused_mut))]
+                let mut parallels: Vec<&dyn Parallel> = std::vec![
+                    &Scrambled {
+                        threads: 2,
+                        skip: 0
+                    },
+                    &Scrambled {
+                        threads: 3,
+                        skip: 2
+                    },
+                    &Scrambled {
+                        threads: 16,
+                        skip: 5
+                    },
+                    &Scrambled {
+                        threads: 99,
+                        skip: 0
+                    },
+                ];
+                #[cfg(feature = "std")]
+                parallels.extend(pools.iter().map(|p| p as &dyn Parallel));
+                for (i, par) in parallels.into_iter().enumerate() {
+                    let mut got = [0f32; 8];
+                    classify_parallel(&model, Precision::Int8, &inputs, arena, &mut got, par)
+                        .unwrap();
+                    let bits = |l: [f32; 8]| l.map(f32::to_bits);
+                    assert_eq!(
+                        bits(got),
+                        bits(expected),
+                        "seq {seq}, arena {size} B, parallel {i}"
+                    );
+                }
             }
         }
     }

@@ -1,0 +1,190 @@
+//! Sharing the int8 engine's work between threads, without `std` or an allocator in the engine.
+//!
+//! The engine cuts each linear layer over a tile of tokens into [`Job`]s, one per range of tokens, and hands them
+//! to a [`Parallel`]. Each job writes only its own tokens' outputs and reads only weights and activations nobody
+//! writes meanwhile, so the results are the same bits however the jobs are run: one after another, on several
+//! threads, in any order. [`Sequential`] runs them on the calling thread (what [`crate::model::classify`] uses);
+//! with `std`, [`Threads`] runs them on its own threads and the caller's.
+
+use crate::kernels::{self, GemmInput};
+
+#[cfg(feature = "std")]
+mod threads;
+#[cfg(feature = "std")]
+pub use threads::Threads;
+
+/// Most jobs one step of the engine is cut into: more threads than this are not used.
+pub const MAX_JOBS: usize = 16;
+
+/// Something that runs the engine's [`Job`]s, perhaps several at a time.
+///
+/// Implementations only decide where and when each job runs: [`Job::run`] does the work, and a job that an
+/// implementation leaves out is run afterwards on the calling thread, so no implementation can change the results.
+pub trait Parallel: Sync {
+    /// How many jobs are worth running at once (the threads available, the caller's included); 1 or less makes
+    /// the engine run everything itself, without jobs.
+    fn threads(&self) -> usize;
+
+    /// Calls [`Job::run`] on each of `jobs`, in any order, on any threads, and returns when those calls have
+    /// returned.
+    fn run(&self, jobs: &mut [Job<'_>]);
+}
+
+/// Every job on the calling thread, in order: the engine without threads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sequential;
+
+impl Parallel for Sequential {
+    fn threads(&self) -> usize {
+        1
+    }
+
+    fn run(&self, jobs: &mut [Job<'_>]) {
+        jobs.iter_mut().for_each(Job::run);
+    }
+}
+
+/// A piece of the engine's work, for [`Parallel::run`]. Running it twice does the work once.
+pub struct Job<'a> {
+    work: Work<'a>,
+    done: bool,
+}
+
+enum Work<'a> {
+    /// Nothing (a free slot).
+    None,
+    /// [`crate::model`]'s block-scaled linear layer for some of a GEMM input's tokens.
+    Linear(Linear<'a>),
+}
+
+/// `out[t][r] = (w[r] . x[first + t]) * w_scales[r] + bias[r]` for the tokens `out` holds.
+pub(crate) struct Linear<'a> {
+    pub w: &'a [i8],
+    pub w_scales: &'a [f32],
+    pub bias: &'a [f32],
+    pub rows: usize,
+    pub sums: &'a [i32],
+    pub input: &'a GemmInput<'a>,
+    pub first: usize,
+    pub out: &'a mut [f32],
+}
+
+impl Linear<'_> {
+    pub(crate) fn run(&mut self) {
+        let y = &mut *self.out;
+        y.iter_mut().for_each(|y| *y = 0.0);
+        kernels::gemm_i8_blocks_from(self.w, self.rows, self.sums, self.input, self.first, y);
+        for yt in y.chunks_exact_mut(self.rows.max(1)) {
+            for ((y, &s), &b) in yt.iter_mut().zip(self.w_scales).zip(self.bias) {
+                *y = *y * s + b;
+            }
+        }
+    }
+}
+
+impl<'a> Job<'a> {
+    const NONE: Job<'static> = Job {
+        work: Work::None,
+        done: true,
+    };
+
+    fn linear(linear: Linear<'a>) -> Self {
+        Job {
+            work: Work::Linear(linear),
+            done: false,
+        }
+    }
+
+    /// Does the job's work (once).
+    pub fn run(&mut self) {
+        if self.done {
+            return;
+        }
+        match &mut self.work {
+            Work::None => {}
+            Work::Linear(l) => l.run(),
+        }
+        self.done = true;
+    }
+}
+
+/// Fewest weight rows per job when a GEMM is split by rows (the multi-token kernel's rows per step).
+const MIN_ROWS: usize = 8;
+
+/// Runs `linear` (all of `linear.input`'s tokens from `linear.first` that `linear.out` holds) as up to
+/// `par.threads()` jobs, each computing some of the outputs:
+///
+/// * by tokens, ranges that start on the input's [`GemmInput::token_step`], where there are enough of them;
+/// * otherwise (short sequences) by weight rows, each job writing its rows for every token to its own part of
+///   `stage` (`tokens * rows` values), copied to `out` afterwards; without that room, by tokens anyway.
+pub(crate) fn run_linear(par: &dyn Parallel, linear: Linear<'_>, stage: &mut [f32]) {
+    let rows = linear.rows.max(1);
+    let tokens = linear.out.len() / rows;
+    let threads = par.threads().clamp(1, MAX_JOBS);
+    let step = linear.input.token_step();
+    let steps = tokens.div_ceil(step);
+    let by_rows = steps < threads && stage.len() >= tokens * rows && rows >= 2 * MIN_ROWS;
+    if threads <= 1 || (steps <= 1 && !by_rows) {
+        let mut linear = linear;
+        return linear.run();
+    }
+    let mut jobs: [Job; MAX_JOBS] = [Job::NONE; MAX_JOBS];
+    let mut n = 0;
+    let Linear {
+        w,
+        w_scales,
+        bias,
+        rows: _,
+        sums,
+        input,
+        first,
+        out,
+    } = linear;
+    if by_rows {
+        let (cols, nb) = (input.cols(), input.blocks());
+        let per = rows.div_ceil(threads).next_multiple_of(MIN_ROWS);
+        for (k, stage) in stage[..tokens * rows].chunks_mut(per * tokens).enumerate() {
+            let r0 = k * per;
+            let rn = stage.len() / tokens;
+            jobs[k] = Job::linear(Linear {
+                w: w.get(r0 * cols..).unwrap_or(&[]),
+                w_scales: w_scales.get(r0..).unwrap_or(&[]),
+                bias: bias.get(r0..).unwrap_or(&[]),
+                rows: rn,
+                sums: sums.get(r0 * nb..).unwrap_or(&[]),
+                input,
+                first,
+                out: stage,
+            });
+            n = k + 1;
+        }
+    } else {
+        let per = steps.div_ceil(threads) * step;
+        for (k, out) in out[..tokens * rows].chunks_mut(per * rows).enumerate() {
+            jobs[k] = Job::linear(Linear {
+                w,
+                w_scales,
+                bias,
+                rows,
+                sums,
+                input,
+                first: first + k * per,
+                out,
+            });
+            n = k + 1;
+        }
+    }
+    par.run(&mut jobs[..n]);
+    // Whatever the implementation left out.
+    jobs[..n].iter_mut().for_each(Job::run);
+    drop(jobs);
+    if by_rows {
+        let per = rows.div_ceil(threads).next_multiple_of(MIN_ROWS);
+        for (k, stage) in stage[..tokens * rows].chunks(per * tokens).enumerate() {
+            let (r0, rn) = (k * per, stage.len() / tokens);
+            for (t, part) in stage.chunks_exact(rn).enumerate() {
+                out[t * rows + r0..t * rows + r0 + rn].copy_from_slice(part);
+            }
+        }
+    }
+}
