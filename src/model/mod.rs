@@ -392,6 +392,7 @@ pub fn classify_observed(
 
 /// The forward pass. `full_last_layer` makes the int8 engine's last layer application compute every token (as the
 /// others do) instead of `[CLS]` alone: the same logits, bit for bit, which a test checks.
+#[allow(clippy::too_many_arguments)]
 fn forward(
     model: &Model,
     precision: Precision,

@@ -177,7 +177,6 @@ pub(crate) fn run_linear(par: &dyn Parallel, linear: Linear<'_>, stage: &mut [f3
     par.run(&mut jobs[..n]);
     // Whatever the implementation left out.
     jobs[..n].iter_mut().for_each(Job::run);
-    drop(jobs);
     if by_rows {
         let per = rows.div_ceil(threads).next_multiple_of(MIN_ROWS);
         for (k, stage) in stage[..tokens * rows].chunks(per * tokens).enumerate() {

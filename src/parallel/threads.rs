@@ -123,7 +123,7 @@ fn worker(shared: &Shared) {
                 break;
             }
             spins = spins.wrapping_add(1);
-            if spins % 64 == 0 && since.elapsed() > SPIN {
+            if spins.is_multiple_of(64) && since.elapsed() > SPIN {
                 // `run` unparks every worker after publishing, so a dispatch published before this park makes it
                 // return at once.
                 thread::park();
