@@ -2,7 +2,8 @@
 # The Raspberry Pi example must print the same logits, bit for bit, whichever kernels a build uses: converts the
 # fixture checkpoint, runs examples/pi-classify on x86-64 (reference kernels) and, under qemu-user, on aarch64
 # (NEON smull/sadalp on a Cortex-A72 = Pi 4; NEON sdot on a Cortex-A76 = Pi 5) and armv7 (reference, and NEON on
-# a Cortex-A7 = 32-bit Pi OS), for the int8 engine and the f32 reference, and compares the printed logits.
+# a Cortex-A7 = 32-bit Pi OS), for the int8 engine (one thread, and three: `--threads 3`) and the f32 reference,
+# and compares the printed logits.
 # Needs what scripts/test-all.sh installs (cross gcc, libc6-dev-*-cross, qemu-user, rustup targets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +48,13 @@ for flavor in "${flavors[@]}"; do
     # `unstable feature specified for -Ctarget-feature: neon` is expected for armv7 (see src/kernels/neon.rs).
     env "${env[@]}" cargo "${args[@]}" -- "$tmp/m.blob" --ids -q <"$tmp/ids.txt" 2> >(grep -v 'unstable feature\|^ *|\|= note\|^$\|generated 1 warning' >&2) |
         grep '^logits:' >"$tmp/$name.int8.txt"
+    env "${env[@]}" cargo "${args[@]}" -- "$tmp/m.blob" --ids -q --threads 3 <"$tmp/ids.txt" 2>/dev/null |
+        grep '^logits:' >"$tmp/$name.threads.txt"
+    if ! cmp -s "$tmp/$name.int8.txt" "$tmp/$name.threads.txt"; then
+        echo "error: pi-classify ($name) int8 logits differ between 1 and 3 threads" >&2
+        diff "$tmp/$name.int8.txt" "$tmp/$name.threads.txt" | head >&2
+        exit 1
+    fi
     env "${env[@]}" cargo "${args[@]}" -- "$tmp/m.blob" --ids -q --fp32 <"$tmp/ids.txt" 2>/dev/null |
         grep '^logits:' >"$tmp/$name.fp32.txt"
     # Text goes through the on-device tokenizer when the blob carries one.
@@ -70,6 +78,6 @@ for flavor in "${flavors[@]}"; do
             exit 1
         fi
     done
-    echo "$name: $(wc -l <"$tmp/ids.txt") inputs (int8 and fp32)${text:+ + $(wc -l <"$tmp/text.txt") texts}, logits identical to x86-64"
+    echo "$name: $(wc -l <"$tmp/ids.txt") inputs (int8 on 1 and 3 threads, and fp32)${text:+ + $(wc -l <"$tmp/text.txt") texts}, logits identical to x86-64"
 done
 [ -n "$text" ] || echo "note: the blob has no tokenizer section; text inputs were not compared (token ids were)"

@@ -14,7 +14,8 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use albert_edge::model::{classify, is_int8, scratch_size_for_speed, Inputs, Precision};
+use albert_edge::model::{classify_parallel, is_int8, scratch_size_for_speed, Inputs, Precision};
+use albert_edge::parallel::{Parallel, Sequential, Threads};
 use albert_edge::Model;
 
 const USAGE: &str = "\
@@ -29,6 +30,8 @@ options:
   --max-len N    truncate text to N tokens, [CLS] and [SEP] included (default: the model's maximum)
   --fp32         run the f32 reference instead of the int8 engine
   --repeat N     run the model N times per input and report the fastest and the mean (default 1)
+  --threads N    share the int8 engine's linear layers between N threads (default 1; 0: one per CPU);
+                 the logits are the same bits for every N
   -q, --quiet    print only the label and logits lines
 ";
 
@@ -40,6 +43,7 @@ struct Options {
     max_len: Option<usize>,
     fp32: bool,
     repeat: usize,
+    threads: usize,
     quiet: bool,
 }
 
@@ -52,6 +56,7 @@ fn parse_args() -> Result<Options, String> {
         max_len: None,
         fp32: false,
         repeat: 1,
+        threads: 1,
         quiet: false,
     };
     let number = |args: &mut dyn Iterator<Item = String>, flag: &str| -> Result<usize, String> {
@@ -67,6 +72,7 @@ fn parse_args() -> Result<Options, String> {
             "-q" | "--quiet" => o.quiet = true,
             "--max-len" => o.max_len = Some(number(&mut args, "--max-len")?),
             "--repeat" => o.repeat = number(&mut args, "--repeat")?.max(1),
+            "--threads" => o.threads = number(&mut args, "--threads")?,
             "--" => o.inputs.extend(&mut args),
             s if s.starts_with('-') && s.len() > 1 => return Err(format!("unknown option {s}")),
             _ if o.blob.is_empty() => o.blob = a,
@@ -174,17 +180,27 @@ fn run(o: Options) -> Result<(), Box<dyn Error>> {
     let mut type_ids = vec![0u32; max_len]; // (max_len), stays 0 for --ids
     let mut logits = vec![0f32; c.num_labels];
     let mut workspace = Vec::new();
+    let threads = match o.threads {
+        0 => Threads::available(),
+        n => Threads::new(n),
+    };
+    let par: &dyn Parallel = match threads.threads() {
+        1 => &Sequential,
+        _ => &threads,
+    };
 
     if !o.quiet {
         eprintln!(
-            "model: {} (hidden {}, {} layers, {} labels), {:?}, kernel: {}, arena {} bytes",
+            "model: {} (hidden {}, {} layers, {} labels), {:?}, kernel: {}, arena {} bytes, {} thread{}",
             o.blob,
             c.hidden_size,
             c.num_hidden_layers,
             c.num_labels,
             precision,
             kernel(),
-            arena.len()
+            arena.len(),
+            par.threads(),
+            if par.threads() == 1 { "" } else { "s" },
         );
     }
 
@@ -228,7 +244,7 @@ fn run(o: Options) -> Result<(), Box<dyn Error>> {
         let mut total = Duration::ZERO;
         for _ in 0..o.repeat {
             let t = Instant::now();
-            classify(&model, precision, &inputs, &mut arena, &mut logits)?;
+            classify_parallel(&model, precision, &inputs, &mut arena, &mut logits, par)?;
             let dt = t.elapsed();
             best = best.min(dt);
             total += dt;
