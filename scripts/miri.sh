@@ -48,6 +48,9 @@ echo "==> cargo +nightly miri test -p albert-edge --lib (reference kernels)"
 # Without AVX2 the x86_avx2 tests would only repeat the reference ones; they run below with AVX2 on.
 cargo +nightly miri test -p albert-edge --lib -- "${skip[@]}" --skip kernels::tests::x86_avx2
 
+echo "==> parallel::Threads (std): jobs claimed once, no data race"
+cargo +nightly miri test -p albert-edge --features std --lib -- parallel::
+
 echo "==> the x86-64 AVX2 kernels under Miri (-C target-feature=+avx2)"
 if [ "$(uname -m)" = x86_64 ]; then
     RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+avx2" \

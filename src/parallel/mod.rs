@@ -128,6 +128,23 @@ pub(crate) fn run_linear(par: &dyn Parallel, linear: Linear<'_>, stage: &mut [f3
         let mut linear = linear;
         return linear.run();
     }
+    run_linear_jobs(par, linear, stage, threads, by_rows);
+}
+
+/// [`run_linear`] as jobs: a function of its own so that the jobs take stack only where they are made (firmware,
+/// which runs [`Sequential`], never makes them).
+#[inline(never)]
+fn run_linear_jobs(
+    par: &dyn Parallel,
+    linear: Linear<'_>,
+    stage: &mut [f32],
+    threads: usize,
+    by_rows: bool,
+) {
+    let rows = linear.rows.max(1);
+    let tokens = linear.out.len() / rows;
+    let step = linear.input.token_step();
+    let steps = tokens.div_ceil(step);
     let mut jobs: [Job; MAX_JOBS] = [Job::NONE; MAX_JOBS];
     let mut n = 0;
     let Linear {
@@ -183,6 +200,81 @@ pub(crate) fn run_linear(par: &dyn Parallel, linear: Linear<'_>, stage: &mut [f3
             let (r0, rn) = (k * per, stage.len() / tokens);
             for (t, part) in stage.chunks_exact(rn).enumerate() {
                 out[t * rows + r0..t * rows + r0 + rn].copy_from_slice(part);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use std::vec::Vec;
+
+    /// A small GEMM split every way `run_linear` splits one, by every kind of `Parallel`, against one job on this
+    /// thread: the same bits. Small enough for Miri, which checks `Threads`' claims for data races.
+    #[test]
+    fn every_split_gives_the_same_bits() {
+        let (rows, cols, block) = (40, 12, 4);
+        let w: Vec<i8> = (0..rows * cols)
+            .map(|i| (i * 37 % 255) as u8 as i8)
+            .collect();
+        let w_scales: Vec<f32> = (0..rows).map(|r| 0.01 + r as f32 * 1e-3).collect();
+        let bias: Vec<f32> = (0..rows).map(|r| r as f32 * 0.5 - 3.0).collect();
+        #[cfg(feature = "std")]
+        let pools = [Threads::new(2), Threads::new(4)];
+        for tokens in [1, 2, 5, 9] {
+            let x: Vec<i8> = (0..tokens * cols)
+                .map(|i| (i * 91 % 251) as u8 as i8)
+                .collect();
+            let xs: Vec<f32> = (0..tokens * cols / block)
+                .map(|i| 0.1 + i as f32 * 0.01)
+                .collect();
+            let input = GemmInput::new(&x, cols, block, &xs, tokens, &mut []);
+            let one_job = |out: &mut [f32]| {
+                Linear {
+                    w: &w,
+                    w_scales: &w_scales,
+                    bias: &bias,
+                    rows,
+                    sums: &[],
+                    input: &input,
+                    first: 0,
+                    out,
+                }
+                .run()
+            };
+            let mut expected = std::vec![0f32; tokens * rows];
+            one_job(&mut expected);
+            #[cfg_attr(not(feature = "std"), allow(unused_mut))]
+            let mut parallels: Vec<&dyn Parallel> = std::vec![&Sequential];
+            #[cfg(feature = "std")]
+            parallels.extend(pools.iter().map(|p| p as &dyn Parallel));
+            for par in parallels {
+                // With room to stage rows (splits by rows) and without (splits by tokens).
+                for stage in [0, tokens * rows] {
+                    let mut got = std::vec![f32::NAN; tokens * rows];
+                    let mut stage = std::vec![f32::NAN; stage];
+                    let l = Linear {
+                        w: &w,
+                        w_scales: &w_scales,
+                        bias: &bias,
+                        rows,
+                        sums: &[],
+                        input: &input,
+                        first: 0,
+                        out: &mut got,
+                    };
+                    run_linear(par, l, &mut stage);
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&got),
+                        bits(&expected),
+                        "{tokens} tokens, {} threads",
+                        par.threads()
+                    );
+                }
             }
         }
     }
