@@ -13,13 +13,15 @@
 # Without either, the ONNX Runtime part is skipped; without a checkpoint built earlier, so are the conversion and
 # tract, and albert-edge runs on a random ALBERT-base-shaped blob.
 # Other knobs: PEERS_DIR (default target/peers/albert-base), PEERS_SEQS (32,128), PEERS_REPS (timed runs per
-# figure, default 11), PEERS_REBUILD=1 (rebuild the checkpoint).
+# figure, default 11), PEERS_REBUILD=1 (rebuild the checkpoint), PEERS_THREADS (thread counts for albert-edge,
+# default 1; say 1,2,4 to add `classify_parallel` rows; the peers stay on one thread).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dir=${PEERS_DIR:-target/peers/albert-base}
 seqs=${PEERS_SEQS:-32,128}
 reps=${PEERS_REPS:-11}
+threads=${PEERS_THREADS:-1}
 build_version=1 # BUILD_VERSION in benches/peers.py
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -92,5 +94,5 @@ fi
 
 # ---- albert-edge int8 and tract fp32, one process
 step "albert-edge int8 and tract fp32 (1 thread, $reps runs each)"
-target/release/examples/peers "${args[@]}" --seqs "$seqs" --reps "$reps" --json "${dir%/}-results.json"
+target/release/examples/peers "${args[@]}" --seqs "$seqs" --threads "$threads" --reps "$reps" --json "${dir%/}-results.json"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo ?)"
