@@ -338,7 +338,7 @@ const ROWS: usize = 8;
 /// Tokens per pass: two 16-lane groups, one lane per token.
 const PASS: usize = 32;
 
-/// Where a multi-token GEMM over packed activations may start: a pass boundary ([`gemm_packed_vnni`]'s `first`).
+/// Where a multi-token GEMM over packed activations may start: a pass boundary (`gemm_packed_vnni`'s `first`).
 pub const GEMM_TOKEN_STEP: usize = PASS;
 
 /// Groups in the pass that starts with `remaining` tokens: two while they fill more than one group.

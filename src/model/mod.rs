@@ -219,7 +219,7 @@ pub const MAX_TILE: usize = 128;
 /// the AVX-512 VNNI multi-token kernel on x86-64 CPUs that have it; elsewhere each chunk of weight rows serves all
 /// the tile's tokens while it is in cache), and keeps tables made once per call (the GEMM's weight sums on x86-64,
 /// `mapping_in` transposed). Any arena between [`scratch_size`] and this size works; `classify` uses the largest
-/// tile that fits. The logits are the same bits whatever the arena. (ALBERT-base, seq 128, x86-64: 2,471,439 B,
+/// tile that fits. The logits are the same bits whatever the arena. (ALBERT-base, seq 128, x86-64: 2,864,655 B,
 /// against 253,839 B for `scratch_size`.) For [`Precision::F32`] this is `scratch_size`.
 pub const fn scratch_size_for_speed(
     config: &AlbertConfig,
@@ -519,7 +519,7 @@ mod tests {
     #[repr(C, align(16))]
     struct Aligned<T: ?Sized>(T);
 
-    /// The shipped MCU model: real trained int8 weights (ALBERT's shape with H = 256, 4 heads, 4 applications).
+    /// The shipped MCU model: real trained int8 weights (H 128, 4 heads, I 192, 4 applications of the layer).
     static MCU: &Aligned<[u8]> = &Aligned(*include_bytes!("../../models/sst2-albert-mcu.blob"));
 
     /// xorshift64*: deterministic token ids and masks without a dependency.

@@ -14,7 +14,7 @@ const SPIN: Duration = Duration::from_micros(500);
 
 /// Runs the engine's jobs on `n - 1` threads of its own and the calling thread.
 ///
-/// Between jobs its threads spin for a while ([`SPIN`], half a millisecond) before they sleep: the engine hands
+/// Between jobs its threads spin for a while (half a millisecond) before they sleep: the engine hands
 /// out a few jobs per linear layer, hundreds per classification, and waking a sleeping thread each time would
 /// cost more than the work. Idle between classifications, they sleep. One [`Parallel::run`] at a time: callers on
 /// other threads wait their turn.
