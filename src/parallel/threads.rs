@@ -78,7 +78,7 @@ impl Shared {
 
 impl Threads {
     /// A pool for `n` threads in all: `n - 1` workers and the caller of [`Parallel::run`] (`n` of 0 or 1: no
-    /// workers; more than [`MAX_JOBS`]: [`MAX_JOBS`]).
+    /// workers; more than [`MAX_JOBS`]: [`MAX_JOBS`]; fewer where the system refuses to start more).
     pub fn new(n: usize) -> Self {
         let shared = Arc::new(Shared {
             claim: AtomicU64::new(0),
@@ -87,13 +87,14 @@ impl Threads {
             panicked: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         });
+        // A thread the system refuses is one fewer: `threads` reports what there is.
         let workers = (1..n.clamp(1, MAX_JOBS))
-            .map(|i| {
+            .map_while(|i| {
                 let shared = Arc::clone(&shared);
                 thread::Builder::new()
                     .name(std::format!("albert-edge-{i}"))
                     .spawn(move || worker(&shared))
-                    .expect("spawning a thread")
+                    .ok()
             })
             .collect();
         Threads {
