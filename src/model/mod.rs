@@ -320,16 +320,7 @@ pub fn classify(
     arena: &mut [u8],
     logits: &mut [f32],
 ) -> Result<(), Error> {
-    forward(
-        model,
-        precision,
-        inputs,
-        arena,
-        logits,
-        &mut NoObserver,
-        &Sequential,
-        false,
-    )
+    classify_parallel(model, precision, inputs, arena, logits, &Sequential)
 }
 
 /// [`classify`] with the int8 engine's linear layers shared out between threads by `parallel` (see

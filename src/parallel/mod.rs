@@ -232,21 +232,22 @@ mod tests {
                 .map(|i| 0.1 + i as f32 * 0.01)
                 .collect();
             let input = GemmInput::new(&x, cols, block, &xs, tokens, &mut []);
-            let one_job = |out: &mut [f32]| {
-                Linear {
-                    w: &w,
-                    w_scales: &w_scales,
-                    bias: &bias,
-                    rows,
-                    sums: &[],
-                    input: &input,
-                    first: 0,
-                    out,
-                }
-                .run()
-            };
+            macro_rules! linear {
+                ($out:expr) => {
+                    Linear {
+                        w: &w,
+                        w_scales: &w_scales,
+                        bias: &bias,
+                        rows,
+                        sums: &[],
+                        input: &input,
+                        first: 0,
+                        out: $out,
+                    }
+                };
+            }
             let mut expected = std::vec![0f32; tokens * rows];
-            one_job(&mut expected);
+            linear!(&mut expected).run(); // one job, on this thread
             #[cfg_attr(not(feature = "std"), allow(unused_mut))]
             let mut parallels: Vec<&dyn Parallel> = std::vec![&Sequential];
             #[cfg(feature = "std")]
@@ -256,17 +257,7 @@ mod tests {
                 for stage in [0, tokens * rows] {
                     let mut got = std::vec![f32::NAN; tokens * rows];
                     let mut stage = std::vec![f32::NAN; stage];
-                    let l = Linear {
-                        w: &w,
-                        w_scales: &w_scales,
-                        bias: &bias,
-                        rows,
-                        sums: &[],
-                        input: &input,
-                        first: 0,
-                        out: &mut got,
-                    };
-                    run_linear(par, l, &mut stage);
+                    run_linear(par, linear!(&mut got), &mut stage);
                     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                     assert_eq!(
                         bits(&got),
