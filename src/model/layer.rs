@@ -8,7 +8,7 @@ use crate::config::Activation;
 use crate::format::{Matrix, MatrixData, Model};
 use crate::kernels::attention::{Keys, Values};
 use crate::kernels::{self, dot_f32, layer_norm_f32, masked_softmax_f32, GemmInput};
-use crate::parallel::Parallel;
+use crate::parallel::{self, Parallel, Rows, TokenWork};
 use crate::{math, quant};
 
 /// The shared layer's weights, borrowed from the blob.
@@ -354,30 +354,31 @@ impl<'a> Layer<'a> {
                     &mut s.out[..tn * d],
                     (s.par, &mut *s.stage),
                 );
-                for (tt, y) in y.chunks_exact(d).enumerate() {
-                    let t = t0 + tt;
-                    let qs = quant::quantize_row_i16(y, qmax, &mut s.q[..d]) * inv_sqrt_d;
-                    let acc = &mut s.acc[..seq];
-                    keys.scores(&s.q[..d], acc);
-                    for (a, &ks) in acc.iter_mut().zip(s.k_scale.iter()) {
-                        *a = (*a as f32 * (qs * ks)).to_bits() as i32;
-                    }
-                    let scores = as_f32(acc);
-                    masked_softmax_f32(scores, |j| inputs.attends(j));
-                    scores
-                        .iter_mut()
-                        .zip(s.v_scale.iter())
-                        .for_each(|(p, &vs)| *p *= vs);
-                    let ps = quant::quantize_row_u8(scores, &mut s.probs[..seq]);
-                    let acc = &mut s.acc[..d];
-                    values.attend(&mut s.probs[..seq], &s.v_sum[..d], acc);
-                    for a in acc.iter_mut() {
-                        *a = (*a as f32 * ps).to_bits() as i32;
-                    }
-                    let ctx = as_f32(acc);
-                    let at = t * h + r0;
-                    s.ctx_scale[t * heads + head] =
-                        quant::quantize_row(ctx, &mut s.ctx[at..at + d]);
+                let rows = AttentionRows {
+                    keys: &keys,
+                    values: &values,
+                    k_scale: &s.k_scale[..seq],
+                    v_scale: &s.v_scale[..seq],
+                    v_sum: &s.v_sum[..d],
+                    inputs,
+                    d,
+                    h,
+                    r0,
+                    head,
+                    heads,
+                    qmax,
+                    inv_sqrt_d,
+                };
+                let ctx = &mut s.ctx[t0 * h..(t0 + tn) * h];
+                let ctx_scale = &mut s.ctx_scale[t0 * heads..(t0 + tn) * heads];
+                let per_job = attention_scratch_len(seq, d);
+                if s.par.threads() > 1 && s.stage.len() >= 2 * per_job {
+                    let bufs = (&mut *y, ctx, ctx_scale, &mut *s.stage);
+                    let per = (d, h, heads, per_job);
+                    parallel::run_rows(s.par, tn, 2, bufs, per, &rows);
+                } else {
+                    let scratch = (&mut s.q[..d], &mut s.acc[..seq.max(d)], &mut s.probs[..seq]);
+                    rows.body_with(y, ctx, ctx_scale, scratch);
                 }
             }
         }
@@ -400,7 +401,8 @@ impl<'a> Layer<'a> {
                 (s.par, &mut *s.stage),
             );
             let ln = (self.attention_ln_weight, self.attention_ln_bias);
-            self.add_norm_requantize(s.out, s.hidden, s.hidden_scale, t0, tn, ln);
+            let bufs = (&mut *s.out, &mut *s.hidden, &mut *s.hidden_scale);
+            self.add_norm_requantize(bufs, s.par, t0, tn, ln);
         }
 
         // FFN, add & LayerNorm, `tile` tokens at a time: the intermediate exists for the tile's tokens only, in
@@ -426,17 +428,21 @@ impl<'a> Layer<'a> {
                     &mut s.out[..tn * cn],
                     (s.par, &mut *s.stage),
                 );
-                for (tt, inter) in inter.chunks_exact_mut(cn).enumerate() {
-                    math::activate(self.act, inter);
-                    let q0 = tt * i_size + c0;
-                    let s0 = tt * ni + c0 / blk;
-                    quant::quantize_blocks(
-                        inter,
-                        blk,
-                        &mut s.qrow[q0..q0 + cn],
-                        &mut s.qrow_scale[s0..s0 + cn.div_ceil(blk)],
-                    );
-                }
+                let work = Activate {
+                    act: self.act,
+                    block: blk,
+                    c0,
+                    cn,
+                    i_size,
+                    ni,
+                };
+                let bufs = (
+                    inter,
+                    &mut s.qrow[..tn * i_size],
+                    &mut s.qrow_scale[..tn * ni],
+                    &mut [][..],
+                );
+                parallel::run_rows(s.par, tn, 2, bufs, (cn, i_size, ni, 0), &work);
             }
             let x = &s.qrow[..tn * i_size];
             let xs = &s.qrow_scale[..tn * ni];
@@ -453,7 +459,8 @@ impl<'a> Layer<'a> {
                 (s.par, &mut *s.stage),
             );
             let ln = (self.full_ln_weight, self.full_ln_bias);
-            self.add_norm_requantize(s.out, s.hidden, s.hidden_scale, t0, tn, ln);
+            let bufs = (&mut *s.out, &mut *s.hidden, &mut *s.hidden_scale);
+            self.add_norm_requantize(bufs, s.par, t0, tn, ln);
         }
     }
 }
@@ -550,15 +557,14 @@ impl Layer<'_> {
     }
 
     /// The end of a sub-layer for tokens `t0..t0 + tn`: `y = LayerNorm(out[tt] + hidden[t])` (the int8 hidden
-    /// dequantised), then `y` becomes the new int8 hidden state in blocks.
+    /// dequantised), then `y` becomes the new int8 hidden state in blocks. `out` holds the sub-layer's outputs for
+    /// the tile (`tn` rows of H, `f32` bits); `hidden` and `hidden_scale` are the whole sequence's. Tokens are
+    /// shared out between threads by `par`.
     #[inline(always)]
-    /// `out` holds the sub-layer's outputs for the tile (`tn` rows of H, `f32` bits); `hidden` and `hidden_scale`
-    /// are the whole sequence's.
     fn add_norm_requantize(
         &self,
-        out: &mut [i32],
-        hidden: &mut [i8],
-        hidden_scale: &mut [f32],
+        (out, hidden, hidden_scale): (&mut [i32], &mut [i8], &mut [f32]),
+        par: &dyn Parallel,
         t0: usize,
         tn: usize,
         ln: (&[f32], &[f32]),
@@ -566,15 +572,20 @@ impl Layer<'_> {
         let h = self.query.rows;
         let blk = self.block.max(1);
         let nb = h.div_ceil(blk);
-        for tt in 0..tn {
-            let t = t0 + tt;
-            let y = as_f32(&mut out[tt * h..(tt + 1) * h]);
-            let x = &mut hidden[t * h..(t + 1) * h];
-            let xs = &mut hidden_scale[t * nb..(t + 1) * nb];
-            add_blocks(y, x, xs, blk);
-            layer_norm_f32(y, ln.0, ln.1, self.eps);
-            quant::quantize_blocks(y, blk, x, xs);
-        }
+        let work = AddNorm {
+            gamma: ln.0,
+            beta: ln.1,
+            eps: self.eps,
+            h,
+            block: blk,
+        };
+        let bufs = (
+            as_f32(&mut out[..tn * h]),
+            &mut hidden[t0 * h..(t0 + tn) * h],
+            &mut hidden_scale[t0 * nb..(t0 + tn) * nb],
+            &mut [][..],
+        );
+        parallel::run_rows(par, tn, 4, bufs, (h, h, nb, 0), &work);
     }
 }
 
@@ -589,3 +600,163 @@ fn add_blocks(y: &mut [f32], q: &[i8], scales: &[f32], block: usize) {
         y.iter_mut().zip(q).for_each(|(y, &q)| *y += q as f32 * s);
     }
 }
+
+/// `TokenWork` for a type with an `#[inline(always)] fn body(&self, Rows)`: compiled a second time with AVX2 on
+/// x86-64 hosts and chosen at run time, like the layer step ([`Layer::forward_i8`]), so that jobs run the same
+/// vectorised loops on any thread.
+macro_rules! token_work {
+    ($t:ty) => {
+        impl TokenWork for $t {
+            fn run(&self, rows: Rows<'_>) {
+                #[cfg(all(target_arch = "x86_64", feature = "std"))]
+                if std::is_x86_feature_detected!("avx2") {
+                    #[target_feature(enable = "avx2")]
+                    unsafe fn avx2(work: &$t, rows: Rows<'_>) {
+                        work.body(rows)
+                    }
+                    // SAFETY: the CPU has AVX2 (checked just above).
+                    return unsafe { avx2(self, rows) };
+                }
+                self.body(rows)
+            }
+        }
+    };
+}
+
+/// Add & LayerNorm, then requantise, token by token (rows: the sub-layer's output `f`, the int8 hidden state `q`
+/// and its block scales `s`).
+struct AddNorm<'a> {
+    gamma: &'a [f32],
+    beta: &'a [f32],
+    eps: f32,
+    h: usize,
+    block: usize,
+}
+
+impl AddNorm<'_> {
+    #[inline(always)]
+    fn body(&self, r: Rows<'_>) {
+        let nb = self.h.div_ceil(self.block);
+        let rows = r.f.chunks_exact_mut(self.h);
+        for ((y, x), xs) in rows
+            .zip(r.q.chunks_exact_mut(self.h))
+            .zip(r.s.chunks_exact_mut(nb))
+        {
+            add_blocks(y, x, xs, self.block);
+            layer_norm_f32(y, self.gamma, self.beta, self.eps);
+            quant::quantize_blocks(y, self.block, x, xs);
+        }
+    }
+}
+
+token_work!(AddNorm<'_>);
+
+/// The FFN's activation on a chunk of `cn` intermediate values per token (rows `f`), quantised into columns
+/// `c0..c0 + cn` of the token's int8 intermediate row (`q`, `i_size` per token; scales `s`, `ni` per token).
+struct Activate {
+    act: Activation,
+    block: usize,
+    c0: usize,
+    cn: usize,
+    i_size: usize,
+    ni: usize,
+}
+
+impl Activate {
+    #[inline(always)]
+    fn body(&self, r: Rows<'_>) {
+        let (blk, c0, cn) = (self.block, self.c0, self.cn);
+        let rows = r.f.chunks_exact_mut(cn);
+        let q = r.q.chunks_exact_mut(self.i_size);
+        for ((inter, q), scales) in rows.zip(q).zip(r.s.chunks_exact_mut(self.ni)) {
+            math::activate(self.act, inter);
+            quant::quantize_blocks(
+                inter,
+                blk,
+                &mut q[c0..c0 + cn],
+                &mut scales[c0 / blk..c0 / blk + cn.div_ceil(blk)],
+            );
+        }
+    }
+}
+
+token_work!(Activate);
+
+/// `f32` values of scratch one attention job needs ([`AttentionRows`]): a query row (`d` `i16`), the scores and
+/// then the context (`max(seq, d)` `i32`) and the quantised probabilities (`seq` `u8`).
+pub(crate) const fn attention_scratch_len(seq: usize, d: usize) -> usize {
+    d.div_ceil(2) + if seq > d { seq } else { d } + seq.div_ceil(4)
+}
+
+/// One head's attention for a range of query tokens: rows `f` are the queries (`d` per token, `f32`), `q` the
+/// int8 context rows (`h` per token; this head writes columns `r0..r0 + d`) and `s` their scales (`heads` per
+/// token).
+struct AttentionRows<'a> {
+    keys: &'a Keys<'a>,
+    values: &'a Values<'a>,
+    k_scale: &'a [f32],
+    v_scale: &'a [f32],
+    v_sum: &'a [i32],
+    inputs: &'a Inputs<'a>,
+    d: usize,
+    h: usize,
+    r0: usize,
+    head: usize,
+    heads: usize,
+    qmax: i32,
+    inv_sqrt_d: f32,
+}
+
+impl AttentionRows<'_> {
+    #[inline(always)]
+    fn body(&self, r: Rows<'_>) {
+        let (seq, d) = (self.k_scale.len(), self.d);
+        let (q, rest) = r.scratch.split_at_mut(d.div_ceil(2).min(r.scratch.len()));
+        let (acc, probs) = rest.split_at_mut(seq.max(d).min(rest.len()));
+        let q: &mut [i16] = bytemuck::cast_slice_mut(q);
+        let acc: &mut [i32] = bytemuck::cast_slice_mut(acc);
+        let probs: &mut [u8] = bytemuck::cast_slice_mut(probs);
+        if q.len() < d || acc.len() < seq.max(d) || probs.len() < seq {
+            return; // `run_rows` gives every job `attention_scratch_len` values
+        }
+        self.body_with(r.f, r.q, r.s, (&mut q[..d], acc, &mut probs[..seq]));
+    }
+
+    /// For each query row of `y`: the scores against every key, the masked softmax, P.V with V's per-token scales
+    /// folded into P, and the context quantised into the token's columns of `ctx`.
+    #[inline(always)]
+    fn body_with(
+        &self,
+        y: &mut [f32],
+        ctx: &mut [i8],
+        ctx_scale: &mut [f32],
+        (q, acc, probs): (&mut [i16], &mut [i32], &mut [u8]),
+    ) {
+        let (seq, d, r0) = (self.k_scale.len(), self.d, self.r0);
+        let rows = y.chunks_exact(d);
+        let out = ctx.chunks_exact_mut(self.h);
+        for ((y, ctx), ctx_scale) in rows.zip(out).zip(ctx_scale.chunks_exact_mut(self.heads)) {
+            let qs = quant::quantize_row_i16(y, self.qmax, q) * self.inv_sqrt_d;
+            let scores = &mut acc[..seq];
+            self.keys.scores(q, scores);
+            for (a, &ks) in scores.iter_mut().zip(self.k_scale) {
+                *a = (*a as f32 * (qs * ks)).to_bits() as i32;
+            }
+            let scores = as_f32(scores);
+            masked_softmax_f32(scores, |j| self.inputs.attends(j));
+            scores
+                .iter_mut()
+                .zip(self.v_scale)
+                .for_each(|(p, &vs)| *p *= vs);
+            let ps = quant::quantize_row_u8(scores, probs);
+            let context = &mut acc[..d];
+            self.values.attend(probs, self.v_sum, context);
+            for a in context.iter_mut() {
+                *a = (*a as f32 * ps).to_bits() as i32;
+            }
+            ctx_scale[self.head] = quant::quantize_row(as_f32(context), &mut ctx[r0..r0 + d]);
+        }
+    }
+}
+
+token_work!(AttentionRows<'_>);

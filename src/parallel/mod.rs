@@ -55,6 +55,27 @@ enum Work<'a> {
     None,
     /// [`crate::model`]'s block-scaled linear layer for some of a GEMM input's tokens.
     Linear(Linear<'a>),
+    /// Per-token work for a range of tokens.
+    Tokens(&'a dyn TokenWork, Rows<'a>),
+}
+
+/// Work done token by token (LayerNorm, GELU, an attention row...), on the rows of a range of tokens.
+pub(crate) trait TokenWork: Sync {
+    /// Does the work for tokens `rows.first..` (as many as the rows hold).
+    fn run(&self, rows: Rows<'_>);
+}
+
+/// The rows of a range of tokens in up to three per-token buffers, and scratch for the job.
+pub(crate) struct Rows<'a> {
+    /// The range's first token (counted from the first of the buffers given to [`run_rows`]).
+    pub first: usize,
+    /// Tokens in the range.
+    pub tokens: usize,
+    pub f: &'a mut [f32],
+    pub q: &'a mut [i8],
+    pub s: &'a mut [f32],
+    /// The job's own scratch (empty when the work needs none).
+    pub scratch: &'a mut [f32],
 }
 
 /// `out[t][r] = (w[r] . x[first + t]) * w_scales[r] + bias[r]` for the tokens `out` holds.
@@ -103,6 +124,14 @@ impl<'a> Job<'a> {
         match &mut self.work {
             Work::None => {}
             Work::Linear(l) => l.run(),
+            Work::Tokens(work, rows) => work.run(Rows {
+                first: rows.first,
+                tokens: rows.tokens,
+                f: &mut *rows.f,
+                q: &mut *rows.q,
+                s: &mut *rows.s,
+                scratch: &mut *rows.scratch,
+            }),
         }
         self.done = true;
     }
@@ -205,6 +234,89 @@ fn run_linear_jobs(
     }
 }
 
+/// Runs `work` on `tokens` tokens whose rows are `f` (`per.0` values per token), `q` (`per.1`) and `s` (`per.2`),
+/// as up to `par.threads()` jobs over ranges of at least `min` tokens, each with `per.3` values of `scratch` (given
+/// `scratch` for that many jobs; otherwise fewer jobs, and with no room for one, the work runs on this thread with
+/// `scratch` as it is).
+pub(crate) fn run_rows(
+    par: &dyn Parallel,
+    tokens: usize,
+    min: usize,
+    (f, q, s, scratch): (&mut [f32], &mut [i8], &mut [f32], &mut [f32]),
+    per: (usize, usize, usize, usize),
+    work: &dyn TokenWork,
+) {
+    let room = scratch.len().checked_div(per.3).unwrap_or(MAX_JOBS);
+    let jobs = par
+        .threads()
+        .min(MAX_JOBS)
+        .min(room)
+        .min(tokens / min.max(1))
+        .max(1);
+    if jobs <= 1 {
+        let rows = Rows {
+            first: 0,
+            tokens,
+            f,
+            q,
+            s,
+            scratch,
+        };
+        return work.run(rows);
+    }
+    run_rows_jobs(par, tokens, jobs, (f, q, s, scratch), per, work);
+}
+
+/// [`run_rows`] as jobs (a frame of its own, like [`run_linear_jobs`]).
+#[inline(never)]
+fn run_rows_jobs(
+    par: &dyn Parallel,
+    tokens: usize,
+    jobs: usize,
+    (mut f, mut q, mut s, mut scratch): (&mut [f32], &mut [i8], &mut [f32], &mut [f32]),
+    per: (usize, usize, usize, usize),
+    work: &dyn TokenWork,
+) {
+    let each = tokens.div_ceil(jobs);
+    let mut list: [Job; MAX_JOBS] = [Job::NONE; MAX_JOBS];
+    let mut n = 0;
+    for (k, job) in list.iter_mut().enumerate() {
+        let first = k * each;
+        if first >= tokens {
+            break;
+        }
+        let count = each.min(tokens - first);
+        let at = (
+            (count * per.0).min(f.len()),
+            (count * per.1).min(q.len()),
+            (count * per.2).min(s.len()),
+            per.3.min(scratch.len()),
+        );
+        let (f0, f1) = core::mem::take(&mut f).split_at_mut(at.0);
+        let (q0, q1) = core::mem::take(&mut q).split_at_mut(at.1);
+        let (s0, s1) = core::mem::take(&mut s).split_at_mut(at.2);
+        let (c0, c1) = core::mem::take(&mut scratch).split_at_mut(at.3);
+        (f, q, s, scratch) = (f1, q1, s1, c1);
+        *job = Job {
+            work: Work::Tokens(
+                work,
+                Rows {
+                    first,
+                    tokens: count,
+                    f: f0,
+                    q: q0,
+                    s: s0,
+                    scratch: c0,
+                },
+            ),
+            done: false,
+        };
+        n = k + 1;
+    }
+    par.run(&mut list[..n]);
+    list[..n].iter_mut().for_each(Job::run);
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -267,6 +379,71 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Writes each token's index (from `rows.first`) into its rows, and checks its scratch.
+    struct Stamp;
+
+    impl TokenWork for Stamp {
+        fn run(&self, r: Rows<'_>) {
+            // One job's share, or (run on the caller) the whole buffer.
+            assert!(r.scratch.len() >= 3, "scratch {}", r.scratch.len());
+            r.scratch[..3].iter_mut().for_each(|v| *v += 1.0);
+            for t in 0..r.tokens {
+                let token = r.first + t;
+                r.f[t * 2..t * 2 + 2]
+                    .iter_mut()
+                    .for_each(|v| *v += token as f32);
+                r.q[t * 3..t * 3 + 3]
+                    .iter_mut()
+                    .for_each(|v| *v += token as i8);
+                r.s[t] += token as f32;
+            }
+        }
+    }
+
+    /// Every token's rows are visited exactly once, with the right index, each job with scratch of its own.
+    #[test]
+    fn run_rows_visits_every_token_once() {
+        #[cfg(feature = "std")]
+        let pools = [Threads::new(3)];
+        let scrambled = ReverseHalf;
+        #[cfg_attr(not(feature = "std"), allow(unused_mut))]
+        let mut parallels: Vec<&dyn Parallel> = std::vec![&Sequential, &scrambled];
+        #[cfg(feature = "std")]
+        parallels.extend(pools.iter().map(|p| p as &dyn Parallel));
+        for par in parallels {
+            for tokens in [0, 1, 2, 7, 16] {
+                for (min, scratch_jobs) in [(1, 8), (2, 8), (1, 1), (3, 2)] {
+                    let mut f = std::vec![0f32; tokens * 2];
+                    let mut q = std::vec![0i8; tokens * 3];
+                    let mut s = std::vec![0f32; tokens];
+                    let mut scratch = std::vec![0f32; 3 * scratch_jobs];
+                    let bufs = (&mut f[..], &mut q[..], &mut s[..], &mut scratch[..]);
+                    run_rows(par, tokens, min, bufs, (2, 3, 1, 3), &Stamp);
+                    for t in 0..tokens {
+                        assert_eq!(f[t * 2..t * 2 + 2], [t as f32; 2]);
+                        assert_eq!(q[t * 3..t * 3 + 3], [t as i8; 3]);
+                        assert_eq!(s[t], t as f32);
+                    }
+                    // No scratch value is shared by two jobs.
+                    assert!(scratch.iter().all(|&v| v <= 1.0), "{scratch:?}");
+                }
+            }
+        }
+    }
+
+    /// Runs the jobs last first and leaves out every other one (the engine must run those itself).
+    struct ReverseHalf;
+
+    impl Parallel for ReverseHalf {
+        fn threads(&self) -> usize {
+            4
+        }
+
+        fn run(&self, jobs: &mut [Job<'_>]) {
+            jobs.iter_mut().rev().step_by(2).for_each(Job::run);
         }
     }
 }
