@@ -279,5 +279,45 @@ pub fn gemm_i8_blocks_from(
     }
 }
 
+/// [`reference::layer_norm_f32`] on each `cols`-wide row of `x` (a trailing partial row is left alone), the same
+/// bits row by row. The reference's two sums (mean, then variance) run left to right, a chain of dependent
+/// additions; here eight rows go side by side, so eight chains overlap in the pipeline (each row's additions in
+/// the same order as alone).
+#[inline(always)]
+pub fn layer_norm_rows(x: &mut [f32], cols: usize, gamma: &[f32], beta: &[f32], eps: f32) {
+    const L: usize = 8;
+    if cols == 0 {
+        return;
+    }
+    let n = cols as f32;
+    let mut groups = x.chunks_exact_mut(L * cols);
+    for group in &mut groups {
+        // `Iterator::sum` for `f32` starts from -0.0; so does each lane.
+        let mut sum = [-0.0f32; L];
+        for c in 0..cols {
+            for (l, s) in sum.iter_mut().enumerate() {
+                *s += group[l * cols + c];
+            }
+        }
+        let mean = sum.map(|s| s / n);
+        let mut var = [-0.0f32; L];
+        for c in 0..cols {
+            for (l, v) in var.iter_mut().enumerate() {
+                let d = group[l * cols + c] - mean[l];
+                *v += d * d;
+            }
+        }
+        for (l, row) in group.chunks_exact_mut(cols).enumerate() {
+            let inv = 1.0 / crate::math::sqrt(var[l] / n + eps);
+            for ((v, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
+                *v = (*v - mean[l]) * inv * g + b;
+            }
+        }
+    }
+    for row in groups.into_remainder().chunks_exact_mut(cols) {
+        reference::layer_norm_f32(row, gamma, beta, eps);
+    }
+}
+
 /// Bytes of weight rows the token-by-token [`gemm_i8_blocks`] keeps hot while it serves every token.
 pub const GEMM_WEIGHT_CHUNK: usize = 32 * 1024;

@@ -658,3 +658,48 @@ fn attention_products_match_the_reference() {
         assert_eq!(got, expected, "values seq {seq} d {d} probs {n_probs}");
     }
 }
+
+/// `layer_norm_rows` against the reference row by row: row counts around the 8-row groups, widths from 1 to
+/// ALBERT-base's, values from tiny to large, rows of zeros and negative zeros.
+#[test]
+fn layer_norm_rows_matches_the_reference() {
+    let mut rng = Rng::new(41);
+    let cases = if cfg!(miri) { 6 } else { 200 };
+    for i in 0..cases {
+        let rows = [0usize, 1, 7, 8, 9, 16, 17][rng.below(7)];
+        let cols = if cfg!(miri) {
+            1 + rng.below(12)
+        } else {
+            [1usize, 2, 31, 64, 128, 768][rng.below(6)]
+        };
+        let mag = [1e-30f32, 1e-3, 1.0, 30.0, 1e15][rng.below(5)];
+        // A partial row after the whole ones, sometimes.
+        let extra = rng.below(cols.min(3));
+        let mut x: Vec<f32> = (0..rows * cols + extra)
+            .map(|_| (rng.below(20001) as f32 - 10000.0) / 10000.0 * mag)
+            .collect();
+        if i % 9 == 0 && rows > 0 {
+            let zero = if i % 2 == 0 { 0.0 } else { -0.0 };
+            x[..cols].iter_mut().for_each(|v| *v = zero);
+        }
+        let gamma: Vec<f32> = (0..cols).map(|_| rng.below(2000) as f32 / 1000.0).collect();
+        let beta: Vec<f32> = (0..cols)
+            .map(|_| rng.below(2000) as f32 / 1000.0 - 1.0)
+            .collect();
+        let eps = [1e-12f32, 1e-5][i % 2];
+        let mut expected = x.clone();
+        for row in expected.chunks_exact_mut(cols) {
+            reference::layer_norm_f32(row, &gamma, &beta, eps);
+        }
+        // The trailing partial row stays as it was.
+        let tail = rows * cols;
+        expected[tail..].copy_from_slice(&x[tail..]);
+        super::layer_norm_rows(&mut x, cols, &gamma, &beta, eps);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&x),
+            bits(&expected),
+            "rows {rows} cols {cols} magnitude {mag}"
+        );
+    }
+}
