@@ -161,26 +161,54 @@ fn attention(c: &mut Criterion) {
     g.finish();
 }
 
+/// LayerNorm over 64 tokens of 768 and the masked softmax over 64 rows of 128 scores: the reference row by row,
+/// and the engine's rows side by side (`kernels::layer_norm_rows`, `kernels::masked_softmax_rows`; the same bits).
 fn layer_norm_and_softmax(c: &mut Criterion) {
     let mut rng = Rng::new(2);
-    let x: Vec<f32> = (0..768).map(|_| rng.normal()).collect();
-    let gamma = vec![1.0f32; 768];
-    let beta = vec![0.0f32; 768];
-    c.bench_function("layer_norm_f32/reference/768", |b| {
+    let (tokens, h, n) = (64, 768, 128);
+    let x: Vec<f32> = (0..tokens * h).map(|_| rng.normal()).collect();
+    let gamma = vec![1.0f32; h];
+    let beta = vec![0.0f32; h];
+    let mut g = c.benchmark_group("layer_norm_f32");
+    g.throughput(Throughput::Elements(tokens as u64));
+    let shape = format!("{tokens}x{h}");
+    g.bench_function(BenchmarkId::new("reference", &shape), |b| {
         b.iter(|| {
             let mut y = x.clone();
-            kernels::layer_norm_f32(&mut y, &gamma, &beta, 1e-12);
+            y.chunks_exact_mut(h)
+                .for_each(|r| kernels::layer_norm_f32(r, &gamma, &beta, 1e-12));
             y
         })
     });
-    let scores: Vec<f32> = (0..128).map(|_| 3.0 * rng.normal()).collect();
-    c.bench_function("masked_softmax_f32/reference/128", |b| {
+    g.bench_function(BenchmarkId::new("rows", &shape), |b| {
+        b.iter(|| {
+            let mut y = x.clone();
+            kernels::layer_norm_rows(&mut y, h, &gamma, &beta, 1e-12);
+            y
+        })
+    });
+    g.finish();
+    let scores: Vec<f32> = (0..tokens * n).map(|_| 3.0 * rng.normal()).collect();
+    let mut g = c.benchmark_group("masked_softmax_f32");
+    g.throughput(Throughput::Elements(tokens as u64));
+    let shape = format!("{tokens}x{n}");
+    g.bench_function(BenchmarkId::new("reference", &shape), |b| {
         b.iter(|| {
             let mut y = scores.clone();
-            kernels::masked_softmax_f32(&mut y, |_| true);
+            y.chunks_exact_mut(n)
+                .for_each(|r| kernels::masked_softmax_f32(r, |_| true));
             y
         })
     });
+    g.bench_function(BenchmarkId::new("rows", &shape), |b| {
+        b.iter(|| {
+            let mut y = scores.clone();
+            y.chunks_exact_mut(8 * n)
+                .for_each(|r| kernels::masked_softmax_rows(r, n, n, 8, |_| true));
+            y
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(

@@ -319,5 +319,68 @@ pub fn layer_norm_rows(x: &mut [f32], cols: usize, gamma: &[f32], beta: &[f32], 
     }
 }
 
+/// [`reference::masked_softmax_f32`] on `rows` rows of `n` values that start `width` apart in `x` (`rows` at
+/// most 8 and `width >= n`; other values are left alone), the same bits row by row. The reference's sum runs left
+/// to right, a chain of dependent additions; here the rows' chains run side by side (each row's additions in the
+/// same order as alone).
+#[inline(always)]
+pub fn masked_softmax_rows(
+    x: &mut [f32],
+    width: usize,
+    n: usize,
+    rows: usize,
+    keep: impl Fn(usize) -> bool,
+) {
+    const L: usize = 8;
+    let rows = rows.min(L);
+    if n == 0 || width < n || x.len() < (rows.max(1) - 1) * width + n {
+        for row in x.chunks_mut(width.max(1)).take(rows) {
+            let m = n.min(row.len());
+            reference::masked_softmax_f32(&mut row[..m], &keep);
+        }
+        return;
+    }
+    for row in x.chunks_mut(width).take(rows) {
+        // The maximum over the kept entries in eight lanes. A maximum does not depend on the order it is taken in,
+        // except for which of +0.0 and -0.0 wins a tie, and `v - max` is then the same for every `v` but ±0.0,
+        // whose exponential is 1 either way.
+        let pick = |m: f32, i: usize, v: f32| if keep(i) && v > m { v } else { m };
+        let mut lanes = [f32::NEG_INFINITY; L];
+        let mut chunks = row[..n].chunks_exact(L);
+        for (c, chunk) in (&mut chunks).enumerate() {
+            for (l, (m, &v)) in lanes.iter_mut().zip(chunk).enumerate() {
+                *m = pick(*m, c * L + l, v);
+            }
+        }
+        let tail = n - chunks.remainder().len();
+        let max = chunks
+            .remainder()
+            .iter()
+            .enumerate()
+            .fold(f32::NEG_INFINITY, |m, (i, &v)| pick(m, tail + i, v));
+        let max = lanes.iter().fold(max, |m, &l| if l > m { l } else { m });
+        row[..n]
+            .iter_mut()
+            .for_each(|v| *v = crate::math::exp(*v - max));
+    }
+    let mut sum = [0.0f32; L];
+    for i in 0..n {
+        let k = keep(i);
+        for (l, s) in sum.iter_mut().enumerate().take(rows) {
+            let v = &mut x[l * width + i];
+            if !k {
+                *v = 0.0;
+            }
+            *s += *v;
+        }
+    }
+    for (l, row) in x.chunks_mut(width).take(rows).enumerate() {
+        if sum[l] > 0.0 {
+            let inv = 1.0 / sum[l];
+            row[..n].iter_mut().for_each(|v| *v *= inv);
+        }
+    }
+}
+
 /// Bytes of weight rows the token-by-token [`gemm_i8_blocks`] keeps hot while it serves every token.
 pub const GEMM_WEIGHT_CHUNK: usize = 32 * 1024;

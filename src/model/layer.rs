@@ -377,7 +377,13 @@ impl<'a> Layer<'a> {
                     let per = (d, h, heads, per_job);
                     parallel::run_rows(s.par, tn, 2, bufs, per, &rows);
                 } else {
-                    let scratch = (&mut s.q[..d], &mut s.acc[..seq.max(d)], &mut s.probs[..seq]);
+                    // The speed arena's staging buffer holds the scores of several queries at once.
+                    let acc: &mut [i32] = if s.stage.len() >= 2 * seq.max(d) {
+                        bytemuck::cast_slice_mut(&mut *s.stage)
+                    } else {
+                        &mut s.acc[..seq.max(d)]
+                    };
+                    let scratch = (&mut s.q[..d], acc, &mut s.probs[..seq]);
                     rows.body_with(y, ctx, ctx_scale, scratch);
                 }
             }
@@ -697,10 +703,14 @@ impl Activate {
 
 token_work!(Activate);
 
+/// Query rows whose softmax sums run side by side ([`kernels::masked_softmax_rows`]), given the scratch.
+const SOFTMAX_ROWS: usize = 8;
+
 /// `f32` values of scratch one attention job needs ([`AttentionRows`]): a query row (`d` `i16`), the scores and
-/// then the context (`max(seq, d)` `i32`) and the quantised probabilities (`seq` `u8`).
+/// then the context of [`SOFTMAX_ROWS`] queries (`max(seq, d)` `i32` each) and the quantised probabilities (`seq`
+/// `u8`).
 pub(crate) const fn attention_scratch_len(seq: usize, d: usize) -> usize {
-    d.div_ceil(2) + if seq > d { seq } else { d } + seq.div_ceil(4)
+    d.div_ceil(2) + SOFTMAX_ROWS * if seq > d { seq } else { d } + seq.div_ceil(4)
 }
 
 /// One head's attention for a range of query tokens: rows `f` are the queries (`d` per token, `f32`), `q` the
@@ -727,7 +737,7 @@ impl AttentionRows<'_> {
     fn body(&self, r: Rows<'_>) {
         let (seq, d) = (self.k_scale.len(), self.d);
         let (q, rest) = r.scratch.split_at_mut(d.div_ceil(2).min(r.scratch.len()));
-        let (acc, probs) = rest.split_at_mut(seq.max(d).min(rest.len()));
+        let (acc, probs) = rest.split_at_mut((SOFTMAX_ROWS * seq.max(d)).min(rest.len()));
         let q: &mut [i16] = bytemuck::cast_slice_mut(q);
         let acc: &mut [i32] = bytemuck::cast_slice_mut(acc);
         let probs: &mut [u8] = bytemuck::cast_slice_mut(probs);
@@ -738,7 +748,8 @@ impl AttentionRows<'_> {
     }
 
     /// For each query row of `y`: the scores against every key, the masked softmax, P.V with V's per-token scales
-    /// folded into P, and the context quantised into the token's columns of `ctx`.
+    /// folded into P, and the context quantised into the token's columns of `ctx`. `acc` holds `max(seq, d)`
+    /// values for each of up to [`SOFTMAX_ROWS`] queries whose softmax runs together (at least one).
     #[inline(always)]
     fn body_with(
         &self,
@@ -748,28 +759,47 @@ impl AttentionRows<'_> {
         (q, acc, probs): (&mut [i16], &mut [i32], &mut [u8]),
     ) {
         let (seq, d, r0) = (self.k_scale.len(), self.d, self.r0);
-        let rows = y.chunks_exact(d);
-        let out = ctx.chunks_exact_mut(self.h);
-        for ((y, ctx), ctx_scale) in rows.zip(out).zip(ctx_scale.chunks_exact_mut(self.heads)) {
-            let qs = quant::quantize_row_i16(y, self.qmax, q) * self.inv_sqrt_d;
-            let scores = &mut acc[..seq];
-            self.keys.scores(q, scores);
-            for (a, &ks) in scores.iter_mut().zip(self.k_scale) {
-                *a = (*a as f32 * (qs * ks)).to_bits() as i32;
+        let w = seq.max(d);
+        let group = (acc.len() / w.max(1)).clamp(1, SOFTMAX_ROWS);
+        let rows = y.chunks_exact(d).zip(ctx.chunks_exact_mut(self.h));
+        let mut rows = rows.zip(ctx_scale.chunks_exact_mut(self.heads));
+        loop {
+            // Up to `group` queries: their scores, one slot of `acc` each.
+            let mut taken: [Option<(&mut [i8], &mut [f32])>; SOFTMAX_ROWS] = Default::default();
+            let mut n = 0;
+            for (slot, ((y, ctx), ctx_scale)) in acc.chunks_exact_mut(w).zip(&mut rows).take(group)
+            {
+                let qs = quant::quantize_row_i16(y, self.qmax, q) * self.inv_sqrt_d;
+                let scores = &mut slot[..seq];
+                self.keys.scores(q, scores);
+                for (a, &ks) in scores.iter_mut().zip(self.k_scale) {
+                    *a = (*a as f32 * (qs * ks)).to_bits() as i32;
+                }
+                taken[n] = Some((ctx, ctx_scale));
+                n += 1;
             }
-            let scores = as_f32(scores);
-            masked_softmax_f32(scores, |j| self.inputs.attends(j));
-            scores
-                .iter_mut()
-                .zip(self.v_scale)
-                .for_each(|(p, &vs)| *p *= vs);
-            let ps = quant::quantize_row_u8(scores, probs);
-            let context = &mut acc[..d];
-            self.values.attend(probs, self.v_sum, context);
-            for a in context.iter_mut() {
-                *a = (*a as f32 * ps).to_bits() as i32;
+            if n == 0 {
+                return;
             }
-            ctx_scale[self.head] = quant::quantize_row(as_f32(context), &mut ctx[r0..r0 + d]);
+            let scores = as_f32(&mut acc[..n * w]);
+            kernels::masked_softmax_rows(scores, w, seq, n, |j| self.inputs.attends(j));
+            for (slot, taken) in acc.chunks_exact_mut(w).zip(&mut taken[..n]) {
+                let Some((ctx, ctx_scale)) = taken.take() else {
+                    continue;
+                };
+                let scores = as_f32(&mut slot[..seq]);
+                scores
+                    .iter_mut()
+                    .zip(self.v_scale)
+                    .for_each(|(p, &vs)| *p *= vs);
+                let ps = quant::quantize_row_u8(scores, probs);
+                let context = &mut slot[..d];
+                self.values.attend(probs, self.v_sum, context);
+                for a in context.iter_mut() {
+                    *a = (*a as f32 * ps).to_bits() as i32;
+                }
+                ctx_scale[self.head] = quant::quantize_row(as_f32(context), &mut ctx[r0..r0 + d]);
+            }
         }
     }
 }
