@@ -333,7 +333,8 @@ pub fn masked_softmax_rows(
 ) {
     const L: usize = 8;
     let rows = rows.min(L);
-    if n == 0 || width < n || x.len() < (rows.max(1) - 1) * width + n {
+    // One row (small arenas, firmware): the reference itself.
+    if rows <= 1 || n == 0 || width < n || x.len() < (rows.max(1) - 1) * width + n {
         for row in x.chunks_mut(width.max(1)).take(rows) {
             let m = n.min(row.len());
             reference::masked_softmax_f32(&mut row[..m], &keep);
