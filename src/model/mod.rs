@@ -323,8 +323,9 @@ pub fn classify(
     classify_parallel(model, precision, inputs, arena, logits, &Sequential)
 }
 
-/// [`classify`] with the int8 engine's linear layers shared out between threads by `parallel` (see
-/// [`crate::parallel`]): the same bits as [`classify`], for any `parallel`. [`Precision::F32`] ignores it.
+/// [`classify`] with the int8 engine's work (linear layers, attention rows, GELU, LayerNorm) shared out between
+/// threads by `parallel` (see [`crate::parallel`]): the same bits as [`classify`], for any `parallel`.
+/// [`Precision::F32`] ignores it.
 ///
 /// ```
 /// # #[cfg(feature = "std")]

@@ -1,9 +1,12 @@
 //! Sharing the int8 engine's work between threads, without `std` or an allocator in the engine.
 //!
-//! The engine cuts each linear layer over a tile of tokens into [`Job`]s, one per range of tokens, and hands them
-//! to a [`Parallel`]. Each job writes only its own tokens' outputs and reads only weights and activations nobody
-//! writes meanwhile, so the results are the same bits however the jobs are run: one after another, on several
-//! threads, in any order. [`Sequential`] runs them on the calling thread (what [`crate::model::classify`] uses);
+//! The engine cuts each step of the layer into [`Job`]s and hands them to a [`Parallel`]:
+//!
+//! - a linear layer over a tile of tokens: one job per range of tokens (or, for short sequences, of weight rows);
+//! - the attention rows, the FFN activation and LayerNorm: one job per range of tokens.
+//!
+//! Each job writes only its own outputs and reads only data that nobody writes meanwhile. So the results are the
+//! same bits however the jobs run: one after another, on several threads, in any order. [`Sequential`] runs them on the calling thread (what [`crate::model::classify`] uses);
 //! with `std`, [`Threads`] runs them on its own threads and the caller's.
 
 use crate::kernels::{self, GemmInput};

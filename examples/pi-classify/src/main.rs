@@ -30,7 +30,7 @@ options:
   --max-len N    truncate text to N tokens, [CLS] and [SEP] included (default: the model's maximum)
   --fp32         run the f32 reference instead of the int8 engine
   --repeat N     run the model N times per input and report the fastest and the mean (default 1)
-  --threads N    share the int8 engine's linear layers between N threads (default 1; 0: one per CPU);
+  --threads N    share the int8 engine's work between N threads (default 1; 0: one per CPU);
                  the logits are the same bits for every N
   -q, --quiet    print only the label and logits lines
 ";
