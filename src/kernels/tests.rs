@@ -662,16 +662,13 @@ fn attention_products_match_the_reference() {
 /// `layer_norm_rows` against the reference row by row: row counts around the 8-row groups, widths from 1 to
 /// ALBERT-base's, values from tiny to large, rows of zeros and negative zeros.
 #[test]
+#[cfg_attr(miri, ignore)] // `libm::sqrtf` is inline assembly on x86-64, which Miri cannot run; safe code anyway
 fn layer_norm_rows_matches_the_reference() {
     let mut rng = Rng::new(41);
-    let cases = if cfg!(miri) { 6 } else { 200 };
+    let cases = 200;
     for i in 0..cases {
         let rows = [0usize, 1, 7, 8, 9, 16, 17][rng.below(7)];
-        let cols = if cfg!(miri) {
-            1 + rng.below(12)
-        } else {
-            [1usize, 2, 31, 64, 128, 768][rng.below(6)]
-        };
+        let cols = [1usize, 2, 31, 64, 128, 768][rng.below(6)];
         let mag = [1e-30f32, 1e-3, 1.0, 30.0, 1e15][rng.below(5)];
         // A partial row after the whole ones, sometimes.
         let extra = rng.below(cols.min(3));
