@@ -308,10 +308,7 @@ pub fn layer_norm_rows(x: &mut [f32], cols: usize, gamma: &[f32], beta: &[f32], 
             }
         }
         for (l, row) in group.chunks_exact_mut(cols).enumerate() {
-            let inv = 1.0 / crate::math::sqrt(var[l] / n + eps);
-            for ((v, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
-                *v = (*v - mean[l]) * inv * g + b;
-            }
+            reference::layer_norm_apply(row, mean[l], var[l] / n, gamma, beta, eps);
         }
     }
     for row in groups.into_remainder().chunks_exact_mut(cols) {
@@ -376,10 +373,7 @@ pub fn masked_softmax_rows(
         }
     }
     for (l, row) in x.chunks_mut(width).take(rows).enumerate() {
-        if sum[l] > 0.0 {
-            let inv = 1.0 / sum[l];
-            row[..n].iter_mut().for_each(|v| *v *= inv);
-        }
+        reference::softmax_scale(&mut row[..n], sum[l]);
     }
 }
 

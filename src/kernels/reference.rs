@@ -95,6 +95,19 @@ pub fn layer_norm_f32(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     }
     let mean = x.iter().sum::<f32>() / n;
     let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    layer_norm_apply(x, mean, var, gamma, beta, eps);
+}
+
+/// The end of [`layer_norm_f32`] once the row's `mean` and (population) `var` are known.
+#[inline(always)]
+pub(crate) fn layer_norm_apply(
+    x: &mut [f32],
+    mean: f32,
+    var: f32,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
     let inv = 1.0 / math::sqrt(var + eps);
     for ((v, &g), &b) in x.iter_mut().zip(gamma).zip(beta) {
         *v = (*v - mean) * inv * g + b;
@@ -121,6 +134,12 @@ pub fn masked_softmax_f32(x: &mut [f32], keep: impl Fn(usize) -> bool) {
         }
         sum += *v;
     }
+    softmax_scale(x, sum);
+}
+
+/// The end of [`masked_softmax_f32`] once the exponentials' `sum` is known.
+#[inline(always)]
+pub(crate) fn softmax_scale(x: &mut [f32], sum: f32) {
     if sum > 0.0 {
         let inv = 1.0 / sum;
         x.iter_mut().for_each(|v| *v *= inv);

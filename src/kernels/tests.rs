@@ -600,24 +600,19 @@ fn attention_products_match_the_reference() {
         let seq = [1usize, 2, 3, 4, 5, 15, 16, 17, 31, 33, 64, 100, 128, 130][rng.below(14)];
         let d = [1usize, 2, 3, 7, 8, 16, 17, 32, 63, 64, 100][rng.below(11)];
         let wide = i % 3 == 0;
-        let k: Vec<i16> = (0..seq * d)
-            .map(|_| {
-                if wide {
-                    rng.next_u64() as i16
-                } else {
-                    (rng.below(11585) as i16) - 5792
-                }
-            })
-            .collect();
-        let q: Vec<i16> = (0..d)
-            .map(|_| {
-                if wide {
-                    rng.next_u64() as i16
-                } else {
-                    (rng.below(11585) as i16) - 5792
-                }
-            })
-            .collect();
+        let mut sample = |n: usize| -> Vec<i16> {
+            (0..n)
+                .map(|_| {
+                    if wide {
+                        rng.next_u64() as i16
+                    } else {
+                        (rng.below(11585) as i16) - 5792
+                    }
+                })
+                .collect()
+        };
+        let k = sample(seq * d);
+        let q = sample(d);
         let mut kbuf = std::vec![0x5A5Ai16; keys_len(seq, d)];
         let mut keys = Keys::new(&mut kbuf, seq, d).unwrap();
         for t in 0..seq {

@@ -50,11 +50,10 @@ impl Parallel for Sequential {
 /// A piece of the engine's work, for [`Parallel::run`]. Running it twice does the work once.
 pub struct Job<'a> {
     work: Work<'a>,
-    done: bool,
 }
 
 enum Work<'a> {
-    /// Nothing (a free slot).
+    /// Nothing (a free slot, or a job that has run).
     None,
     /// [`crate::model`]'s block-scaled linear layer for some of a GEMM input's tokens.
     Linear(Linear<'a>),
@@ -64,16 +63,12 @@ enum Work<'a> {
 
 /// Work done token by token (LayerNorm, GELU, an attention row...), on the rows of a range of tokens.
 pub(crate) trait TokenWork: Sync {
-    /// Does the work for tokens `rows.first..` (as many as the rows hold).
+    /// Does the work for the tokens whose rows `rows` holds.
     fn run(&self, rows: Rows<'_>);
 }
 
 /// The rows of a range of tokens in up to three per-token buffers, and scratch for the job.
 pub(crate) struct Rows<'a> {
-    /// The range's first token (counted from the first of the buffers given to [`run_rows`]).
-    pub first: usize,
-    /// Tokens in the range.
-    pub tokens: usize,
     pub f: &'a mut [f32],
     pub q: &'a mut [i8],
     pub s: &'a mut [f32],
@@ -107,41 +102,29 @@ impl Linear<'_> {
 }
 
 impl<'a> Job<'a> {
-    const NONE: Job<'static> = Job {
-        work: Work::None,
-        done: true,
-    };
+    const NONE: Job<'static> = Job { work: Work::None };
 
-    fn linear(linear: Linear<'a>) -> Self {
-        Job {
-            work: Work::Linear(linear),
-            done: false,
-        }
-    }
-
-    /// Does the job's work (once).
+    /// Does the job's work (once: the job is empty afterwards).
     pub fn run(&mut self) {
-        if self.done {
-            return;
-        }
-        match &mut self.work {
+        match core::mem::replace(&mut self.work, Work::None) {
             Work::None => {}
-            Work::Linear(l) => l.run(),
-            Work::Tokens(work, rows) => work.run(Rows {
-                first: rows.first,
-                tokens: rows.tokens,
-                f: &mut *rows.f,
-                q: &mut *rows.q,
-                s: &mut *rows.s,
-                scratch: &mut *rows.scratch,
-            }),
+            Work::Linear(mut l) => l.run(),
+            Work::Tokens(work, rows) => work.run(rows),
         }
-        self.done = true;
     }
 }
 
 /// Fewest weight rows per job when a GEMM is split by rows (the multi-token kernel's rows per step).
 const MIN_ROWS: usize = 8;
+
+/// How [`run_linear`] cuts a GEMM into jobs.
+#[derive(Clone, Copy)]
+enum Split {
+    /// `per` tokens each (a multiple of the input's token step).
+    Tokens { per: usize },
+    /// `per` weight rows each, through the staging buffer.
+    Rows { per: usize },
+}
 
 /// Runs `linear` (all of `linear.input`'s tokens from `linear.first` that `linear.out` holds) as up to
 /// `par.threads()` jobs, each computing some of the outputs:
@@ -149,90 +132,111 @@ const MIN_ROWS: usize = 8;
 /// * by tokens, ranges that start on the input's [`GemmInput::token_step`], where there are enough of them;
 /// * otherwise (short sequences) by weight rows, each job writing its rows for every token to its own part of
 ///   `stage` (`tokens * rows` values), copied to `out` afterwards; without that room, by tokens anyway.
-pub(crate) fn run_linear(par: &dyn Parallel, linear: Linear<'_>, stage: &mut [f32]) {
+pub(crate) fn run_linear(par: &dyn Parallel, mut linear: Linear<'_>, stage: &mut [f32]) {
     let rows = linear.rows.max(1);
     let tokens = linear.out.len() / rows;
     let threads = par.threads().clamp(1, MAX_JOBS);
     let step = linear.input.token_step();
     let steps = tokens.div_ceil(step);
-    let by_rows = steps < threads && stage.len() >= tokens * rows && rows >= 2 * MIN_ROWS;
-    if threads <= 1 || (steps <= 1 && !by_rows) {
-        let mut linear = linear;
+    let split = if threads <= 1 || tokens == 0 {
         return linear.run();
-    }
-    run_linear_jobs(par, linear, stage, threads, by_rows);
+    } else if steps < threads && stage.len() >= tokens * rows && rows >= 2 * MIN_ROWS {
+        Split::Rows {
+            per: rows.div_ceil(threads).next_multiple_of(MIN_ROWS),
+        }
+    } else if steps > 1 {
+        Split::Tokens {
+            per: steps.div_ceil(threads) * step,
+        }
+    } else {
+        return linear.run();
+    };
+    let stage = match split {
+        Split::Rows { .. } => &mut stage[..tokens * rows],
+        Split::Tokens { .. } => &mut [],
+    };
+    run_linear_jobs(par, linear, tokens, stage, split);
 }
 
 /// [`run_linear`] as jobs: a function of its own so that the jobs take stack only where they are made (firmware,
-/// which runs [`Sequential`], never makes them).
+/// which runs [`Sequential`], never makes them). `linear.out` holds `tokens` tokens; for [`Split::Rows`], `stage`
+/// holds as many values.
 #[inline(never)]
 fn run_linear_jobs(
     par: &dyn Parallel,
     linear: Linear<'_>,
+    tokens: usize,
     stage: &mut [f32],
-    threads: usize,
-    by_rows: bool,
+    split: Split,
 ) {
-    let rows = linear.rows.max(1);
-    let tokens = linear.out.len() / rows;
-    let step = linear.input.token_step();
-    let steps = tokens.div_ceil(step);
-    let mut jobs: [Job; MAX_JOBS] = [Job::NONE; MAX_JOBS];
-    let mut n = 0;
     let Linear {
         w,
         w_scales,
         bias,
-        rows: _,
+        rows,
         sums,
         input,
         first,
         out,
     } = linear;
-    if by_rows {
-        let (cols, nb) = (input.cols(), input.blocks());
-        let per = rows.div_ceil(threads).next_multiple_of(MIN_ROWS);
-        for (k, stage) in stage[..tokens * rows].chunks_mut(per * tokens).enumerate() {
-            let r0 = k * per;
-            let rn = stage.len() / tokens;
-            jobs[k] = Job::linear(Linear {
-                w: w.get(r0 * cols..).unwrap_or(&[]),
-                w_scales: w_scales.get(r0..).unwrap_or(&[]),
-                bias: bias.get(r0..).unwrap_or(&[]),
-                rows: rn,
-                sums: sums.get(r0 * nb..).unwrap_or(&[]),
-                input,
-                first,
-                out: stage,
-            });
-            n = k + 1;
+    let rows = rows.max(1);
+    let mut jobs: [Job; MAX_JOBS] = [Job::NONE; MAX_JOBS];
+    let mut n = 0;
+    match split {
+        Split::Rows { per } => {
+            let (cols, nb) = (input.cols(), input.blocks());
+            for (k, stage) in stage.chunks_mut(per * tokens).enumerate() {
+                let r0 = k * per;
+                jobs[k] = Job::from(Linear {
+                    w: w.get(r0 * cols..).unwrap_or(&[]),
+                    w_scales: w_scales.get(r0..).unwrap_or(&[]),
+                    bias: bias.get(r0..).unwrap_or(&[]),
+                    rows: stage.len() / tokens,
+                    sums: sums.get(r0 * nb..).unwrap_or(&[]),
+                    input,
+                    first,
+                    out: stage,
+                });
+                n = k + 1;
+            }
         }
-    } else {
-        let per = steps.div_ceil(threads) * step;
-        for (k, out) in out[..tokens * rows].chunks_mut(per * rows).enumerate() {
-            jobs[k] = Job::linear(Linear {
-                w,
-                w_scales,
-                bias,
-                rows,
-                sums,
-                input,
-                first: first + k * per,
-                out,
-            });
-            n = k + 1;
+        Split::Tokens { per } => {
+            for (k, out) in out[..tokens * rows].chunks_mut(per * rows).enumerate() {
+                jobs[k] = Job::from(Linear {
+                    w,
+                    w_scales,
+                    bias,
+                    rows,
+                    sums,
+                    input,
+                    first: first + k * per,
+                    out,
+                });
+                n = k + 1;
+            }
         }
     }
-    par.run(&mut jobs[..n]);
-    // Whatever the implementation left out.
-    jobs[..n].iter_mut().for_each(Job::run);
-    if by_rows {
-        let per = rows.div_ceil(threads).next_multiple_of(MIN_ROWS);
-        for (k, stage) in stage[..tokens * rows].chunks(per * tokens).enumerate() {
+    dispatch(par, &mut jobs[..n]);
+    if let Split::Rows { per } = split {
+        for (k, stage) in stage.chunks(per * tokens).enumerate() {
             let (r0, rn) = (k * per, stage.len() / tokens);
             for (t, part) in stage.chunks_exact(rn).enumerate() {
                 out[t * rows + r0..t * rows + r0 + rn].copy_from_slice(part);
             }
+        }
+    }
+}
+
+/// Hands `jobs` to `par`, then runs whatever it left out.
+fn dispatch(par: &dyn Parallel, jobs: &mut [Job<'_>]) {
+    par.run(jobs);
+    jobs.iter_mut().for_each(Job::run);
+}
+
+impl<'a> From<Linear<'a>> for Job<'a> {
+    fn from(linear: Linear<'a>) -> Self {
+        Job {
+            work: Work::Linear(linear),
         }
     }
 }
@@ -257,15 +261,7 @@ pub(crate) fn run_rows(
         .min(tokens / min.max(1))
         .max(1);
     if jobs <= 1 {
-        let rows = Rows {
-            first: 0,
-            tokens,
-            f,
-            q,
-            s,
-            scratch,
-        };
-        return work.run(rows);
+        return work.run(Rows { f, q, s, scratch });
     }
     run_rows_jobs(par, tokens, jobs, (f, q, s, scratch), per, work);
 }
@@ -284,11 +280,10 @@ fn run_rows_jobs(
     let mut list: [Job; MAX_JOBS] = [Job::NONE; MAX_JOBS];
     let mut n = 0;
     for (k, job) in list.iter_mut().enumerate() {
-        let first = k * each;
-        if first >= tokens {
+        if k * each >= tokens {
             break;
         }
-        let count = each.min(tokens - first);
+        let count = each.min(tokens - k * each);
         let at = (
             (count * per.0).min(f.len()),
             (count * per.1).min(q.len()),
@@ -300,24 +295,18 @@ fn run_rows_jobs(
         let (s0, s1) = core::mem::take(&mut s).split_at_mut(at.2);
         let (c0, c1) = core::mem::take(&mut scratch).split_at_mut(at.3);
         (f, q, s, scratch) = (f1, q1, s1, c1);
+        let rows = Rows {
+            f: f0,
+            q: q0,
+            s: s0,
+            scratch: c0,
+        };
         *job = Job {
-            work: Work::Tokens(
-                work,
-                Rows {
-                    first,
-                    tokens: count,
-                    f: f0,
-                    q: q0,
-                    s: s0,
-                    scratch: c0,
-                },
-            ),
-            done: false,
+            work: Work::Tokens(work, rows),
         };
         n = k + 1;
     }
-    par.run(&mut list[..n]);
-    list[..n].iter_mut().for_each(Job::run);
+    dispatch(par, &mut list[..n]);
 }
 
 #[cfg(test)]
@@ -339,7 +328,7 @@ mod tests {
         let bias: Vec<f32> = (0..rows).map(|r| r as f32 * 0.5 - 3.0).collect();
         #[cfg(feature = "std")]
         let pools = [Threads::new(2), Threads::new(4)];
-        for tokens in [1, 2, 5, 9] {
+        for tokens in [0, 1, 2, 5, 9] {
             let x: Vec<i8> = (0..tokens * cols)
                 .map(|i| (i * 91 % 251) as u8 as i8)
                 .collect();
@@ -385,7 +374,8 @@ mod tests {
         }
     }
 
-    /// Writes each token's index (from `rows.first`) into its rows, and checks its scratch.
+    /// Adds 1 to every value of its rows, after checking that each token's rows hold that token's index (as the
+    /// test fills them: `s` holds the index, `f` and `q` repeat it), and counts its use of scratch.
     struct Stamp;
 
     impl TokenWork for Stamp {
@@ -393,15 +383,12 @@ mod tests {
             // One job's share, or (run on the caller) the whole buffer.
             assert!(r.scratch.len() >= 3, "scratch {}", r.scratch.len());
             r.scratch[..3].iter_mut().for_each(|v| *v += 1.0);
-            for t in 0..r.tokens {
-                let token = r.first + t;
-                r.f[t * 2..t * 2 + 2]
-                    .iter_mut()
-                    .for_each(|v| *v += token as f32);
-                r.q[t * 3..t * 3 + 3]
-                    .iter_mut()
-                    .for_each(|v| *v += token as i8);
-                r.s[t] += token as f32;
+            let rows = r.f.chunks_exact_mut(2).zip(r.q.chunks_exact_mut(3));
+            for ((f, q), s) in rows.zip(r.s.iter_mut()) {
+                assert!(f.iter().all(|&v| v == *s) && q.iter().all(|&v| v as f32 == *s));
+                f.iter_mut().for_each(|v| *v += 1.0);
+                q.iter_mut().for_each(|v| *v += 1);
+                *s += 1.0;
             }
         }
     }
@@ -419,16 +406,17 @@ mod tests {
         for par in parallels {
             for tokens in [0, 1, 2, 7, 16] {
                 for (min, scratch_jobs) in [(1, 8), (2, 8), (1, 1), (3, 2)] {
-                    let mut f = std::vec![0f32; tokens * 2];
-                    let mut q = std::vec![0i8; tokens * 3];
-                    let mut s = std::vec![0f32; tokens];
+                    let mut f: Vec<f32> = (0..tokens * 2).map(|i| (i / 2) as f32).collect();
+                    let mut q: Vec<i8> = (0..tokens * 3).map(|i| (i / 3) as i8).collect();
+                    let mut s: Vec<f32> = (0..tokens).map(|t| t as f32).collect();
                     let mut scratch = std::vec![0f32; 3 * scratch_jobs];
                     let bufs = (&mut f[..], &mut q[..], &mut s[..], &mut scratch[..]);
                     run_rows(par, tokens, min, bufs, (2, 3, 1, 3), &Stamp);
+                    // Every token's rows seen once, in their place.
                     for t in 0..tokens {
-                        assert_eq!(f[t * 2..t * 2 + 2], [t as f32; 2]);
-                        assert_eq!(q[t * 3..t * 3 + 3], [t as i8; 3]);
-                        assert_eq!(s[t], t as f32);
+                        assert_eq!(f[t * 2..t * 2 + 2], [t as f32 + 1.0; 2]);
+                        assert_eq!(q[t * 3..t * 3 + 3], [t as i8 + 1; 3]);
+                        assert_eq!(s[t], t as f32 + 1.0);
                     }
                     // No scratch value is shared by two jobs.
                     assert!(scratch.iter().all(|&v| v <= 1.0), "{scratch:?}");
