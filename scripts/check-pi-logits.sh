@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-cargo run -q -p albert-edge-cli -- convert tests/fixtures/tiny-gelu-new-2 -o "$tmp/m.blob" >/dev/null
+cargo run -q --release -p albert-edge-cli -- convert tests/fixtures/tiny-gelu-new-2 -o "$tmp/m.blob" >/dev/null
 
 # Token id sequences of 2 to 128 tokens ([CLS] ... [SEP]), from a fixed LCG: the same on every machine.
 seed=12345
