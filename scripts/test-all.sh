@@ -4,7 +4,7 @@
 #   scripts/test-all.sh            everything
 #   QUICK=1 scripts/test-all.sh    host tests only (no cross targets, no emulators)
 #   LEAN=1 scripts/test-all.sh     deletes each step's build outputs once no later step needs them (.ci/run sets it):
-#                                  at most about 3 GB of target/ at any time, instead of about 6 GB left at the end
+#                                  a full run then holds at most about 1.5 GB of build outputs at any time
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
