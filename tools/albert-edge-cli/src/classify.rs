@@ -1,6 +1,7 @@
 //! `albert-edge classify`: run a blob on one input on the host, through the same forward pass as the device.
 
-use albert_edge::model::{classify, is_int8, scratch_size_for_speed, Inputs, Precision};
+use albert_edge::model::{classify_parallel, is_int8, scratch_size_for_speed, Inputs, Precision};
+use albert_edge::parallel::{Parallel, Sequential, Threads};
 use albert_edge::Model;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
@@ -67,13 +68,31 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     exps.iter().map(|&e| (e / sum) as f32).collect()
 }
 
-/// Runs `model` on `ids` (with `type_ids`, empty = all 0). `precision` `None` picks int8 for an int8 blob and
-/// fp32 otherwise.
+/// The `--threads N` option: `None` for one thread (the caller's), else a pool of `N` threads (0: one per CPU).
+pub fn thread_pool(n: usize) -> Option<Threads> {
+    match n {
+        1 => None,
+        0 => Some(Threads::available()).filter(|t| t.threads() > 1),
+        n => Some(Threads::new(n)),
+    }
+}
+
+/// The [`Parallel`] for a [`thread_pool`].
+pub fn parallel(pool: &Option<Threads>) -> &dyn Parallel {
+    match pool {
+        Some(threads) => threads,
+        None => &Sequential,
+    }
+}
+
+/// Runs `model` on `ids` (with `type_ids`, empty = all 0), the int8 engine's work shared out by `parallel` (the
+/// logits do not depend on it). `precision` `None` picks int8 for an int8 blob and fp32 otherwise.
 pub fn run(
     model: &Model,
     ids: &[u32],
     type_ids: &[u32],
     precision: Option<PrecisionArg>,
+    parallel: &dyn Parallel,
 ) -> Result<Classification> {
     let precision = match precision {
         Some(PrecisionArg::Int8) => Precision::Int8,
@@ -118,7 +137,8 @@ pub fn run(
         token_type_ids: type_ids,
         attention_mask: &[],
     };
-    classify(model, precision, &inputs, &mut arena, &mut logits).map_err(|e| anyhow!("{e}"))?;
+    classify_parallel(model, precision, &inputs, &mut arena, &mut logits, parallel)
+        .map_err(|e| anyhow!("{e}"))?;
     let probabilities = softmax(&logits);
     let best =
         probabilities.iter().enumerate().fold(

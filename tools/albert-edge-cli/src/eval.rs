@@ -12,8 +12,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use albert_edge::model::{
-    classify, is_int8, scratch_size, scratch_size_for_speed, Inputs, Precision,
+    classify, classify_parallel, is_int8, scratch_size, scratch_size_for_speed, Inputs, Precision,
 };
+use albert_edge::parallel::Parallel;
 use albert_edge::Model;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
@@ -35,6 +36,8 @@ pub struct EvalReport {
     pub sentences_per_second: f64,
     /// The engine `sentences_per_second` timed: `"int8"` or `"fp32"`.
     pub timed: &'static str,
+    /// Threads the int8 engine shared each sentence's work between (the f32 reference runs on one).
+    pub threads: usize,
 }
 
 /// One labelled row of the TSV.
@@ -99,10 +102,12 @@ fn argmax(logits: &[f32]) -> usize {
         .fold(0, |best, (i, &l)| if l > logits[best] { i } else { best })
 }
 
-/// Evaluates `model` on `examples`; `on_row` is called after each one (progress).
+/// Evaluates `model` on `examples`, the int8 engine's work shared out by `parallel` (the logits do not depend on
+/// it); `on_row` is called after each one (progress).
 pub fn evaluate(
     model: &Model,
     examples: &[Example],
+    parallel: &dyn Parallel,
     mut on_row: impl FnMut(),
 ) -> Result<EvalReport> {
     let c = model.config();
@@ -142,7 +147,8 @@ pub fn evaluate(
             Precision::F32
         };
         let out = if int8 { &mut logits_q } else { &mut logits_f };
-        classify(model, first, &inputs, &mut arena, out).map_err(|err| anyhow!("{err}"))?;
+        classify_parallel(model, first, &inputs, &mut arena, out, parallel)
+            .map_err(|err| anyhow!("{err}"))?;
         timed += start.elapsed();
         if int8 {
             classify(model, Precision::F32, &inputs, &mut arena, &mut logits_f)
@@ -170,6 +176,7 @@ pub fn evaluate(
         mean_abs_logit_delta: int8.then(|| delta_sum / n as f64),
         sentences_per_second: n as f64 / timed.as_secs_f64().max(1e-9),
         timed: if int8 { "int8" } else { "fp32" },
+        threads: if int8 { parallel.threads() } else { 1 },
     })
 }
 
@@ -191,8 +198,13 @@ pub fn render_text(r: &EvalReport) -> String {
         r.mean_abs_logit_delta
             .map_or("-".to_string(), |d| format!("{d:.4}"))
     ));
+    let threads = if r.threads == 1 {
+        String::new()
+    } else {
+        format!(", {} threads", r.threads)
+    };
     s.push_str(&format!(
-        "throughput ({}, tokenization + forward): {:.1} sentences/s\n",
+        "throughput ({}{threads}, tokenization + forward): {:.1} sentences/s\n",
         r.timed, r.sentences_per_second
     ));
     s

@@ -6,15 +6,22 @@ use convert_support::*;
 use serde_json::Value;
 
 fn eval_json(blob: &std::path::Path, limit: usize) -> Value {
+    eval_json_with(blob, limit, &[])
+}
+
+fn eval_json_with(blob: &std::path::Path, limit: usize, extra: &[&str]) -> Value {
     let tsv = repo_root().join("tests/data/sst2/dev.tsv");
-    let out = albert_edge([
+    let limit = limit.to_string();
+    let mut args = vec![
         "eval".as_ref(),
         blob.as_os_str(),
         tsv.as_os_str(),
         "--json".as_ref(),
         "--limit".as_ref(),
-        limit.to_string().as_ref(),
-    ]);
+        limit.as_ref(),
+    ];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    let out = albert_edge(args);
     serde_json::from_str(&ok(&out)).expect("stdout is one JSON object")
 }
 
@@ -89,6 +96,25 @@ fn cli_eval_accuracy_matches_classify_row_by_row() {
     assert_eq!(r["accuracy"].as_f64().unwrap(), ratio(int8), "{r}");
     assert_eq!(r["accuracy_fp32"].as_f64().unwrap(), ratio(fp32), "{r}");
     assert_eq!(r["agreement"].as_f64().unwrap(), ratio(agree), "{r}");
+}
+
+#[test]
+fn cli_eval_threads_change_only_the_throughput() {
+    let blob = converted_fixture("tiny-gelu-new-2", "int8");
+    let one = eval_json(&blob, 40);
+    let three = eval_json_with(&blob, 40, &["--threads", "3"]);
+    assert_eq!(one["threads"], 1, "{one}");
+    assert_eq!(three["threads"], 3, "{three}");
+    // Same logits bit for bit, so the same accuracies and the same mean logit difference to the last digit.
+    for key in [
+        "n",
+        "accuracy",
+        "accuracy_fp32",
+        "agreement",
+        "mean_abs_logit_delta",
+    ] {
+        assert_eq!(one[key], three[key], "{key}: {one} vs {three}");
+    }
 }
 
 #[test]

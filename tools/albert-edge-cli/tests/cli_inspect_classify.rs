@@ -161,6 +161,29 @@ fn cli_classify_ids_json_matches_the_reference_logits_in_fp32() {
 }
 
 #[test]
+fn cli_classify_threads_print_the_same_json() {
+    let blob = converted_fixture("tiny-gelu-3", "int8");
+    for (text, threads) in [
+        ("a gorgeous, witty, seductive movie.", "2"),
+        ("it is dull.", "5"),
+    ] {
+        let args = |t: &str| {
+            albert_edge([
+                "classify",
+                blob.to_str().unwrap(),
+                text,
+                "--json",
+                "--threads",
+                t,
+            ])
+        };
+        let (one, many) = (ok(&args("1")), ok(&args(threads)));
+        assert!(one.contains("\"logits\""), "{one}");
+        assert_eq!(one, many, "{text:?}: 1 thread vs {threads}");
+    }
+}
+
+#[test]
 fn cli_classify_text_output_names_every_label() {
     let blob = converted_fixture("tiny-gelu-3", "int8");
     let text = ok(&albert_edge([
