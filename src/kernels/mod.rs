@@ -198,8 +198,9 @@ pub fn gemm_weight_sums(w: &[i8], cols: usize, block: usize, sums: &mut [i32]) {
 /// `w`'s block sums from [`gemm_weight_sums`] (`rows * nb` of them) where [`GEMM_USES_WEIGHT_SUMS`]; without
 /// them (say, empty) the result is the same, token by token.
 ///
-/// Where no multi-token kernel applies, rows go in chunks of about [`GEMM_WEIGHT_CHUNK`] bytes, each serving every
-/// token while it is in cache.
+/// Where the x86-64 kernel does not apply, rows go in chunks of about [`GEMM_WEIGHT_CHUNK`] bytes, each serving
+/// every token while it is in cache: on AArch64 four tokens at a time through `neon::gemm_i8_blocks_sdot` /
+/// `neon::gemm_i8_blocks_mull`'s tiles, elsewhere token by token through [`gemv_i8_blocks`].
 pub fn gemm_i8_blocks(w: &[i8], rows: usize, sums: &[i32], input: &GemmInput, out: &mut [f32]) {
     gemm_i8_blocks_from(w, rows, sums, input, 0, out)
 }
@@ -220,6 +221,9 @@ pub fn gemm_i8_blocks_from(
         return;
     }
     let tokens = (input.tokens - first).min(out.len() / rows);
+    if tokens == 0 {
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if let Some(packed) = input.packed {
         // Past `MIN_TOKENS` the kernel's idle lanes cost less than the GEMV token by token.
@@ -263,7 +267,22 @@ pub fn gemm_i8_blocks_from(
     for r0 in (0..rows).step_by(chunk) {
         let rn = chunk.min(rows - r0);
         let wc = w.get(r0 * cols..).unwrap_or(&[]);
-        for t in 0..tokens {
+        // AArch64: four tokens at a time while they last; the GEMV takes the rest.
+        #[cfg(target_arch = "aarch64")]
+        let done = neon::gemm_tiles(
+            wc,
+            cols,
+            rn,
+            x,
+            block,
+            x_scales,
+            tokens,
+            &mut out[r0..],
+            rows,
+        );
+        #[cfg(not(target_arch = "aarch64"))]
+        let done = 0;
+        for t in done..tokens {
             let xt = x.get(t * cols..).unwrap_or(&[]);
             let st = x_scales.get(t * nb..).unwrap_or(&[]);
             let o = &mut out[t * rows + r0..t * rows + r0 + rn];

@@ -24,10 +24,14 @@
 //!
 //! # Shape
 //!
-//! Rows go four at a time so each load of `x` serves four weight rows; columns 16 at a time, then one step of
-//! 8 (attention rows are often 8 to 64 wide), then a scalar tail of at most 7 through
-//! [`reference::dot_i8_i32`](super::reference::dot_i8_i32). Degenerate calls (`cols == 0`, `x` shorter than `cols`) go to the reference
-//! unchanged, so every input, valid or not, gives the reference's output.
+//! The engine's linear layers go through the AArch64 GEMMs (`gemm_i8_blocks_sdot`, `gemm_i8_blocks_mull`):
+//! tiles of four tokens by four rows, so each load of a weight row serves four tokens and each load of a token's
+//! activations four rows; lane `i` of a token's vectors does row `i`'s GEMV sequence, so the bits are the same.
+//!
+//! In the GEMVs, rows go four at a time so each load of `x` serves four weight rows; columns 16 at a time, then one
+//! step of 8 (attention rows are often 8 to 64 wide), then a scalar tail of at most 7 through
+//! [`reference::dot_i8_i32`](super::reference::dot_i8_i32). Degenerate calls (`cols == 0`, `x` shorter than `cols`) go
+//! to the reference unchanged, so every input, valid or not, gives the reference's output.
 
 use super::blocked;
 
@@ -194,6 +198,120 @@ mod a64 {
             );
         }
     }
+
+    /// Tokens per tile of [`gemm_tiles`]: with four rows, 16 accumulators, four weight vectors and one of
+    /// activations in flight (21 of the 32 vector registers).
+    pub(super) const TILE_TOKENS: usize = 4;
+
+    /// [`gemv_blocks`] for the first `tokens / TILE_TOKENS * TILE_TOKENS` tokens, [`TILE_TOKENS`] at a time: each
+    /// 16-byte load of a weight row serves four tokens (the GEMV loads it once per token), each load of a token's
+    /// activations four rows. Token `t`'s activations are `x[t * cols..][..cols]`, its block scales
+    /// `scales[t * nb..][..nb]` (`nb = cols.div_ceil(block)`) and its outputs `out[t * stride..][..rows]`. Lane `i`
+    /// of token `t`'s vectors runs exactly [`gemv_blocks`]'s sequence for row `i` (the block's exact `i32` sum,
+    /// `scvtf`, `fmul`, `fadd` from 0.0, blocks in order), so every output has the same bits. Returns the tokens
+    /// done: 0 where a tile's activations, scales or outputs, or the weights, fall short (the caller then runs the
+    /// GEMV token by token, which handles short inputs like the reference).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn gemm_tiles(
+        w: &[i8],
+        cols: usize,
+        rows: usize,
+        x: &[i8],
+        block: usize,
+        scales: &[f32],
+        tokens: usize,
+        out: &mut [f32],
+        stride: usize,
+        step16: impl Fn(int32x4_t, int8x16_t, int8x16_t) -> int32x4_t,
+    ) -> usize {
+        use super::super::reference;
+        const T: usize = TILE_TOKENS;
+        let tiled = tokens / T * T;
+        if cols == 0 || block == 0 || rows == 0 || tiled == 0 {
+            return 0;
+        }
+        let nb = cols.div_ceil(block);
+        let fits = |len: usize, need: Option<usize>| need.is_some_and(|n| n <= len);
+        if !(fits(x.len(), tiled.checked_mul(cols))
+            && fits(scales.len(), tiled.checked_mul(nb))
+            && fits(w.len(), rows.checked_mul(cols))
+            && fits(
+                out.len(),
+                (tiled - 1)
+                    .checked_mul(stride)
+                    .and_then(|o| o.checked_add(rows)),
+            )
+            && stride >= rows)
+        {
+            return 0;
+        }
+        let quads = rows / 4 * 4;
+        for t0 in (0..tiled).step_by(T) {
+            let xs: [&[i8]; T] = core::array::from_fn(|t| &x[(t0 + t) * cols..][..cols]);
+            let ss: [&[f32]; T] = core::array::from_fn(|t| &scales[(t0 + t) * nb..][..nb]);
+            for r0 in (0..quads).step_by(4) {
+                let wr: [&[i8]; 4] = core::array::from_fn(|i| &w[(r0 + i) * cols..][..cols]);
+                // SAFETY: register-only, AArch64 baseline (see `dots`).
+                let mut f = [unsafe { vdupq_n_f32(0.0) }; T];
+                for b in 0..nb {
+                    let c0 = b * block;
+                    let n = block.min(cols - c0);
+                    let main = n - n % 16;
+                    // SAFETY: register-only, AArch64 baseline.
+                    let mut acc = [[unsafe { vdupq_n_s32(0) }; 4]; T];
+                    let mut c = c0;
+                    while c < c0 + main {
+                        // SAFETY: c + 16 <= c0 + main <= cols = the length of every row in `wr` and of every
+                        // token in `xs`: each 16-byte load is in bounds; `ld1` has no alignment requirement.
+                        let wv = wr.map(|r| unsafe { vld1q_s8(r.as_ptr().add(c)) });
+                        for (a, xt) in acc.iter_mut().zip(xs) {
+                            // SAFETY: as above.
+                            let xv = unsafe { vld1q_s8(xt.as_ptr().add(c)) };
+                            for (ai, &wi) in a.iter_mut().zip(&wv) {
+                                *ai = step16(*ai, wi, xv);
+                            }
+                        }
+                        c += 16;
+                    }
+                    for ((ft, a), (xt, st)) in f.iter_mut().zip(&acc).zip(xs.iter().zip(ss)) {
+                        // SAFETY: register-only, AArch64 baseline.
+                        let mut s =
+                            unsafe { vpaddq_s32(vpaddq_s32(a[0], a[1]), vpaddq_s32(a[2], a[3])) };
+                        if main < n {
+                            let (t0, t1) = (c0 + main, c0 + n);
+                            let tail = wr.map(|r| reference::dot_i8_i32(&r[t0..t1], &xt[t0..t1]));
+                            // SAFETY: `tail` is four i32s.
+                            s = unsafe { vaddq_s32(s, vld1q_s32(tail.as_ptr())) };
+                        }
+                        // SAFETY: register-only, AArch64 baseline.
+                        *ft = unsafe {
+                            vaddq_f32(*ft, vmulq_f32(vcvtq_f32_s32(s), vdupq_n_f32(st[b])))
+                        };
+                    }
+                }
+                for (t, ft) in f.iter().enumerate() {
+                    let o = &mut out[(t0 + t) * stride + r0..][..4];
+                    // SAFETY: `o` is four f32s.
+                    unsafe { vst1q_f32(o.as_mut_ptr(), *ft) };
+                }
+            }
+            for r in quads..rows {
+                for t in 0..T {
+                    let o = &mut out[(t0 + t) * stride + r..][..1];
+                    reference::gemv_i8_blocks_f32(
+                        &w[r * cols..][..cols],
+                        cols,
+                        xs[t],
+                        block,
+                        ss[t],
+                        o,
+                    );
+                }
+            }
+        }
+        tiled
+    }
 }
 
 /// The `smull` / `sadalp` inner loop.
@@ -208,12 +326,8 @@ impl RowDots for Mull {
         a64::dots(
             rows,
             x,
+            mull_step,
             // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
-            |acc, w, x| unsafe {
-                let lo = vmull_s8(vget_low_s8(w), vget_low_s8(x));
-                vpadalq_s16(vpadalq_s16(acc, lo), vmull_high_s8(w, x))
-            },
-            // SAFETY: as above.
             |acc, w, x| unsafe { vpadalq_s16(acc, vmull_s8(w, x)) },
         )
     }
@@ -236,12 +350,105 @@ pub fn gemv_i8_blocks_mull(
     scales: &[f32],
     out: &mut [f32],
 ) {
+    a64::gemv_blocks(w, cols, x, block, scales, out, mull_step)
+}
+
+/// The `smull` / `sadalp` step: 16 columns of one row into four `i32` lanes.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+fn mull_step(acc: a64::int32x4_t, w: a64::int8x16_t, x: a64::int8x16_t) -> a64::int32x4_t {
+    use a64::*;
     // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
-    a64::gemv_blocks(w, cols, x, block, scales, out, |acc, w, x| unsafe {
-        use a64::*;
+    unsafe {
         let lo = vmull_s8(vget_low_s8(w), vget_low_s8(x));
         vpadalq_s16(vpadalq_s16(acc, lo), vmull_high_s8(w, x))
-    })
+    }
+}
+
+/// [`reference::gemm_i8_blocks_f32`](super::reference::gemm_i8_blocks_f32) with the multiply-adds of
+/// [`gemv_i8_blocks_mull`], four tokens at a time (then token by token).
+#[cfg(target_arch = "aarch64")]
+pub fn gemm_i8_blocks_mull(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    rows: usize,
+    out: &mut [f32],
+) {
+    gemm_then_gemv(
+        w,
+        cols,
+        x,
+        block,
+        scales,
+        rows,
+        out,
+        gemm_tiles_mull,
+        gemv_i8_blocks_mull,
+    )
+}
+
+/// [`a64::gemm_tiles`] with the `smull` / `sadalp` step: `out[t * stride + r]` for the tokens it returns.
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_tiles_mull(
+    w: &[i8],
+    cols: usize,
+    rows: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    tokens: usize,
+    out: &mut [f32],
+    stride: usize,
+) -> usize {
+    a64::gemm_tiles(
+        w, cols, rows, x, block, scales, tokens, out, stride, mull_step,
+    )
+}
+
+/// A tile kernel: [`a64::gemm_tiles`]'s arguments after the step, and its result.
+#[cfg(target_arch = "aarch64")]
+type Tiles = fn(&[i8], usize, usize, &[i8], usize, &[f32], usize, &mut [f32], usize) -> usize;
+
+/// A block GEMV: [`reference::gemv_i8_blocks_f32`](super::reference::gemv_i8_blocks_f32)'s signature.
+#[cfg(target_arch = "aarch64")]
+type GemvBlocks = fn(&[i8], usize, &[i8], usize, &[f32], &mut [f32]);
+
+/// The reference GEMM's contract from a tile kernel and a GEMV: tiles, then the tokens left token by token.
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+fn gemm_then_gemv(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    rows: usize,
+    out: &mut [f32],
+    tiles: Tiles,
+    gemv: GemvBlocks,
+) {
+    if rows == 0 {
+        return;
+    }
+    let tokens = out.len() / rows;
+    let done = tiles(w, cols, rows, x, block, scales, tokens, out, rows);
+    let nb = cols.div_ceil(block.max(1));
+    for (t, o) in out.chunks_exact_mut(rows).enumerate().skip(done) {
+        let xt = x.get(t * cols..).unwrap_or(&[]);
+        let st = scales.get(t * nb..).unwrap_or(&[]);
+        gemv(
+            w,
+            cols,
+            &xt[..cols.min(xt.len())],
+            block,
+            &st[..nb.min(st.len())],
+            o,
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -299,6 +506,48 @@ pub fn gemv_i8_blocks_sdot(
     out: &mut [f32],
 ) {
     a64::gemv_blocks(w, cols, x, block, scales, out, sdot)
+}
+
+/// [`reference::gemm_i8_blocks_f32`](super::reference::gemm_i8_blocks_f32) with `sdot`, four tokens at a time
+/// (then token by token).
+#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+pub fn gemm_i8_blocks_sdot(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    rows: usize,
+    out: &mut [f32],
+) {
+    gemm_then_gemv(
+        w,
+        cols,
+        x,
+        block,
+        scales,
+        rows,
+        out,
+        gemm_tiles_sdot,
+        gemv_i8_blocks_sdot,
+    )
+}
+
+/// [`a64::gemm_tiles`] with `sdot`: `out[t * stride + r]` for the tokens it returns.
+#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_tiles_sdot(
+    w: &[i8],
+    cols: usize,
+    rows: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    tokens: usize,
+    out: &mut [f32],
+    stride: usize,
+) -> usize {
+    a64::gemm_tiles(w, cols, rows, x, block, scales, tokens, out, stride, sdot)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -430,10 +679,14 @@ pub fn gemv_i8_blocks_armv7(
 // ---------------------------------------------------------------------------------------------------------------
 
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+pub(super) use gemm_tiles_sdot as gemm_tiles;
+#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 pub use gemv_i8_blocks_sdot as gemv_i8_blocks;
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 pub use gemv_i8_i32_sdot as gemv_i8_i32;
 
+#[cfg(all(target_arch = "aarch64", not(target_feature = "dotprod")))]
+pub(super) use gemm_tiles_mull as gemm_tiles;
 #[cfg(all(target_arch = "aarch64", not(target_feature = "dotprod")))]
 pub use gemv_i8_blocks_mull as gemv_i8_blocks;
 #[cfg(all(target_arch = "aarch64", not(target_feature = "dotprod")))]

@@ -587,6 +587,69 @@ fn gemm_i8_blocks_small_shapes() {
     gemm_random(22, 12, true);
 }
 
+/// A multi-token GEMM with [`reference::gemm_i8_blocks_f32`]'s signature.
+#[cfg(target_arch = "aarch64")]
+type Gemm = fn(&[i8], usize, &[i8], usize, &[f32], usize, &mut [f32]);
+
+/// `gemm` against the reference, bit for bit, on seeded random shapes: token counts around the 4-token tiles,
+/// rows around the 4-row quads, columns around the 16-byte steps, blocks that do and do not divide them, extreme
+/// weights, and activations or scales that run out before the last token. Outputs the reference leaves alone
+/// (a NaN with a payload) must stay so.
+#[cfg(target_arch = "aarch64")]
+fn gemm_twin(gemm: Gemm) {
+    let mut rng = Rng::new(41);
+    for i in 0..400 {
+        let tokens = [0usize, 1, 3, 4, 5, 7, 8, 9, 12, 13, 33][rng.below(11)];
+        let rows = [0usize, 1, 3, 4, 5, 8, 9, 17][rng.below(8)];
+        let cols = match i % 4 {
+            0 => 1 + rng.below(100),
+            1 => 16 * (1 + rng.below(8)),
+            _ => 8 * (1 + rng.below(20)),
+        };
+        let block = match i % 5 {
+            0 => cols,
+            1 => 1 + rng.below(40),
+            _ => [8, 16, 32, 64][rng.below(4)],
+        };
+        let nb = cols.div_ceil(block);
+        let short_x = usize::from(i % 13 == 0 && tokens > 0);
+        let short_scales = usize::from(i % 11 == 0 && tokens > 0);
+        let fill = if i % 4 == 0 {
+            Fill::Extremes
+        } else {
+            Fill::Random
+        };
+        let x = values(&mut rng, Fill::Random, false, 0, tokens * cols - short_x);
+        let w = values(&mut rng, fill, true, 0, rows * cols);
+        let scales: Vec<f32> = (0..tokens * nb - short_scales)
+            .map(|_| [1e-6f32, 0.02, 1.0, 37.5][rng.below(4)] * (1.0 + rng.below(999) as f32 / 1e3))
+            .collect();
+        let mut expected = std::vec![f32::from_bits(0x7FC0_0003); tokens * rows + 3];
+        let mut got = expected.clone();
+        reference::gemm_i8_blocks_f32(&w, cols, &x, block, &scales, rows, &mut expected);
+        gemm(&w, cols, &x, block, &scales, rows, &mut got);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let case = (tokens, rows, cols, block, short_x, short_scales);
+        assert_eq!(
+            bits(&got),
+            bits(&expected),
+            "(tokens, rows, cols, block, short x, short scales) {case:?}"
+        );
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn neon_mull_gemm_matches_reference_bit_for_bit() {
+    gemm_twin(super::neon::gemm_i8_blocks_mull);
+}
+
+#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+#[test]
+fn neon_sdot_gemm_matches_reference_bit_for_bit() {
+    gemm_twin(super::neon::gemm_i8_blocks_sdot);
+}
+
 /// A head's K and V through `attention::Keys` / `attention::Values` (packed for AVX-512 VNNI where the CPU has
 /// it, row-major / transposed elsewhere) against the reference products on plain layouts: sequence lengths around
 /// the 16-key groups and 4-token words, head sizes odd and even, below and above 16, the full `i16` and `i8`
