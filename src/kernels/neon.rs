@@ -312,6 +312,35 @@ mod a64 {
         }
         tiled
     }
+
+    /// The reference GEMM's contract ([`reference::gemm_i8_blocks_f32`](super::super::reference::gemm_i8_blocks_f32))
+    /// with `step16`: [`gemm_tiles`], then the tokens left one by one through [`gemv_blocks`], sliced as the
+    /// reference slices them.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn gemm_blocks(
+        w: &[i8],
+        cols: usize,
+        x: &[i8],
+        block: usize,
+        scales: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        step16: impl Fn(int32x4_t, int8x16_t, int8x16_t) -> int32x4_t + Copy,
+    ) {
+        if rows == 0 {
+            return;
+        }
+        let tokens = out.len() / rows;
+        let done = gemm_tiles(w, cols, rows, x, block, scales, tokens, out, rows, step16);
+        let nb = cols.div_ceil(block.max(1));
+        for (t, o) in out.chunks_exact_mut(rows).enumerate().skip(done) {
+            let xt = x.get(t * cols..).unwrap_or(&[]);
+            let st = scales.get(t * nb..).unwrap_or(&[]);
+            let (xt, st) = (&xt[..cols.min(xt.len())], &st[..nb.min(st.len())]);
+            gemv_blocks(w, cols, xt, block, st, o, step16);
+        }
+    }
 }
 
 /// The `smull` / `sadalp` inner loop.
@@ -377,78 +406,7 @@ pub fn gemm_i8_blocks_mull(
     rows: usize,
     out: &mut [f32],
 ) {
-    gemm_then_gemv(
-        w,
-        cols,
-        x,
-        block,
-        scales,
-        rows,
-        out,
-        gemm_tiles_mull,
-        gemv_i8_blocks_mull,
-    )
-}
-
-/// [`a64::gemm_tiles`] with the `smull` / `sadalp` step: `out[t * stride + r]` for the tokens it returns.
-#[cfg(target_arch = "aarch64")]
-#[allow(clippy::too_many_arguments)]
-pub(super) fn gemm_tiles_mull(
-    w: &[i8],
-    cols: usize,
-    rows: usize,
-    x: &[i8],
-    block: usize,
-    scales: &[f32],
-    tokens: usize,
-    out: &mut [f32],
-    stride: usize,
-) -> usize {
-    a64::gemm_tiles(
-        w, cols, rows, x, block, scales, tokens, out, stride, mull_step,
-    )
-}
-
-/// A tile kernel: [`a64::gemm_tiles`]'s arguments after the step, and its result.
-#[cfg(target_arch = "aarch64")]
-type Tiles = fn(&[i8], usize, usize, &[i8], usize, &[f32], usize, &mut [f32], usize) -> usize;
-
-/// A block GEMV: [`reference::gemv_i8_blocks_f32`](super::reference::gemv_i8_blocks_f32)'s signature.
-#[cfg(target_arch = "aarch64")]
-type GemvBlocks = fn(&[i8], usize, &[i8], usize, &[f32], &mut [f32]);
-
-/// The reference GEMM's contract from a tile kernel and a GEMV: tiles, then the tokens left token by token.
-#[cfg(target_arch = "aarch64")]
-#[allow(clippy::too_many_arguments)]
-fn gemm_then_gemv(
-    w: &[i8],
-    cols: usize,
-    x: &[i8],
-    block: usize,
-    scales: &[f32],
-    rows: usize,
-    out: &mut [f32],
-    tiles: Tiles,
-    gemv: GemvBlocks,
-) {
-    if rows == 0 {
-        return;
-    }
-    let tokens = out.len() / rows;
-    let done = tiles(w, cols, rows, x, block, scales, tokens, out, rows);
-    let nb = cols.div_ceil(block.max(1));
-    for (t, o) in out.chunks_exact_mut(rows).enumerate().skip(done) {
-        let xt = x.get(t * cols..).unwrap_or(&[]);
-        let st = scales.get(t * nb..).unwrap_or(&[]);
-        gemv(
-            w,
-            cols,
-            &xt[..cols.min(xt.len())],
-            block,
-            &st[..nb.min(st.len())],
-            o,
-        );
-    }
+    a64::gemm_blocks(w, cols, x, block, scales, rows, out, mull_step)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -520,34 +478,7 @@ pub fn gemm_i8_blocks_sdot(
     rows: usize,
     out: &mut [f32],
 ) {
-    gemm_then_gemv(
-        w,
-        cols,
-        x,
-        block,
-        scales,
-        rows,
-        out,
-        gemm_tiles_sdot,
-        gemv_i8_blocks_sdot,
-    )
-}
-
-/// [`a64::gemm_tiles`] with `sdot`: `out[t * stride + r]` for the tokens it returns.
-#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
-#[allow(clippy::too_many_arguments)]
-pub(super) fn gemm_tiles_sdot(
-    w: &[i8],
-    cols: usize,
-    rows: usize,
-    x: &[i8],
-    block: usize,
-    scales: &[f32],
-    tokens: usize,
-    out: &mut [f32],
-    stride: usize,
-) -> usize {
-    a64::gemm_tiles(w, cols, rows, x, block, scales, tokens, out, stride, sdot)
+    a64::gemm_blocks(w, cols, x, block, scales, rows, out, sdot)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -679,14 +610,10 @@ pub fn gemv_i8_blocks_armv7(
 // ---------------------------------------------------------------------------------------------------------------
 
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
-pub(super) use gemm_tiles_sdot as gemm_tiles;
-#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 pub use gemv_i8_blocks_sdot as gemv_i8_blocks;
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 pub use gemv_i8_i32_sdot as gemv_i8_i32;
 
-#[cfg(all(target_arch = "aarch64", not(target_feature = "dotprod")))]
-pub(super) use gemm_tiles_mull as gemm_tiles;
 #[cfg(all(target_arch = "aarch64", not(target_feature = "dotprod")))]
 pub use gemv_i8_blocks_mull as gemv_i8_blocks;
 #[cfg(all(target_arch = "aarch64", not(target_feature = "dotprod")))]
@@ -694,5 +621,27 @@ pub use gemv_i8_i32_mull as gemv_i8_i32;
 
 #[cfg(all(target_arch = "arm", feature = "arm-neon"))]
 pub use gemv_i8_blocks_armv7 as gemv_i8_blocks;
+
+/// [`a64::gemm_tiles`] with this build's step (`sdot` with `dotprod`, else `smull` / `sadalp`), for the GEMM
+/// dispatcher: `out[t * stride + r]` for the tokens it returns.
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_tiles(
+    w: &[i8],
+    cols: usize,
+    rows: usize,
+    x: &[i8],
+    block: usize,
+    scales: &[f32],
+    tokens: usize,
+    out: &mut [f32],
+    stride: usize,
+) -> usize {
+    #[cfg(target_feature = "dotprod")]
+    let step = sdot;
+    #[cfg(not(target_feature = "dotprod"))]
+    let step = mull_step;
+    a64::gemm_tiles(w, cols, rows, x, block, scales, tokens, out, stride, step)
+}
 #[cfg(all(target_arch = "arm", feature = "arm-neon"))]
 pub use gemv_i8_i32_armv7 as gemv_i8_i32;

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use albert_edge::model::{classify_parallel, is_int8, scratch_size_for_speed, Inputs, Precision};
-use albert_edge::parallel::{Parallel, Sequential, Threads};
+use albert_edge::parallel::{Parallel, Threads};
 use albert_edge::Model;
 
 const USAGE: &str = "\
@@ -180,14 +180,12 @@ fn run(o: Options) -> Result<(), Box<dyn Error>> {
     let mut type_ids = vec![0u32; max_len]; // (max_len), stays 0 for --ids
     let mut logits = vec![0f32; c.num_labels];
     let mut workspace = Vec::new();
+    // One thread: no workers; the pool then runs every job on this thread, as `Sequential` would.
     let threads = match o.threads {
         0 => Threads::available(),
         n => Threads::new(n),
     };
-    let par: &dyn Parallel = match threads.threads() {
-        1 => &Sequential,
-        _ => &threads,
-    };
+    let par: &dyn Parallel = &threads;
 
     if !o.quiet {
         eprintln!(

@@ -1,7 +1,7 @@
 //! `albert-edge classify`: run a blob on one input on the host, through the same forward pass as the device.
 
 use albert_edge::model::{classify_parallel, is_int8, scratch_size_for_speed, Inputs, Precision};
-use albert_edge::parallel::{Parallel, Sequential, Threads};
+use albert_edge::parallel::{Parallel, Threads};
 use albert_edge::Model;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
@@ -68,20 +68,12 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     exps.iter().map(|&e| (e / sum) as f32).collect()
 }
 
-/// The `--threads N` option: `None` for one thread (the caller's), else a pool of `N` threads (0: one per CPU).
-pub fn thread_pool(n: usize) -> Option<Threads> {
+/// The `--threads N` option: a pool of `N` threads in all, the caller's included (0: one per CPU; 1: none but
+/// the caller's, which runs every job itself).
+pub fn thread_pool(n: usize) -> Threads {
     match n {
-        1 => None,
-        0 => Some(Threads::available()).filter(|t| t.threads() > 1),
-        n => Some(Threads::new(n)),
-    }
-}
-
-/// The [`Parallel`] for a [`thread_pool`].
-pub fn parallel(pool: &Option<Threads>) -> &dyn Parallel {
-    match pool {
-        Some(threads) => threads,
-        None => &Sequential,
+        0 => Threads::available(),
+        n => Threads::new(n),
     }
 }
 

@@ -274,13 +274,7 @@ fn run(cli: Cli) -> Result<()> {
                     .map_err(|e| anyhow!("{source}: {e:#}"))?,
                 (None, None) => bail!("give a TEXT to classify or --ids"),
             };
-            let result = classify::run(
-                &model,
-                &ids,
-                &type_ids,
-                precision,
-                classify::parallel(&pool),
-            )?;
+            let result = classify::run(&model, &ids, &type_ids, precision, &pool)?;
             let ms = start.elapsed().as_secs_f64() * 1e3;
             if json {
                 // No timing here: the JSON is a deterministic function of the model and the input.
@@ -302,9 +296,8 @@ fn run(cli: Cli) -> Result<()> {
             let examples = eval::read_tsv(&tsv, limit)?;
             let pool = classify::thread_pool(threads);
             let bar = convert::progress_bar(examples.len(), true, "eval");
-            let report =
-                eval::evaluate(&model, &examples, classify::parallel(&pool), || bar.inc(1))
-                    .map_err(|e| anyhow!("{}: {e:#}", blob.display()))?;
+            let report = eval::evaluate(&model, &examples, &pool, || bar.inc(1))
+                .map_err(|e| anyhow!("{}: {e:#}", blob.display()))?;
             bar.finish_and_clear();
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
