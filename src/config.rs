@@ -49,6 +49,8 @@ pub const MAX_LABELS: usize = 64;
 pub const MAX_DIM: usize = 1 << 16;
 /// Largest vocabulary a blob may declare.
 pub const MAX_VOCAB: usize = 1 << 20;
+/// Most applications of the shared layer a blob may declare.
+pub const MAX_LAYERS: usize = 256;
 
 /// The ALBERT hyper-parameters the forward pass needs. Validated by [`AlbertConfig::validate`], after which every
 /// size below is non-zero and every product used for buffer sizes fits in `usize` on 32-bit targets.
@@ -104,41 +106,33 @@ impl AlbertConfig {
 
     /// Checks the invariants the rest of the crate relies on.
     pub fn validate(&self) -> Result<(), Error> {
-        let dims = [
-            (self.embedding_size, "embedding_size must be in 1..=65536"),
-            (self.hidden_size, "hidden_size must be in 1..=65536"),
+        let counts = [
+            ("embedding_size", self.embedding_size, MAX_DIM),
+            ("hidden_size", self.hidden_size, MAX_DIM),
+            ("num_attention_heads", self.num_attention_heads, MAX_DIM),
+            ("intermediate_size", self.intermediate_size, MAX_DIM),
             (
-                self.num_attention_heads,
-                "num_attention_heads must be in 1..=65536",
-            ),
-            (
-                self.intermediate_size,
-                "intermediate_size must be in 1..=65536",
-            ),
-            (
+                "max_position_embeddings",
                 self.max_position_embeddings,
-                "max_position_embeddings must be in 1..=65536",
+                MAX_DIM,
             ),
-            (self.type_vocab_size, "type_vocab_size must be in 1..=65536"),
+            ("type_vocab_size", self.type_vocab_size, MAX_DIM),
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
+            ("num_labels", self.num_labels, MAX_LABELS),
         ];
-        for (value, what) in dims {
-            if value == 0 || value > MAX_DIM {
-                return Err(Error::BadConfig(what));
+        for (field, value, max) in counts {
+            if value == 0 || value > max {
+                return Err(Error::ConfigOutOfRange { field, value, max });
             }
         }
-        if self.vocab_size == 0 || self.vocab_size > MAX_VOCAB {
-            return Err(Error::BadConfig("vocab_size must be in 1..=1048576"));
-        }
-        if self.num_hidden_layers == 0 || self.num_hidden_layers > 256 {
-            return Err(Error::BadConfig("num_hidden_layers must be in 1..=256"));
-        }
-        if self.num_labels == 0 || self.num_labels > MAX_LABELS {
-            return Err(Error::BadConfig("num_labels must be in 1..=64"));
-        }
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
-            return Err(Error::BadConfig(
-                "hidden_size must be a multiple of num_attention_heads",
-            ));
+            return Err(Error::ConfigNotMultiple {
+                field: "hidden_size",
+                value: self.hidden_size,
+                of: "num_attention_heads",
+                divisor: self.num_attention_heads,
+            });
         }
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
             return Err(Error::BadConfig(

@@ -29,6 +29,26 @@ pub enum Error {
     MisalignedBlob,
     /// A header field holds a value this build does not support.
     BadConfig(&'static str),
+    /// A config field holds a count outside `1..=max`.
+    ConfigOutOfRange {
+        /// The field, as `config.json` spells it (`hidden_size`).
+        field: &'static str,
+        /// The value it holds.
+        value: usize,
+        /// The largest value this build supports.
+        max: usize,
+    },
+    /// A config field must be a multiple of another (`hidden_size` of `num_attention_heads`).
+    ConfigNotMultiple {
+        /// The field that must be a multiple (`hidden_size`).
+        field: &'static str,
+        /// Its value.
+        value: usize,
+        /// The field it must be a multiple of (`num_attention_heads`).
+        of: &'static str,
+        /// That field's value.
+        divisor: usize,
+    },
     /// A tensor table entry is malformed (unknown kind or dtype, bad shape, out-of-range or misaligned offset).
     BadTensor(&'static str),
     /// A tensor the model needs is missing from the tensor table.
@@ -73,6 +93,8 @@ impl fmt::Display for Error {
             Error::ChecksumMismatch { stored, computed } => write!(f, "model blob is corrupt: CRC-32 {computed:#010x} does not match the stored {stored:#010x}"),
             Error::MisalignedBlob => f.write_str("model blob is not 4-byte aligned in memory; place it at an aligned address (16 bytes recommended)"),
             Error::BadConfig(what) => write!(f, "unsupported model config: {what}"),
+            Error::ConfigOutOfRange { field, value, max } => write!(f, "unsupported model config: {field} {value} must be in 1..={max}"),
+            Error::ConfigNotMultiple { field, value, of, divisor } => write!(f, "unsupported model config: {field} {value} must be a multiple of {of} {divisor}"),
             Error::BadTensor(what) => write!(f, "malformed tensor table: {what}"),
             Error::MissingTensor(name) => write!(f, "model blob has no tensor `{name}`"),
             Error::ShapeMismatch(name) => write!(f, "tensor `{name}` has a shape that disagrees with the config"),

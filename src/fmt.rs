@@ -31,6 +31,21 @@ impl Format for Error {
                 "MisalignedBlob: place the blob at a 16-byte aligned address"
             ),
             Error::BadConfig(what) => write!(f, "BadConfig: {=str}", what),
+            Error::ConfigOutOfRange { field, value, max } => write!(
+                f,
+                "ConfigOutOfRange: {=str} {=usize} must be in 1..={=usize}",
+                field, value, max
+            ),
+            Error::ConfigNotMultiple {
+                field,
+                value,
+                of,
+                divisor,
+            } => write!(
+                f,
+                "ConfigNotMultiple: {=str} {=usize} must be a multiple of {=str} {=usize}",
+                field, value, of, divisor
+            ),
             Error::BadTensor(what) => write!(f, "BadTensor: {=str}", what),
             Error::MissingTensor(name) => write!(f, "MissingTensor: {=str}", name),
             Error::ShapeMismatch(name) => write!(f, "ShapeMismatch: {=str}", name),

@@ -34,8 +34,10 @@ const BATCH_ROWS: usize = 256;
 
 /// Reads calibration sentences from `path` (see [`parse_sentences`]).
 pub fn read_sentences(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
+    let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read calibration file {}", path.display()))?;
+    let text = crate::textfile::decode_utf8(bytes, &path.display().to_string())
+        .context("cannot read calibration file")?;
     parse_sentences(&text, &path.display().to_string())
 }
 

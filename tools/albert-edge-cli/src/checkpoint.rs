@@ -39,6 +39,14 @@ impl CheckpointDir {
         if !dir.is_dir() {
             bail!("{} is not a directory; pass a Hugging Face checkpoint directory (config.json, model.safetensors, spiece.model)", dir.display());
         }
+        // A file of the checkpoint that is there but is not a regular file (a link to /dev/zero, a pipe) is
+        // named as what it is, instead of being read (forever) or reported missing.
+        for name in [CONFIG_FILE, SAFETENSORS_FILE, PYTORCH_FILE, SPIECE_FILE] {
+            let path = dir.join(name);
+            if let Some(kind) = crate::output::describe_non_file(&path) {
+                bail!("{} is {kind}; it must be a regular file", path.display());
+            }
+        }
         let config = dir.join(CONFIG_FILE);
         if !config.is_file() {
             bail!("{} has no {CONFIG_FILE}; is it a Hugging Face checkpoint directory (as written by save_pretrained)?", dir.display());
@@ -59,9 +67,6 @@ impl CheckpointDir {
             bail!("{} has neither {SAFETENSORS_FILE} nor {PYTORCH_FILE}; save the model with save_pretrained first", dir.display());
         };
         let spiece = dir.join(SPIECE_FILE);
-        if !spiece.is_file() && spiece.symlink_metadata().is_ok() {
-            bail!("{} is a symbolic link to a missing file; point it at the SentencePiece model of the base checkpoint", spiece.display());
-        }
         if !spiece.is_file() {
             bail!("{} has no {SPIECE_FILE}; copy the SentencePiece model of the base checkpoint (e.g. albert-base-v2) next to config.json", dir.display());
         }
@@ -211,8 +216,8 @@ fn labels(
 
 /// Reads and parses `config.json` at `path`.
 pub fn read_config(path: &Path) -> Result<HfConfig> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // A byte-order mark (some Windows editors write one) is dropped; invalid UTF-8 names its line.
+    let text = crate::textfile::read_utf8(path)?;
     parse_config(&text)
 }
 

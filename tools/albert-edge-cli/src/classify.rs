@@ -131,6 +131,7 @@ pub fn run(
     };
     classify_parallel(model, precision, &inputs, &mut arena, &mut logits, parallel)
         .map_err(|e| anyhow!("{e}"))?;
+    check_finite(&logits)?;
     let probabilities = softmax(&logits);
     let best =
         probabilities.iter().enumerate().fold(
@@ -144,18 +145,26 @@ pub fn run(
     })
 }
 
-/// The human-readable form: the label, then one line per label with probability and logit.
+/// Refuses logits that are NaN or infinite: no label can honestly be read from them. A blob converted by this
+/// tool never gives them; a damaged or hand-made one (finite weights whose products overflow) can.
+pub fn check_finite(logits: &[f32]) -> Result<()> {
+    if let Some((i, l)) = logits.iter().enumerate().find(|(_, l)| !l.is_finite()) {
+        bail!("the model computed a non-finite logit ({l} for label {i}), so no label can be given; the blob's weights are damaged or out of range: convert the checkpoint again");
+    }
+    Ok(())
+}
+
+/// The human-readable form: the label, then one line per label with probability and logit. Label names are
+/// printed with their control characters escaped ([`crate::console::escape_control`]).
 pub fn render_text(model: &Model, r: &Classification) -> String {
-    let mut s = format!("label: {}\n", r.label);
-    let width = (0..r.logits.len())
-        .map(|i| model.label(i).len())
-        .max()
-        .unwrap_or(0);
-    for (i, (p, l)) in r.probabilities.iter().zip(&r.logits).enumerate() {
-        s.push_str(&format!(
-            "  {:<width$}  p = {p:.6}  logit = {l:+.6}\n",
-            model.label(i)
-        ));
+    use crate::console::escape_control;
+    let mut s = format!("label: {}\n", escape_control(&r.label));
+    let names: Vec<_> = (0..r.logits.len())
+        .map(|i| escape_control(model.label(i)))
+        .collect();
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    for ((name, p), l) in names.iter().zip(&r.probabilities).zip(&r.logits) {
+        s.push_str(&format!("  {name:<width$}  p = {p:.6}  logit = {l:+.6}\n"));
     }
     s
 }

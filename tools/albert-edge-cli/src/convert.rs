@@ -10,7 +10,7 @@
 //! (`crate::gptq`); embedding tables are rounded to nearest. The blob format and the runtime are the same either
 //! way. See `QUANTIZATION.md`.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use albert_edge::format::{DType, TensorKind};
@@ -24,6 +24,8 @@ use crate::blob::{write_blob, AlignedBlob, BlobContents, Payload};
 use crate::calibrate::{self, Statistics};
 use crate::checkpoint::{read_config, CheckpointDir, TOKENIZER_CONFIG_FILE};
 use crate::gptq::{quantize_matrix_gptq, GptqOptions};
+use crate::output::{check_not_an_input, PendingOutput};
+pub use crate::output::{check_output_path, write_atomically};
 use crate::tokenizer_section::{build_from_file, SectionOptions};
 use crate::weights::{TensorF32, WeightsFile};
 
@@ -175,8 +177,7 @@ pub fn tokenizer_section_bytes(spiece: &Path, compact: bool) -> Result<Vec<u8>> 
 
 /// `do_lower_case`, `keep_accents`, `remove_space` and `split_special_tokens` from `tokenizer_config.json`.
 pub fn read_tokenizer_options(path: &Path) -> Result<SectionOptions> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = crate::textfile::read_utf8(path)?;
     let v: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not valid JSON", path.display()))?;
     let mut o = SectionOptions::default();
@@ -462,14 +463,31 @@ fn bias_delta(w: &[f32], q: &[i8], scales: &[f32], mean: &[f64]) -> Vec<f32> {
 }
 
 /// Converts `dir` to a blob at `out`, atomically.
+///
+/// Everything about the output is checked before the conversion runs: its directory exists and is writable (the
+/// temporary file is made there first), it is not a directory or a device, and it is none of the files the
+/// conversion reads.
 pub fn convert(dir: &Path, out: &Path, opts: ConvertOptions) -> Result<ConvertReport> {
     check_output_path(out)?;
+    let files = CheckpointDir::locate(dir)?;
+    let tokenizer_config = dir.join(TOKENIZER_CONFIG_FILE);
+    let mut inputs: Vec<(&Path, &str)> = vec![
+        (&files.config, "the checkpoint's config.json"),
+        (&files.weights, "the checkpoint's weights file"),
+        (&files.spiece, "the checkpoint's spiece.model"),
+        (&tokenizer_config, "the checkpoint's tokenizer_config.json"),
+    ];
+    if let Some(calibration) = &opts.calibration {
+        inputs.push((calibration, "the calibration file"));
+    }
+    check_not_an_input(out, &inputs)?;
+    let pending = PendingOutput::create(out)?;
     let (contents, weights_file, calibration) = build_contents_calibrated(dir, &opts)?;
     let bytes = write_blob(&contents)?;
     // Parse what was written with the device's own reader before it reaches the disk.
     albert_edge::Model::from_bytes(crate::blob::AlignedBlob::new(&bytes).bytes())
         .map_err(|e| anyhow::anyhow!("internal error: the written blob does not validate: {e}"))?;
-    write_atomically(out, &bytes)?;
+    pending.commit(&bytes)?;
 
     let mut tensors: Vec<TensorSummary> = contents
         .tensors
@@ -492,62 +510,6 @@ pub fn convert(dir: &Path, out: &Path, opts: ConvertOptions) -> Result<ConvertRe
         blob_len: bytes.len(),
         calibration,
     })
-}
-
-/// Refuses an output path that is a directory or not a regular file (a device such as `/dev/null`, a pipe): the
-/// rename in [`write_atomically`] would replace it. Checked before converting, so the mistake costs nothing.
-pub fn check_output_path(out: &Path) -> Result<()> {
-    match std::fs::metadata(out) {
-        Ok(m) if m.is_dir() => {
-            bail!(
-                "{} is a directory; give the blob's file name (e.g. {})",
-                out.display(),
-                out.join("model.blob").display()
-            )
-        }
-        Ok(m) if !m.is_file() => bail!(
-            "{} exists and is not a regular file (a device or a pipe?); write the blob to a file",
-            out.display()
-        ),
-        _ => Ok(()),
-    }
-}
-
-/// Writes `bytes` to `out` through a temporary file in the same directory and a rename, so `out` either keeps its
-/// old contents or holds the complete new blob; the temporary file is removed on any failure (a full disk
-/// included: the error names `out` and the OS's reason).
-pub fn write_atomically(out: &Path, bytes: &[u8]) -> Result<()> {
-    check_output_path(out)?;
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".albert-edge-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .with_context(|| {
-            format!(
-                "cannot create a temporary file in {} (is it writable?)",
-                dir.display()
-            )
-        })?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("cannot write {}", out.display()))?;
-    // The temporary file is created 0600; a blob is an ordinary readable output file.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("cannot write {}", out.display()))?;
-    tmp.persist(out)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", out.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]

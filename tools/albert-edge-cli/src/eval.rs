@@ -47,13 +47,34 @@ pub struct Example {
     pub sentence: String,
     /// The label id.
     pub label: usize,
+    /// The row's 1-based line number in the TSV (the header is line 1), for messages.
+    pub line: usize,
 }
 
-/// Reads a TSV with a header naming `sentence` and `label` columns (other columns ignored); labels are integer
-/// ids. At most `limit` rows.
+/// Refuses a row whose label is not one of the model's `num_labels` ids, naming the TSV line, before anything
+/// runs.
+pub fn check_labels(examples: &[Example], num_labels: usize, tsv: &Path) -> Result<()> {
+    if let Some(e) = examples.iter().find(|e| e.label >= num_labels) {
+        bail!(
+            "{}:{}: label {} is not a label id of this model (it has {num_labels} labels: 0..={})",
+            tsv.display(),
+            e.line,
+            e.label,
+            num_labels - 1
+        );
+    }
+    Ok(())
+}
+
+fn sentence_context(e: &Example) -> String {
+    format!("the sentence on line {}", e.line)
+}
+
+/// Reads a TSV with a header naming `sentence` and `label` columns (other columns allowed); labels are integer
+/// ids. Every row must have exactly the header's columns (a tab inside a sentence would shift them), blank
+/// lines are skipped, a UTF-8 byte-order mark is allowed; each error names the line. At most `limit` rows.
 pub fn read_tsv(path: &Path, limit: Option<usize>) -> Result<Vec<Example>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = crate::textfile::read_utf8(path)?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split('\t').collect();
     let column = |name: &str| {
@@ -75,9 +96,16 @@ pub fn read_tsv(path: &Path, limit: Option<usize>) -> Result<Vec<Example>> {
         }
         let fields: Vec<&str> = line.split('\t').collect();
         let line_no = i + 2;
-        let (Some(s), Some(l)) = (fields.get(s_col), fields.get(l_col)) else {
-            bail!("{}:{line_no}: too few columns", path.display());
-        };
+        if fields.len() != header.len() {
+            bail!(
+                "{}:{line_no}: {} tab-separated fields where the header has {} ({}); a sentence may not contain a tab",
+                path.display(),
+                fields.len(),
+                header.len(),
+                header.join(", ")
+            );
+        }
+        let (s, l) = (fields[s_col], fields[l_col]);
         let label = l.trim().parse::<usize>().map_err(|_| {
             anyhow!(
                 "{}:{line_no}: label {l:?} is not an integer label id",
@@ -87,6 +115,7 @@ pub fn read_tsv(path: &Path, limit: Option<usize>) -> Result<Vec<Example>> {
         out.push(Example {
             sentence: s.trim_end().to_string(),
             label,
+            line: line_no,
         });
     }
     if out.is_empty() {
@@ -113,7 +142,8 @@ pub fn evaluate(
     let c = model.config();
     if let Some(e) = examples.iter().find(|e| e.label >= c.num_labels) {
         bail!(
-            "label {} is not a label id of this model (it has {} labels: 0..={})",
+            "line {}: label {} is not a label id of this model (it has {} labels: 0..={})",
+            e.line,
             e.label,
             c.num_labels,
             c.num_labels - 1
@@ -150,9 +180,12 @@ pub fn evaluate(
         classify_parallel(model, first, &inputs, &mut arena, out, parallel)
             .map_err(|err| anyhow!("{err}"))?;
         timed += start.elapsed();
+        crate::classify::check_finite(out).with_context(|| sentence_context(e))?;
         if int8 {
             classify(model, Precision::F32, &inputs, &mut arena, &mut logits_f)
                 .map_err(|err| anyhow!("{err}"))?;
+            crate::classify::check_finite(&logits_f)
+                .with_context(|| format!("fp32 reference: {}", sentence_context(e)))?;
             let q = argmax(&logits_q);
             correct_q += usize::from(q == e.label);
             agree += usize::from(q == argmax(&logits_f));
@@ -224,7 +257,8 @@ mod tests {
             rows,
             [Example {
                 sentence: "it 's fine .".into(),
-                label: 1
+                label: 1,
+                line: 2
             }]
         );
         std::fs::write(&p, "text\tlabel\nx\t1\n").unwrap();

@@ -201,7 +201,7 @@ pub fn render_text(r: &Report) -> String {
     }
     let _ = writeln!(s, "\nlabels");
     for (i, l) in r.labels.iter().enumerate() {
-        let _ = writeln!(s, "  {i:>3}  {l}");
+        let _ = writeln!(s, "  {i:>3}  {}", crate::console::escape_control(l));
     }
     let _ = writeln!(s, "\ntensors");
     let _ = writeln!(

@@ -8,9 +8,11 @@ use albert_edge::format::DType;
 use albert_edge::Model;
 use albert_edge_cli::builtin;
 use albert_edge_cli::classify::{self, PrecisionArg};
+use albert_edge_cli::console::{self, escape_control, StdoutError};
 use albert_edge_cli::convert::{self, ConvertOptions, Rounding, WeightsMode};
 use albert_edge_cli::eval;
 use albert_edge_cli::inspect;
+use albert_edge_cli::textfile;
 use anyhow::{anyhow, bail, Result};
 use clap::{Parser, Subcommand};
 
@@ -206,35 +208,41 @@ fn run(cli: Cli) -> Result<()> {
                     ..ConvertOptions::default()
                 },
             )?;
-            println!(
-                "read {} ({} labels: {})",
+            let labels: Vec<_> = report.labels.iter().map(|l| escape_control(l)).collect();
+            let mut text = format!(
+                "read {} ({} labels: {})\n",
                 report.weights_file,
                 report.labels.len(),
-                report.labels.join(", ")
+                labels.join(", ")
             );
             if let Some(c) = &report.calibration {
-                println!(
-                    "calibrated GPTQ rounding on {} of {} sentences ({} tokens, {})",
+                text.push_str(&format!(
+                    "calibrated GPTQ rounding on {} of {} sentences ({} tokens, {})\n",
                     c.sequences, c.available, c.tokens, c.source
-                );
+                ));
             }
             for t in report.tensors.iter().filter(|t| t.dtype == DType::I8) {
-                println!(
-                    "  {:<42} int8  max |err| {:.3e}",
+                text.push_str(&format!(
+                    "  {:<42} int8  max |err| {:.3e}\n",
                     t.kind.name(),
                     t.quant_error
-                );
+                ));
             }
-            println!("wrote {} ({} bytes)", output.display(), report.blob_len);
+            text.push_str(&format!(
+                "wrote {} ({} bytes)\n",
+                output.display(),
+                report.blob_len
+            ));
+            console::print(&text)?;
         }
         Command::Inspect { blob, json } => {
             let bytes = classify::read_blob(&blob)?;
             let model = parse_model(bytes.bytes(), &blob)?;
             let report = inspect::report(&model);
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                console::println(&serde_json::to_string_pretty(&report)?)?;
             } else {
-                print!("{}", inspect::render_text(&report));
+                console::print(&inspect::render_text(&report))?;
             }
         }
         Command::Classify {
@@ -278,10 +286,10 @@ fn run(cli: Cli) -> Result<()> {
             let ms = start.elapsed().as_secs_f64() * 1e3;
             if json {
                 // No timing here: the JSON is a deterministic function of the model and the input.
-                println!("{}", serde_json::to_string(&result)?);
+                console::println(&serde_json::to_string(&result)?)?;
             } else {
-                print!("{}", classify::render_text(&model, &result));
-                println!("({ms:.1} ms)");
+                let text = classify::render_text(&model, &result);
+                console::print(&format!("{text}({ms:.1} ms)\n"))?;
             }
         }
         Command::Eval {
@@ -294,15 +302,16 @@ fn run(cli: Cli) -> Result<()> {
             let bytes = classify::read_blob(&blob)?;
             let model = parse_model(bytes.bytes(), &blob)?;
             let examples = eval::read_tsv(&tsv, limit)?;
+            eval::check_labels(&examples, model.config().num_labels, &tsv)?;
             let pool = classify::thread_pool(threads);
             let bar = convert::progress_bar(examples.len(), true, "eval");
             let report = eval::evaluate(&model, &examples, &pool, || bar.inc(1))
                 .map_err(|e| anyhow!("{}: {e:#}", blob.display()))?;
             bar.finish_and_clear();
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                console::println(&serde_json::to_string_pretty(&report)?)?;
             } else {
-                print!("{}", eval::render_text(&report));
+                console::print(&eval::render_text(&report))?;
             }
         }
         Command::Tokenize {
@@ -313,18 +322,35 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let bytes = classify::read_blob(&blob)?;
             let model = parse_model(bytes.bytes(), &blob)?;
+            // Each line of --input is decoded on its own: a line of invalid UTF-8 is tokenized with U+FFFD in
+            // place of the bad bytes (as the core's byte API does), with a warning naming it, so the output
+            // keeps one line per input line.
+            let mut warnings = String::new();
             if let Some(path) = input {
-                let content = if path.as_os_str() == "-" {
-                    std::io::read_to_string(std::io::stdin())?
+                let (content, origin) = if path.as_os_str() == "-" {
+                    let mut bytes = Vec::new();
+                    std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                        .map_err(|e| anyhow!("cannot read standard input: {e}"))?;
+                    (bytes, "<stdin>".to_string())
                 } else {
-                    std::fs::read_to_string(&path)
-                        .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?
+                    let bytes = std::fs::read(&path)
+                        .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+                    (bytes, path.display().to_string())
                 };
-                texts.extend(content.lines().map(str::to_string));
+                for line in textfile::lines_lossy(&content) {
+                    if !line.valid {
+                        warnings.push_str(&format!(
+                            "warning: {origin}:{}: invalid UTF-8, replaced by U+FFFD\n",
+                            line.number
+                        ));
+                    }
+                    texts.push(line.text.into_owned());
+                }
             }
             if texts.is_empty() {
                 bail!("give at least one TEXT or --input FILE");
             }
+            eprint_quietly(&warnings);
             let mut out = String::new();
             for text in &texts {
                 let (ids, _) = classify::encode(&model, text, pair.as_deref())
@@ -333,20 +359,33 @@ fn run(cli: Cli) -> Result<()> {
                 out.push_str(&line.join(" "));
                 out.push('\n');
             }
-            print!("{out}");
+            console::print(&out)?;
         }
     }
     Ok(())
+}
+
+/// Writes to standard error, ignoring failure: there is nowhere left to report it.
+fn eprint_quietly(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`... | head -1`): nothing is wrong with the command.
+        Err(e)
+            if e.downcast_ref::<StdoutError>()
+                .is_some_and(StdoutError::is_broken_pipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             // One line, the whole context chain: "error: outer: inner".
             let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("error: {msg}");
+            eprint_quietly(&format!("error: {msg}\n"));
             ExitCode::FAILURE
         }
     }

@@ -141,7 +141,7 @@ fn convert_fails_cleanly_on_an_unsupported_dtype_naming_the_tensor() {
 
 #[test]
 fn convert_fails_cleanly_on_unsupported_configs_naming_field_and_value() {
-    let cases: [(&str, serde_json::Value, &str); 6] = [
+    let cases: [(&str, serde_json::Value, &str); 9] = [
         (
             "model_type",
             "bert".into(),
@@ -162,7 +162,22 @@ fn convert_fails_cleanly_on_unsupported_configs_naming_field_and_value() {
         (
             "num_attention_heads",
             3.into(),
-            "hidden_size must be a multiple of num_attention_heads",
+            "hidden_size 8 must be a multiple of num_attention_heads 3",
+        ),
+        (
+            "hidden_size",
+            10_000_000.into(),
+            "hidden_size 10000000 must be in 1..=65536",
+        ),
+        (
+            "num_hidden_layers",
+            0.into(),
+            "num_hidden_layers 0 must be in 1..=256",
+        ),
+        (
+            "vocab_size",
+            2_000_000.into(),
+            "vocab_size 2000000 must be in 1..=1048576",
         ),
     ];
     for (field, value, needle) in cases {
@@ -182,7 +197,11 @@ fn convert_fails_cleanly_when_the_output_directory_is_missing_or_read_only() {
     let case = Case::new();
     let missing = case.blob.parent().unwrap().join("no/such/dir/model.blob");
     let out = convert(&case.ckpt, &missing, &[]);
-    assert_clean_failure(&out, &missing, "cannot create a temporary file in");
+    assert_clean_failure(
+        &out,
+        &missing,
+        "no/such/dir does not exist; create it first",
+    );
 
     #[cfg(unix)]
     {
@@ -376,7 +395,7 @@ fn convert_refuses_a_directory_or_a_device_as_the_output() {
         let null = Path::new("/dev/null");
         if null.exists() {
             let out = convert(&case.ckpt, null, &[]);
-            assert_one_line_error(&out, "/dev/null exists and is not a regular file");
+            assert_one_line_error(&out, "/dev/null is a character device, not a regular file");
             assert!(fs::metadata(null).unwrap().file_type().is_char_device());
         }
     }
