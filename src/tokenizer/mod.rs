@@ -13,7 +13,7 @@
 //!    (longest match), leading/trailing/repeated whitespace removed, dummy prefix, spaces to U+2581;
 //! 4. the unigram Viterbi with the model's scores (user-defined pieces get SentencePiece's bonus, unknown
 //!    characters cost `min score - 10`, runs of unknowns merge into one `<unk>`), one U+2581-delimited segment at a
-//!    time; see `unigram.rs` for why that is exact;
+//!    time; see `unigram.rs` for why that is exact, ties included;
 //! 5. the digit-comma rule ("▁1990," becomes "▁1990" ","), precomputed per piece offline;
 //! 6. `[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]` (type ids 0 / 1) and `longest_first` truncation.
 //!

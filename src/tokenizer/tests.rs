@@ -79,14 +79,24 @@ const PIECES: [(&str, u8, f32); 16] = [
 
 /// The section as 4-byte aligned words.
 fn section_words() -> Vec<u32> {
+    section_words_of(&PIECES, -13.0, &[14, 0, 2], &[13, 11])
+}
+
+/// A section of `pieces` (the first five being `<pad> <unk> [CLS] [SEP] [MASK]`) as 4-byte aligned words.
+fn section_words_of(
+    pieces: &[(&str, u8, f32)],
+    unk_score: f32,
+    digit_comma: &[u32],
+    digit_comma_ids: &[u32],
+) -> Vec<u32> {
     let le = |w: &[u32]| w.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     let mut offsets = vec![0u32];
     let mut strings = Vec::new();
-    for (p, ..) in PIECES {
+    for (p, ..) in pieces {
         strings.extend_from_slice(p.as_bytes());
         offsets.push(strings.len() as u32);
     }
-    let keys: Vec<(&[u8], u32)> = PIECES
+    let keys: Vec<(&[u8], u32)> = pieces
         .iter()
         .enumerate()
         .map(|(i, p)| (p.0.as_bytes(), i as u32))
@@ -94,13 +104,13 @@ fn section_words() -> Vec<u32> {
     let mut tables: [Vec<u8>; NUM_TABLES] = Default::default();
     tables[table::PIECE_OFFSETS] = le(&offsets);
     tables[table::PIECE_STRINGS] = strings;
-    tables[table::SCORES] = PIECES.iter().flat_map(|p| p.2.to_le_bytes()).collect();
-    tables[table::PIECE_TYPES] = PIECES.iter().map(|p| p.1).collect();
+    tables[table::SCORES] = pieces.iter().flat_map(|p| p.2.to_le_bytes()).collect();
+    tables[table::PIECE_TYPES] = pieces.iter().map(|p| p.1).collect();
     tables[table::PIECE_TRIE] = le(&build_trie(&keys));
     tables[table::CHARSMAP] = charsmap(&[("\u{ff41}", "a"), ("\t", " "), ("\u{200b}", "")]);
     tables[table::PREPROCESS_MAP] = charsmap(&[("\u{c9}", "e"), ("\u{301}", "")]);
-    tables[table::DIGIT_COMMA] = le(&[14, 0, 2]);
-    tables[table::DIGIT_COMMA_IDS] = le(&[13, 11]);
+    tables[table::DIGIT_COMMA] = le(digit_comma);
+    tables[table::DIGIT_COMMA_IDS] = le(digit_comma_ids);
     tables[table::SPECIAL_TOKENS] = le(&[2, 0, 3, 0, 1, 0, 0, 0, 4, SPECIAL_LSTRIP]);
 
     let mut out = vec![0u8; TABLES_START];
@@ -109,13 +119,13 @@ fn section_words() -> Vec<u32> {
     let fields = [
         (header::VERSION, VERSION),
         (header::FLAGS, flags),
-        (header::NUM_PIECES, PIECES.len() as u32),
+        (header::NUM_PIECES, pieces.len() as u32),
         (header::UNK_ID, 1),
         (header::PAD_ID, 0),
         (header::CLS_ID, 2),
         (header::SEP_ID, 3),
         (header::MASK_ID, 4),
-        (header::UNK_SCORE, (-13.0f32).to_bits()),
+        (header::UNK_SCORE, unk_score.to_bits()),
         (header::MAX_SCORE, f32::MIN_POSITIVE.to_bits()),
         (header::MAX_EXPANSION, 3),
     ];
@@ -170,6 +180,63 @@ fn section_parses_and_encodes_reference_cases() {
     ];
     for &(text, want) in cases {
         assert_eq!(ids(&tok, text), want, "{text:?}");
+    }
+}
+
+/// SentencePiece's tie-breaking (`EncodeOptimized`): the candidates for each end position arrive in the order of
+/// their start, and only a strictly better one replaces the one held, compared in `f64` against the held `f32`
+/// path score. With exactly representable scores, equal-scoring paths are decided for the longest last piece;
+/// otherwise by the rounding of the path score carried in from the earlier words. Expected ids from
+/// sentencepiece 0.2.1 on a model with these pieces.
+#[test]
+fn viterbi_matches_reference_ties() {
+    let pieces = |s: [f32; 6]| -> [(&'static str, u8, f32); 11] {
+        [
+            ("<pad>", PIECE_CONTROL, 0.0),
+            ("<unk>", PIECE_UNKNOWN, 0.0),
+            ("[CLS]", PIECE_CONTROL, 0.0),
+            ("[SEP]", PIECE_CONTROL, 0.0),
+            ("[MASK]", PIECE_CONTROL, 0.0),
+            ("\u{2581}", PIECE_NORMAL, s[0]),
+            ("x", PIECE_NORMAL, s[1]),
+            ("xx", PIECE_NORMAL, s[2]),
+            ("xxx", PIECE_NORMAL, s[3]),
+            ("xxxx", PIECE_NORMAL, s[4]),
+            ("\u{2581}w", PIECE_NORMAL, s[5]),
+        ]
+    };
+    // Every split of a run of x scores the same: the last piece is the longest.
+    let exact = pieces([-1.0, -2.0, -4.0, -6.0, -8.0, -0.5]);
+    let words = section_words_of(&exact, -18.0, &[], &[]);
+    let tok = Tokenizer::from_section(bytemuck::cast_slice(&words)).unwrap();
+    let cases: &[(&str, &[u32])] = &[
+        ("xxx", &[5, 8]),
+        ("xxxx", &[5, 9]),
+        ("xxxxx", &[5, 6, 9]),
+        ("xxxxxxx", &[5, 8, 9]),
+        ("w w w xxxxx", &[10, 10, 10, 5, 6, 9]),
+    ];
+    for &(text, want) in cases {
+        assert_eq!(ids(&tok, text), want, "exact scores: {text:?}");
+    }
+    // -1.1 * k is not k times the f32 -1.1: the splits differ by an ulp or two, and which wins depends on the
+    // path score the run starts from.
+    let rounded = pieces([-1.0, -1.1, -2.2, -3.3, -4.4, -0.3]);
+    let words = section_words_of(&rounded, -4.4 - 10.0, &[], &[]);
+    let tok = Tokenizer::from_section(bytemuck::cast_slice(&words)).unwrap();
+    let cases: &[(&str, &[u32])] = &[
+        ("xxx", &[5, 6, 6, 6]),
+        ("xxxx", &[5, 6, 8]),
+        ("xxxxx", &[5, 6, 8, 6]),
+        ("xxxxxxx", &[5, 6, 6, 6, 8, 6]),
+        ("w xxxxx", &[10, 5, 9, 6]),
+        ("w w xxxxx", &[10, 10, 5, 9, 6]),
+        ("w w w xxxxx", &[10, 10, 10, 5, 6, 6, 8]),
+        ("w w w w xxxxx", &[10, 10, 10, 10, 5, 7, 8]),
+        ("w w w xxxx xxxx", &[10, 10, 10, 5, 8, 6, 5, 8, 6]),
+    ];
+    for &(text, want) in cases {
+        assert_eq!(ids(&tok, text), want, "rounded scores: {text:?}");
     }
 }
 

@@ -5,6 +5,21 @@
 //! the segments `[U+2581 ...)` laid end to end. Carrying the `f32` score reached at each segment start into the next
 //! segment makes every addition and comparison the same as SentencePiece's, ties and rounding included, while the
 //! workspace only has to hold the longest segment.
+//!
+//! # Ties
+//!
+//! Repeated characters (`soooooo`, `!!!!!`, `s***`) have many segmentations of (nearly) equal score, and the ids
+//! are whatever SentencePiece's order of offers and comparisons picks, so both are reproduced exactly: start
+//! positions are visited left to right one character at a time, and from each start the trie's matches shortest
+//! first, then the unknown-character candidate (only where no piece is exactly that character); a candidate
+//! replaces the one held at its end position only if strictly greater (`>`). A piece's candidate is
+//! `f64(score) + f64(path score at its start)`, compared with the held `f32` widened to `f64`, and stored rounded
+//! to `f32`; an unknown character's is `f32` throughout. So when scores add exactly, the last piece of the best
+//! path is the longest one among equals (`▁xxx` over `▁x xx`); otherwise the rounding of the path score carried in
+//! from earlier words decides (ALBERT: `careful!!!!!.` is `!! !!!`, `be careful!!!!!.` is `!!! !!`), which is
+//! why each segment starts from the `f32` score of the text before it and never from 0. Hugging Face's
+//! `tokenizers` (the "fast" tokenizers) keeps path scores in `f64` and so splits many such runs differently
+//! (`!!!!` as `! !!!` where SentencePiece gives `!!! !`); the reference here is SentencePiece.
 
 use core::ops::ControlFlow;
 
@@ -164,7 +179,8 @@ impl<'w> Segmenter<'w> {
 impl Tokenizer<'_> {
     /// Forward pass over `text` (one segment) starting from score `base`; fills `cells` (`text.len() + 1` cells)
     /// and returns the best score at the end. Bit-for-bit `EncodeOptimized`: piece candidates are compared in
-    /// `f64` (its `score` is a `double` there), unknown-character candidates in `f32`, first best wins ties.
+    /// `f64` (its `score` is a `double` there), unknown-character candidates in `f32`, the first best offered wins
+    /// ties (see the module docs).
     pub(crate) fn viterbi(&self, text: &[u8], cells: &mut [u32], base: f32) -> f32 {
         let n = text.len();
         cells.fill(0);
