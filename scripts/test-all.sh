@@ -71,7 +71,11 @@ cargo build -p albert-edge --no-default-features --target thumbv8m.main-none-eab
 
 step "cargo test --workspace"
 cargo test --workspace
-lean target/debug
+
+# Before target/debug goes: it reuses the CLI and libalbert_edge.a that the tests built.
+step "C API: header current, documented errors, SST-2 dev logits from C = the CLI's bit for bit"
+scripts/check-capi.sh
+lean target/debug target/capi
 
 step "same logits bit for bit in unoptimised and release builds"
 scripts/check-debug-release.sh
