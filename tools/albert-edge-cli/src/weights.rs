@@ -1,15 +1,20 @@
 //! Reading tensors from a checkpoint's weights file as `f32`: `model.safetensors` (F32, F16, BF16) or
-//! `pytorch_model.bin` (torch's zip + pickle format, read with candle's pickle reader).
+//! `pytorch_model.bin` (torch's zip + pickle format, read by the restricted reader in `crate::torch_zip` and
+//! `crate::torch_pickle`, which runs no pickle code and checks every view against its storage).
 //!
 //! F16 and BF16 widen to `f32` exactly, so the same values stored in any of the three dtypes, in either file
 //! format, give the same `f32` bits and therefore the same blob.
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::io::{BufReader, Cursor, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use candle_core::pickle::PthTensors;
 use safetensors::{Dtype, SafeTensors};
+
+use crate::torch_pickle::StorageType;
+use crate::torch_zip::TorchArchive;
 
 /// A tensor widened to `f32`: its checkpoint shape and its row-major values.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,9 +25,13 @@ pub struct TensorF32 {
     pub values: Vec<f32>,
 }
 
+/// What the torch reader reads from: the file, or bytes in memory.
+trait ReadSeek: Read + Seek {}
+impl<T: Read + Seek> ReadSeek for T {}
+
 enum Source {
     SafeTensors(Vec<u8>),
-    Torch(PthTensors),
+    Torch(RefCell<TorchArchive<Box<dyn ReadSeek>>>),
 }
 
 /// An opened weights file.
@@ -35,31 +44,49 @@ pub struct WeightsFile {
 impl WeightsFile {
     /// Opens `path`, reading the tensor index (and for safetensors the whole file, validated).
     pub fn open(path: &Path) -> Result<Self> {
-        let file = file_name(path);
-        let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
-        let (names, source) = if is_safetensors {
+        if path.extension().is_some_and(|e| e == "safetensors") {
             let bytes =
                 std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let names = SafeTensors::deserialize(&bytes)
-                .map_err(|e| {
-                    anyhow!("{file} is not a valid safetensors file (truncated or corrupt?): {e}")
-                })?
-                .names()
-                .into_iter()
-                .map(str::to_string)
-                .collect();
-            (names, Source::SafeTensors(bytes))
+            Self::from_bytes(path, bytes)
         } else {
-            let pth = PthTensors::new(path, None).map_err(|e| {
-                anyhow!("{file} is not a readable PyTorch checkpoint (expects the zip format of torch.save, torch >= 1.6; truncated or corrupt?): {}", one_line(&e))
-            })?;
-            let names = pth.tensor_infos().keys().cloned().collect();
-            (names, Source::Torch(pth))
-        };
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Self::torch(path, Box::new(BufReader::new(file)))
+        }
+    }
+
+    /// Reads a weights file held in memory; `path` names it and picks the format by its extension
+    /// (`.safetensors`, else torch's zip format).
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self> {
+        if path.extension().is_none_or(|e| e != "safetensors") {
+            return Self::torch(path, Box::new(Cursor::new(bytes)));
+        }
+        let names = SafeTensors::deserialize(&bytes)
+            .map_err(|e| {
+                anyhow!(
+                    "{} is not a valid safetensors file (truncated or corrupt?): {e}",
+                    file_name(path)
+                )
+            })?
+            .names()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         Ok(WeightsFile {
             path: path.to_path_buf(),
             names,
-            source,
+            source: Source::SafeTensors(bytes),
+        })
+    }
+
+    fn torch(path: &Path, reader: Box<dyn ReadSeek>) -> Result<Self> {
+        let archive = TorchArchive::new(reader).map_err(|e| {
+            anyhow!("{} is not a readable PyTorch checkpoint (expects the zip format of torch.save, torch >= 1.6; truncated or corrupt?): {e:#}", file_name(path))
+        })?;
+        Ok(WeightsFile {
+            path: path.to_path_buf(),
+            names: archive.tensors().keys().cloned().collect(),
+            source: Source::Torch(RefCell::new(archive)),
         })
     }
 
@@ -84,7 +111,7 @@ impl WeightsFile {
         if !self.contains(name) {
             bail!("{file} has no tensor `{name}`; is this an ALBERT checkpoint?");
         }
-        match &self.source {
+        let t = match &self.source {
             Source::SafeTensors(bytes) => {
                 let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{file}: {e}"))?;
                 let view = st
@@ -106,29 +133,27 @@ impl WeightsFile {
                         .collect(),
                     other => bail!(unsupported_dtype(&file, name, &format!("{other:?}"))),
                 };
-                Ok(TensorF32 {
+                TensorF32 {
                     shape: view.shape().to_vec(),
                     values,
-                })
-            }
-            Source::Torch(pth) => {
-                use candle_core::DType;
-                let info = &pth.tensor_infos()[name];
-                if !matches!(info.dtype, DType::F32 | DType::F16 | DType::BF16) {
-                    bail!(unsupported_dtype(&file, name, &format!("{:?}", info.dtype)));
                 }
-                let read = || -> candle_core::Result<TensorF32> {
-                    let t = pth
-                        .get(name)?
-                        .ok_or_else(|| candle_core::Error::Msg("tensor vanished".into()))?;
-                    let shape = t.dims().to_vec();
-                    // Strided views (transposes, slices of a shared storage) are gathered row-major here.
-                    let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                    Ok(TensorF32 { shape, values })
-                };
-                read().map_err(|e| anyhow!("{file}: cannot read tensor `{name}`: {}", one_line(&e)))
             }
-        }
+            Source::Torch(archive) => {
+                let mut archive = archive.borrow_mut();
+                let dtype = &archive.tensors()[name].dtype;
+                if !matches!(
+                    dtype,
+                    StorageType::F32 | StorageType::F16 | StorageType::BF16
+                ) {
+                    bail!(unsupported_dtype(&file, name, &dtype.to_string()));
+                }
+                let (shape, values) = archive
+                    .read_f32(name)
+                    .map_err(|e| anyhow!("{file}: cannot read tensor `{name}`: {e:#}"))?;
+                TensorF32 { shape, values }
+            }
+        };
+        Ok(t)
     }
 }
 
@@ -141,9 +166,4 @@ fn file_name(path: &Path) -> String {
         || path.display().to_string(),
         |f| f.to_string_lossy().into_owned(),
     )
-}
-
-/// candle's errors may carry a multi-line context or backtrace; keep the first line.
-fn one_line(e: &candle_core::Error) -> String {
-    e.to_string().lines().next().unwrap_or_default().to_string()
 }
