@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use albert_edge::config::MAX_LABELS;
 use albert_edge::{Activation, AlbertConfig};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -179,11 +180,23 @@ pub fn parse_config(json: &str) -> Result<HfConfig> {
 }
 
 /// Label names: `id2label` sorted by id (ids must be `0..n`), else `LABEL_0..` for `num_labels` (default 2, as
-/// transformers 5 omits both for two labels).
+/// transformers 5 omits both for two labels). Both counts are checked against the engine's limit before any
+/// name is made: `num_labels` alone would otherwise size the list.
 fn labels(
     num_labels: Option<usize>,
     id2label: Option<&BTreeMap<String, String>>,
 ) -> Result<Vec<String>> {
+    if let Some(value) = num_labels.filter(|n| !(1..=MAX_LABELS).contains(n)) {
+        let e = albert_edge::Error::ConfigOutOfRange {
+            field: "num_labels",
+            value,
+            max: MAX_LABELS,
+        };
+        bail!("config.json: {e}");
+    }
+    if let Some(n) = id2label.map(BTreeMap::len).filter(|&n| n > MAX_LABELS) {
+        bail!("config.json has {n} id2label entries; albert-edge supports at most {MAX_LABELS} labels");
+    }
     let Some(map) = id2label.filter(|m| !m.is_empty()) else {
         let n = num_labels.unwrap_or(2);
         return Ok((0..n).map(|i| format!("LABEL_{i}")).collect());
@@ -262,6 +275,25 @@ mod tests {
         let err =
             parse(", \"num_labels\": 3, \"id2label\": {\"0\": \"a\", \"1\": \"b\"}").unwrap_err();
         assert!(format!("{err:#}").contains("num_labels 3"), "{err:#}");
+    }
+
+    /// A billion labels would be a billion names (gigabytes) if the count were checked after making them.
+    #[test]
+    fn parse_config_refuses_label_counts_before_making_names() {
+        let err = format!("{:#}", parse(", \"num_labels\": 1000000000").unwrap_err());
+        assert!(
+            err.contains("num_labels 1000000000 must be in 1..=64"),
+            "{err}"
+        );
+        let err = format!("{:#}", parse(", \"num_labels\": 0").unwrap_err());
+        assert!(err.contains("num_labels 0 must be in 1..=64"), "{err}");
+        let many: Vec<String> = (0..65).map(|i| format!("\"{i}\": \"l{i}\"")).collect();
+        let err = format!(
+            "{:#}",
+            parse(&format!(", \"id2label\": {{{}}}", many.join(","))).unwrap_err()
+        );
+        assert!(err.contains("65 id2label entries"), "{err}");
+        assert_eq!(parse(", \"num_labels\": 64").unwrap().labels.len(), 64);
     }
 
     #[test]

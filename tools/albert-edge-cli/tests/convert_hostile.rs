@@ -1,5 +1,5 @@
-//! `albert-edge convert` on crafted checkpoints: hostile `pytorch_model.bin` pickles (a tensor larger than its
-//! storage, memo bombs, deep nesting). Each crafted file is written here, byte by byte; each conversion runs as a child process
+//! `albert-edge convert` on crafted checkpoints: a config.json whose counts would size huge allocations, hostile
+//! `pytorch_model.bin` pickles (a tensor larger than its storage, memo bombs, deep nesting). Each crafted file is written here, byte by byte; each conversion runs as a child process
 //! under an address-space limit, so a regression shows as a failed test (an abort, a crash) rather than as a
 //! machine out of memory.
 
@@ -105,6 +105,30 @@ fn bin_checkpoint(c: &AlbertConfig, edit: impl FnOnce(&mut Vec<Tensor>)) -> Vec<
         .map(|((t, s), d)| (t.name.as_str(), StorageType::F32, &s[..], &d[..]))
         .collect();
     write_bin(&specs).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// config.json
+// ---------------------------------------------------------------------------------------------------------------
+
+/// An 800-byte config.json with `num_labels` 10^9 and no `id2label` made the converter build a billion label
+/// names before checking the count (6 GB, killed).
+#[test]
+fn convert_refuses_a_huge_num_labels_before_allocating_label_names() {
+    let case = Case::new();
+    let mut v = config_json(&case.config, None);
+    v["num_labels"] = 1_000_000_000u64.into();
+    fs::write(case.ckpt.join("config.json"), v.to_string()).unwrap();
+    case.fails_with("num_labels 1000000000");
+
+    // Too many id2label entries are refused before they are sorted and copied.
+    let names: serde_json::Map<String, serde_json::Value> = (0..200)
+        .map(|i| (i.to_string(), format!("l{i}").into()))
+        .collect();
+    v.as_object_mut().unwrap().remove("num_labels");
+    v["id2label"] = names.into();
+    fs::write(case.ckpt.join("config.json"), v.to_string()).unwrap();
+    case.fails_with("200 id2label entries");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
