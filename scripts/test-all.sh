@@ -35,7 +35,8 @@ if [ ${#missing_targets[@]} -gt 0 ]; then
 fi
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
-packages=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross qemu-user qemu-system-arm)
+packages=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross qemu-user qemu-system-arm
+          gcc-arm-none-eabi libnewlib-arm-none-eabi)
 if [ -z "${QUICK:-}" ]; then
     missing_packages=()
     for p in "${packages[@]}"; do
@@ -116,6 +117,10 @@ scripts/check-pi-logits.sh
 
 step "Cortex-M firmware under qemu-system-arm: M4F (DSP, reference) and M55 (Helium, DSP, reference) = host bit for bit"
 scripts/check-firmware.sh
+
+step "C firmware (libalbert_edge.a, arm-none-eabi-gcc + newlib) on mps2-an386 under qemu-system-arm = host bit for bit"
+scripts/check-capi-firmware.sh
+lean target/capi-m4
 
 echo
 echo "all tests passed"
