@@ -55,6 +55,8 @@ pub enum Error {
     MissingTensor(&'static str),
     /// A tensor's shape disagrees with the config.
     ShapeMismatch(&'static str),
+    /// An `f32` tensor (bias, LayerNorm vector, f32 matrix) holds a NaN or an infinity.
+    NonFiniteTensor(&'static str),
     /// The label-names section is malformed.
     BadLabels,
     /// The tokenizer section is malformed.
@@ -98,6 +100,7 @@ impl fmt::Display for Error {
             Error::BadTensor(what) => write!(f, "malformed tensor table: {what}"),
             Error::MissingTensor(name) => write!(f, "model blob has no tensor `{name}`"),
             Error::ShapeMismatch(name) => write!(f, "tensor `{name}` has a shape that disagrees with the config"),
+            Error::NonFiniteTensor(name) => write!(f, "tensor `{name}` holds a NaN or infinite value (a damaged blob? `albert-edge convert` refuses such weights)"),
             Error::BadLabels => f.write_str("malformed label-names section"),
             Error::BadTokenizer(what) => write!(f, "malformed tokenizer section: {what}"),
             Error::ArenaTooSmall { needed, got } => write!(f, "scratch arena too small: needs {needed} bytes, got {got}"),

@@ -49,6 +49,7 @@ impl Format for Error {
             Error::BadTensor(what) => write!(f, "BadTensor: {=str}", what),
             Error::MissingTensor(name) => write!(f, "MissingTensor: {=str}", name),
             Error::ShapeMismatch(name) => write!(f, "ShapeMismatch: {=str}", name),
+            Error::NonFiniteTensor(name) => write!(f, "NonFiniteTensor: {=str}", name),
             Error::BadLabels => write!(f, "BadLabels"),
             Error::BadTokenizer(what) => write!(f, "BadTokenizer: {=str}", what),
             Error::ArenaTooSmall { needed, got } => {

@@ -417,8 +417,9 @@ fn section<'a>(
 
 impl<'a> Model<'a> {
     /// Parses and validates a blob: magic, version, length, alignment, CRC-32, config, tensor table (kinds,
-    /// dtypes, shapes against the config, offsets, alignment, scale values), label names and the tokenizer
-    /// section. Bytes after the blob's recorded length are ignored (a flash partition may be larger).
+    /// dtypes, shapes against the config, offsets, alignment, scale values, every `f32` value finite), label
+    /// names and the tokenizer section. Bytes after the blob's recorded length are ignored (a flash partition
+    /// may be larger).
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
         if bytes.len() < HEADER_LEN {
             return Err(Error::Truncated {
@@ -654,11 +655,14 @@ fn parse_table(
                 "data length disagrees with shape and dtype",
             ));
         }
-        section(bytes, offset, len, "tensor data out of range or misaligned")?;
+        let data = section(bytes, offset, len, "tensor data out of range or misaligned")?;
         let scales_len = match dtype {
             DType::F32 => {
                 if scales_offset != 0 || scales_count != 0 {
                     return Err(Error::BadTensor("f32 tensor with scales"));
+                }
+                if !all_finite(data) {
+                    return Err(Error::NonFiniteTensor(kind.name()));
                 }
                 0
             }
@@ -698,6 +702,13 @@ fn parse_table(
         }
     }
     Ok(infos)
+}
+
+/// Whether every little-endian `f32` in `data` is finite: an exponent field of all ones is NaN or an infinity.
+/// The one pass over the f32 tensors costs about what the CRC already does.
+fn all_finite(data: &[u8]) -> bool {
+    data.chunks_exact(4)
+        .all(|c| LE::read_u32(c) & 0x7F80_0000 != 0x7F80_0000)
 }
 
 fn f32_slice(bytes: &[u8], offset: usize, len: usize) -> Result<&[f32], Error> {

@@ -3,7 +3,8 @@
 //! `crate::torch_pickle`, which runs no pickle code and checks every view against its storage).
 //!
 //! F16 and BF16 widen to `f32` exactly, so the same values stored in any of the three dtypes, in either file
-//! format, give the same `f32` bits and therefore the same blob.
+//! format, give the same `f32` bits and therefore the same blob. A tensor holding a NaN or an infinity is refused,
+//! naming it: nothing downstream (quantisation, calibration, the blob) has a meaning for it.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -105,7 +106,8 @@ impl WeightsFile {
         self.names.iter().map(String::as_str)
     }
 
-    /// Reads tensor `name` as `f32`. A dtype other than F32, F16 or BF16 is an error naming the tensor.
+    /// Reads tensor `name` as `f32`. A dtype other than F32, F16 or BF16, or a NaN or infinite value, is an error
+    /// naming the tensor.
     pub fn read_f32(&self, name: &str) -> Result<TensorF32> {
         let file = self.file_name();
         if !self.contains(name) {
@@ -153,8 +155,27 @@ impl WeightsFile {
                 TensorF32 { shape, values }
             }
         };
+        check_finite(&file, name, &t)?;
         Ok(t)
     }
+}
+
+/// Refuses a tensor holding NaN or an infinity, naming it, its first such value and where it is.
+fn check_finite(file: &str, name: &str, t: &TensorF32) -> Result<()> {
+    let Some(first) = t.values.iter().position(|v| !v.is_finite()) else {
+        return Ok(());
+    };
+    let count = t.values.iter().filter(|v| !v.is_finite()).count();
+    let cols = t.shape.get(1).copied().unwrap_or(1).max(1);
+    let at = match t.shape.len() {
+        2 => format!("[{}, {}]", first / cols, first % cols),
+        _ => format!("[{first}]"),
+    };
+    bail!(
+        "{file}: tensor `{name}` holds {count} non-finite value{} (the first, {}, at {at}); albert-edge converts finite weights only: is the checkpoint damaged, or did training diverge?",
+        if count == 1 { "" } else { "s" },
+        t.values[first]
+    )
 }
 
 fn unsupported_dtype(file: &str, name: &str, dtype: &str) -> String {

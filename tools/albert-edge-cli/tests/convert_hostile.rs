@@ -1,7 +1,8 @@
 //! `albert-edge convert` on crafted checkpoints: a config.json whose counts would size huge allocations, hostile
-//! `pytorch_model.bin` pickles (a tensor larger than its storage, memo bombs, deep nesting). Each crafted file is written here, byte by byte; each conversion runs as a child process
-//! under an address-space limit, so a regression shows as a failed test (an abort, a crash) rather than as a
-//! machine out of memory.
+//! `pytorch_model.bin` pickles (a tensor larger than its storage, memo bombs, deep nesting), non-finite weights
+//! (and the blob reader's own check for them). Each crafted file is written here, byte by byte; each conversion
+//! runs as a child process under an address-space limit, so a regression shows as a failed test (an abort, a
+//! crash) rather than as a machine out of memory.
 
 mod convert_support;
 
@@ -11,6 +12,7 @@ use std::process::{Command, Output};
 
 use albert_edge::format::TensorKind;
 use albert_edge::AlbertConfig;
+use albert_edge_cli::blob::AlignedBlob;
 use albert_edge_cli::convert::hf_name;
 use albert_edge_cli::torch_pickle::{write_state_dict, StorageType, TensorRecord};
 use albert_edge_cli::torch_zip::{write_archive, write_checkpoint as write_bin};
@@ -280,4 +282,108 @@ fn convert_reads_a_written_bin_like_the_safetensors_it_came_from() {
     let out = ok(&case.convert(&["--rounding", "nearest"]));
     assert!(out.contains("pytorch_model.bin"), "{out}");
     assert!(fs::read(&case.blob).unwrap() == from_safetensors);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Weight values
+// ---------------------------------------------------------------------------------------------------------------
+
+fn set(ts: &mut [Tensor], kind: TensorKind, index: usize, value: f32) {
+    ts.iter_mut().find(|t| t.name == name(kind)).unwrap().values[index] = value;
+}
+
+/// NaN or infinite weights, in either file format, are refused naming the tensor and the first bad element.
+#[test]
+fn convert_refuses_non_finite_weights_naming_the_tensor() {
+    let case = Case::new();
+    let safetensors = |kind, index, value| {
+        let mut ts = tensors(&case.config, "albert.", Dtype::F32);
+        set(&mut ts, kind, index, value);
+        write_safetensors(&case.ckpt, &ts);
+    };
+    safetensors(TensorKind::QueryWeight, 11, f32::NAN);
+    case.fails_with(&format!(
+        "model.safetensors: tensor `{}` holds 1 non-finite value (the first, NaN, at [1, 3])",
+        name(TensorKind::QueryWeight)
+    ));
+    safetensors(TensorKind::FullLayerLayerNormBias, 5, f32::NEG_INFINITY);
+    case.fails_with(&format!(
+        "tensor `{}` holds 1 non-finite value (the first, -inf, at [5])",
+        name(TensorKind::FullLayerLayerNormBias)
+    ));
+    // Through F16: 65520 rounds to infinity.
+    let mut ts = tensors(&case.config, "albert.", Dtype::F16);
+    set(&mut ts, TensorKind::PoolerBias, 0, 65520.0);
+    write_safetensors(&case.ckpt, &ts);
+    case.fails_with("non-finite value (the first, inf, at [0])");
+
+    fs::remove_file(case.ckpt.join("model.safetensors")).unwrap();
+    case.with_bin(&bin_checkpoint(&case.config, |ts| {
+        set(ts, TensorKind::ClassifierBias, 1, f32::INFINITY);
+        set(ts, TensorKind::ClassifierBias, 0, f32::NAN);
+    }));
+    case.fails_with(&format!(
+        "pytorch_model.bin: tensor `{}` holds 2 non-finite values (the first, NaN, at [0])",
+        name(TensorKind::ClassifierBias)
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The blob reader's side of the same check
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A blob whose f32 data (a bias, a LayerNorm vector, an f32 matrix) holds NaN or an infinity is refused by
+/// `Model::from_bytes` with the tensor named, whatever wrote it (the CRC is correct here); `inspect` says so in
+/// one line.
+#[test]
+fn blob_reader_refuses_non_finite_f32_tensors() {
+    use albert_edge::{Error, Model};
+    use albert_edge_cli::blob::{write_blob, Payload};
+    use albert_edge_cli::synthetic::random_model;
+
+    let c = AlbertConfig {
+        vocab_size: 64,
+        ..tiny_config()
+    };
+    for (int8, kind, value) in [
+        (true, TensorKind::FfnBias, f32::NAN),
+        (true, TensorKind::EmbeddingsLayerNormWeight, f32::INFINITY),
+        (false, TensorKind::WordEmbeddings, f32::NEG_INFINITY),
+        (false, TensorKind::ClassifierWeight, -f32::NAN),
+    ] {
+        let mut contents = random_model(&c, 5, int8);
+        assert!(
+            Model::from_bytes(AlignedBlob::new(&write_blob(&contents).unwrap()).bytes()).is_ok()
+        );
+        match &mut contents
+            .tensors
+            .iter_mut()
+            .find(|(k, _)| *k == kind)
+            .unwrap()
+            .1
+        {
+            Payload::F32(v) => *v.last_mut().unwrap() = value,
+            Payload::I8 { .. } => panic!("{kind:?} is int8"),
+        }
+        let bytes = write_blob(&contents).unwrap();
+        assert_eq!(
+            Model::from_bytes(AlignedBlob::new(&bytes).bytes()).err(),
+            Some(Error::NonFiniteTensor(kind.name())),
+            "{kind:?}"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let blob = tmp.path().join("nan.blob");
+        fs::write(&blob, &bytes).unwrap();
+        let out = albert_edge(["inspect".as_ref(), blob.as_os_str()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "tensor `{}` holds a NaN or infinite value",
+                kind.name()
+            )),
+            "{stderr}"
+        );
+    }
 }
