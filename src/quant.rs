@@ -1,7 +1,8 @@
 //! The int8 arithmetic contract, shared by the converter (offline) and the engine (on device).
 //!
 //! * Weights: symmetric int8, one scale per output channel (row): `scale = max|w_row| / 127` (1.0 for an all-zero
-//!   row), `q = round_half_away_from_zero(w / scale)` clamped to `-127..=127`, so `w ≈ q * scale`.
+//!   row, or one so small that its scale would not be a normal `f32`: [`scale_for`]),
+//!   `q = round_half_away_from_zero(w / scale)` clamped to `-127..=127`, so `w ≈ q * scale`.
 //! * Activations: symmetric int8 in blocks of the blob's activation block width, one scale per block, computed at
 //!   run time from the block's largest magnitude with the same rule ([`quantize_blocks`]); the attention's Q and K
 //!   in 16 bits ([`quantize_row_i16`]) and its probabilities in `0..=255` ([`quantize_row_u8`]). `QUANTIZATION.md`
@@ -35,11 +36,14 @@ fn trunc_clamp(r: f32, lo: f32, hi: f32) -> i32 {
 }
 
 /// The symmetric scale for a row whose largest magnitude is `max_abs`: `max_abs / 127`, or 1.0 when the row is
-/// all zeros (or not finite), so a scale is always positive and finite.
+/// all zeros (or not finite), so a scale is always positive and finite. A row so small that `max_abs / 127` is
+/// not a normal `f32` (`max_abs` below about 1.5e-36: its scale would be subnormal or underflow to 0, and its
+/// reciprocal overflow) also gets 1.0, and therefore quantises to a zero row, off by at most `max_abs`.
 #[inline(always)]
 pub fn scale_for(max_abs: f32) -> f32 {
-    if max_abs > 0.0 && max_abs.is_finite() {
-        max_abs / QMAX as f32
+    let scale = max_abs / QMAX as f32;
+    if scale.is_normal() && scale > 0.0 {
+        scale
     } else {
         1.0
     }
@@ -230,6 +234,28 @@ mod tests {
             };
             assert_eq!(scale.to_bits(), expected.to_bits(), "len {len}");
         }
+    }
+
+    /// Every input gives a positive, normal scale; a row whose `max / 127` would be subnormal or 0 (it was 0 for
+    /// the smallest subnormals, which the blob reader refuses) quantises to zeros with scale 1.0.
+    #[test]
+    fn scale_for_is_positive_and_normal_for_subnormal_rows() {
+        let tiny = [
+            f32::from_bits(1),
+            f32::from_bits(0x7F_FFFF),
+            f32::MIN_POSITIVE,
+            f32::MIN_POSITIVE * 126.0,
+        ];
+        for m in tiny.into_iter().chain([0.0, f32::NAN, f32::INFINITY, -1.0]) {
+            assert_eq!(scale_for(m), 1.0, "{m:e}");
+        }
+        let m = f32::MIN_POSITIVE * 127.0;
+        assert_eq!(scale_for(m), f32::MIN_POSITIVE);
+        assert_eq!(scale_for(254.0), 2.0);
+        let row = [f32::from_bits(1), -f32::from_bits(3), 0.0, 1e-37];
+        let mut q = [1i8; 4];
+        assert_eq!(quantize_row(&row, &mut q), 1.0);
+        assert_eq!(q, [0; 4]);
     }
 
     /// The vectorisable conversion equals the saturating `as` followed by the clamp, on every bit pattern class:

@@ -1,8 +1,8 @@
 //! `albert-edge convert` on crafted checkpoints: a config.json whose counts would size huge allocations, hostile
 //! `pytorch_model.bin` pickles (a tensor larger than its storage, memo bombs, deep nesting), non-finite weights
-//! (and the blob reader's own check for them). Each crafted file is written here, byte by byte; each conversion
-//! runs as a child process under an address-space limit, so a regression shows as a failed test (an abort, a
-//! crash) rather than as a machine out of memory.
+//! (and the blob reader's own check for them), subnormal weights. Each crafted file is written here, byte by
+//! byte; each conversion runs as a child process under an address-space limit, so a regression shows as a failed
+//! test (an abort, a crash) rather than as a machine out of memory.
 
 mod convert_support;
 
@@ -10,7 +10,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use albert_edge::format::TensorKind;
+use albert_edge::format::{MatrixData, TensorKind};
 use albert_edge::AlbertConfig;
 use albert_edge_cli::blob::AlignedBlob;
 use albert_edge_cli::convert::hf_name;
@@ -326,6 +326,37 @@ fn convert_refuses_non_finite_weights_naming_the_tensor() {
         "pytorch_model.bin: tensor `{}` holds 2 non-finite values (the first, NaN, at [0])",
         name(TensorKind::ClassifierBias)
     ));
+}
+
+/// A row of subnormal weights: its scale (max / 127) underflowed to 0, and the converter's own check of the
+/// blob failed ("internal error"). It quantises to a zero row with scale 1.0, in both roundings.
+#[test]
+fn convert_quantises_a_subnormal_row_to_a_zero_row() {
+    let case = Case::new();
+    let mut ts = tensors(&case.config, "albert.", Dtype::F32);
+    let h = case.config.hidden_size;
+    let query = ts
+        .iter_mut()
+        .find(|t| t.name == name(TensorKind::QueryWeight))
+        .unwrap();
+    // Row 2: the smallest subnormals (scale underflows to 0); row 5: just above (scale subnormal, not normal).
+    query.values[2 * h..3 * h].fill(f32::from_bits(1));
+    query.values[5 * h..6 * h].fill(-f32::MIN_POSITIVE * 3.0);
+    write_safetensors(&case.ckpt, &ts);
+    for rounding in ["nearest", "gptq"] {
+        ok(&case.convert(&["--rounding", rounding]));
+        let bytes = AlignedBlob::new(&fs::read(&case.blob).unwrap());
+        let model = albert_edge::Model::from_bytes(bytes.bytes()).unwrap();
+        let MatrixData::I8 { values, scales } = model.weights().layer.query_weight.data else {
+            panic!("int8 blob has an f32 query matrix");
+        };
+        for row in [2, 5] {
+            assert_eq!(scales[row], 1.0, "{rounding}: row {row}");
+            assert!(values[row * h..(row + 1) * h].iter().all(|&q| q == 0));
+        }
+        assert!(scales.iter().all(|s| s.is_normal()), "{scales:?}");
+        fs::remove_file(&case.blob).unwrap();
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
