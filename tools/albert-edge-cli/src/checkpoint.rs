@@ -224,6 +224,11 @@ fn labels(
             by_id.len()
         );
     }
+    // Label names end up in terminals and logs (`classify`, `inspect`): a newline or an escape sequence in one
+    // could forge output lines, so they are refused here (the CLI also escapes them when printing any blob's).
+    if let Some((id, name)) = by_id.iter().find(|(_, n)| n.chars().any(char::is_control)) {
+        bail!("config.json has id2label {id} {name:?}, which holds a control character; rename the label");
+    }
     Ok(by_id.into_iter().map(|(_, name)| name).collect())
 }
 
@@ -294,6 +299,17 @@ mod tests {
         );
         assert!(err.contains("65 id2label entries"), "{err}");
         assert_eq!(parse(", \"num_labels\": 64").unwrap().labels.len(), 64);
+    }
+
+    #[test]
+    fn parse_config_refuses_label_names_with_control_characters() {
+        let err =
+            parse(", \"id2label\": {\"0\": \"ok\", \"1\": \"pos\\nlabel: neg\"}").unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "config.json has id2label 1 \"pos\\nlabel: neg\", which holds a control character; rename the label"
+        );
+        assert!(parse(", \"id2label\": {\"0\": \"négatif 😞\", \"1\": \"x\"}").is_ok());
     }
 
     #[test]
