@@ -241,15 +241,63 @@ impl Observer for Collector {
 /// how many threads ran them.
 const CHUNK: usize = 16;
 
+/// The statistics of a calibration run may take this many times the (f32) model's size, or
+/// [`STATISTICS_FLOOR`], whichever is larger. Each layer's `H` is `n x n` for an `n`-wide input, so a config whose
+/// widths are lopsided (an `intermediate_size` far above `hidden_size`) can ask for far more memory than its
+/// weights take: 65536 x 65536 f64 is 34 GB, from a checkpoint of half a megabyte.
+pub const STATISTICS_PER_MODEL_BYTE: u64 = 8;
+/// See [`STATISTICS_PER_MODEL_BYTE`].
+pub const STATISTICS_FLOOR: u64 = 512 << 20;
+
+/// Bytes one partial [`Statistics`] takes under `c`: per stored site, `H` in `f64`, the `f32` product buffer and
+/// the row batch.
+pub fn statistics_bytes(c: &AlbertConfig) -> u64 {
+    let (e, h, i) = (
+        c.embedding_size as u64,
+        c.hidden_size as u64,
+        c.intermediate_size as u64,
+    );
+    // MappingIn, Query (Key and Value share it), Dense, Ffn, FfnOutput, Pooler, Classifier.
+    [e, h, h, h, i, h, h]
+        .iter()
+        .map(|&n| n * n * 8 + (n + 1) * (n + 1) * 4 + BATCH_ROWS as u64 * (n + 1) * 4 + n * 8)
+        .sum()
+}
+
+/// How many partial statistics may be alive at once (the running total included) for a model of `model_bytes`:
+/// at least 2, or an error saying that GPTQ's statistics would dwarf the model.
+fn statistics_slots(c: &AlbertConfig, model_bytes: usize) -> Result<usize> {
+    let limit = (model_bytes as u64)
+        .saturating_mul(STATISTICS_PER_MODEL_BYTE)
+        .max(STATISTICS_FLOOR);
+    let one = statistics_bytes(c);
+    let slots = (limit / one.max(1)) as usize;
+    if slots < 2 {
+        bail!(
+            "GPTQ calibration of this model needs {} MB for its layers' input statistics (an n x n matrix per layer input: embedding_size {}, hidden_size {}, intermediate_size {}), more than {STATISTICS_PER_MODEL_BYTE} times the model's {:.1} MB; convert with --rounding nearest",
+            (2 * one) >> 20,
+            c.embedding_size,
+            c.hidden_size,
+            c.intermediate_size,
+            model_bytes as f64 / (1 << 20) as f64
+        );
+    }
+    Ok(slots)
+}
+
 /// Runs every sequence through the f32 forward pass of `model` (an fp32 blob: [`F32Forward`]; otherwise the core's
 /// `classify_observed`), on all cores, and gathers each linear layer's input statistics. `progress` advances by
-/// one per sequence.
+/// one per sequence. The statistics' memory is bounded by the model's size ([`STATISTICS_PER_MODEL_BYTE`]): fewer
+/// threads run if all cores' partials would not fit, and a model whose statistics alone would not is an error.
 pub fn collect(
     model: &Model,
     sequences: &[Vec<u32>],
     progress: &ProgressBar,
 ) -> Result<Statistics> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let slots = statistics_slots(model.config(), model.as_bytes().len())?;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(slots - 1);
     let fast = F32Forward::new(model);
     let fast = fast.as_ref();
     let chunks: Vec<&[Vec<u32>]> = sequences.chunks(CHUNK).collect();
@@ -354,6 +402,38 @@ mod tests {
         let err = parse_sentences("\n \n", "cal.txt").unwrap_err().to_string();
         assert!(err.contains("cal.txt has no sentences"), "{err}");
         assert!(parse_sentences("sentence\tlabel\n", "x").is_err());
+    }
+
+    /// ALBERT-base's statistics fit well inside its bound (it gets every core up to the limit); a lopsided config
+    /// whose `H` matrices would need 34 GB from a tiny checkpoint is refused before anything is allocated.
+    #[test]
+    fn statistics_slots_bound_memory_by_the_model_size() {
+        let base = AlbertConfig {
+            vocab_size: 30000,
+            embedding_size: 128,
+            hidden_size: 768,
+            num_attention_heads: 12,
+            intermediate_size: 3072,
+            num_hidden_layers: 12,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            hidden_act: albert_edge::Activation::GeluNew,
+            num_labels: 2,
+        };
+        let one = statistics_bytes(&base);
+        assert!((140 << 20..160 << 20).contains(&one), "{one}");
+        assert_eq!(statistics_slots(&base, 47 << 20).unwrap(), 3);
+        let wide = AlbertConfig {
+            embedding_size: 1,
+            hidden_size: 1,
+            num_attention_heads: 1,
+            intermediate_size: 65536,
+            ..base
+        };
+        let err = statistics_slots(&wide, 1 << 20).unwrap_err().to_string();
+        assert!(err.contains("intermediate_size 65536"), "{err}");
+        assert!(err.contains("convert with --rounding nearest"), "{err}");
     }
 
     #[test]

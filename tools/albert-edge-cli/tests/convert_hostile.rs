@@ -133,6 +133,32 @@ fn convert_refuses_a_huge_num_labels_before_allocating_label_names() {
     case.fails_with("200 id2label entries");
 }
 
+/// A 600 KB checkpoint whose config is lopsided (hidden_size 1, intermediate_size 65536): GPTQ's statistics for
+/// the FFN output's input would be a 65536 x 65536 f64 matrix, 34 GB, and the converter aborted allocating it.
+/// It is refused before calibration (round-to-nearest still converts it).
+#[test]
+fn convert_refuses_calibration_statistics_out_of_proportion_to_the_model() {
+    let case = Case::new();
+    let c = AlbertConfig {
+        embedding_size: 1,
+        hidden_size: 1,
+        num_attention_heads: 1,
+        intermediate_size: 65536,
+        ..case.config
+    };
+    write_checkpoint(
+        &case.ckpt,
+        &config_json(&c, None),
+        &tensors(&c, "albert.", Dtype::F32),
+    );
+    assert_clean_failure(
+        &case.convert(&[]),
+        &case.blob,
+        "GPTQ calibration of this model needs 98434 MB for its layers' input statistics",
+    );
+    ok(&case.convert(&["--rounding", "nearest"]));
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // pytorch_model.bin
 // ---------------------------------------------------------------------------------------------------------------
