@@ -26,6 +26,8 @@ use std::rc::Rc;
 
 use anyhow::{anyhow, bail, Result};
 
+use crate::console::escape_control;
+
 /// Deepest nesting of containers (a state_dict needs 4: dict, call arguments, size tuple).
 pub const MAX_DEPTH: usize = 32;
 /// Deepest nesting of `MARK`s (a state_dict needs 3).
@@ -499,7 +501,9 @@ impl<'a> Machine<'a> {
                 Global::Storage(StorageType::from_class(class))
             }
             _ => bail!(
-                "data.pkl imports `{module}.{name}`, which a torch.save state_dict does not; refusing to load it"
+                "data.pkl imports `{}.{}`, which a torch.save state_dict does not; refusing to load it",
+                escape_control(module),
+                escape_control(name)
             ),
         };
         self.push(Value::Global(g))
@@ -801,7 +805,7 @@ pub fn read_state_dict(pkl: &[u8]) -> Result<Vec<(String, TensorRecord)>> {
             bail!("data.pkl has a tensor keyed by {}, not a name", k.kind());
         };
         if !seen.insert(name.clone()) {
-            bail!("data.pkl holds tensor `{name}` twice");
+            bail!("data.pkl holds tensor `{}` twice", escape_control(name));
         }
         tensors.push((name.to_string(), (**t).clone()));
     }

@@ -10,9 +10,10 @@
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use zip::{CompressionMethod, ZipArchive};
 
+use crate::console::escape_control;
 use crate::torch_pickle::{read_state_dict, StorageType, TensorRecord};
 
 /// An opened torch checkpoint: the archive and the state_dict's tensors (not yet checked against it).
@@ -29,7 +30,8 @@ impl<R: Read + Seek> TorchArchive<R> {
     pub fn new(mut reader: R) -> Result<Self> {
         let len = reader.seek(SeekFrom::End(0))?;
         reader.rewind()?;
-        let mut zip = ZipArchive::new(reader).map_err(|e| anyhow!("not a zip archive ({e})"))?;
+        let mut zip = ZipArchive::new(reader)
+            .map_err(|e| anyhow!("not a zip archive ({})", escape_control(&e.to_string())))?;
         let pkls: Vec<&str> = zip
             .file_names()
             .filter(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
@@ -81,10 +83,12 @@ impl<R: Read + Seek> TorchArchive<R> {
             ref other => bail!("dtype {other} is not read"),
         };
         let entry = format!("{}data/{}", self.prefix, t.storage_key);
-        let i = self
-            .zip
-            .index_for_name(&entry)
-            .ok_or_else(|| anyhow!("its storage `{entry}` is missing from the archive"))?;
+        let i = self.zip.index_for_name(&entry).ok_or_else(|| {
+            anyhow!(
+                "its storage `{}` is missing from the archive",
+                escape_control(&entry)
+            )
+        })?;
         let size = entry_size(&mut self.zip, i, self.len)?;
         let numel = check_view(&t, size)?;
         let shape: Vec<usize> = t
@@ -203,14 +207,14 @@ fn entry_size<R: Read + Seek>(zip: &mut ZipArchive<R>, i: usize, file_len: u64) 
     if f.compression() != CompressionMethod::Stored {
         bail!(
             "archive entry `{}` is compressed ({}); torch.save stores entries uncompressed",
-            f.name(),
+            escape_control(f.name()),
             f.compression()
         );
     }
     if f.size() != f.compressed_size() || f.size() > file_len {
         bail!(
             "archive entry `{}` declares {} bytes in a {file_len}-byte file (truncated or crafted?)",
-            f.name(),
+            escape_control(f.name()),
             f.size()
         );
     }
@@ -224,12 +228,17 @@ fn read_entry<R: Read + Seek>(zip: &mut ZipArchive<R>, i: usize, limit: u64) -> 
         .by_index(i)
         .map_err(|e| anyhow!("cannot open archive entry {i}: {e}"))?;
     let mut buf = Vec::with_capacity(size as usize);
-    f.read_to_end(&mut buf)
-        .with_context(|| format!("cannot read archive entry `{}`", f.name()))?;
+    f.read_to_end(&mut buf).map_err(|e| {
+        anyhow!(
+            "cannot read archive entry `{}`: {}",
+            escape_control(f.name()),
+            escape_control(&e.to_string())
+        )
+    })?;
     if buf.len() as u64 != size {
         bail!(
             "archive entry `{}` holds {} bytes, not the {size} it declares (truncated?)",
-            f.name(),
+            escape_control(f.name()),
             buf.len()
         );
     }
@@ -387,6 +396,39 @@ mod tests {
             let err = format!("{:#}", t.read_f32("t").unwrap_err());
             assert!(err.contains(needle), "{shape:?}: {err}");
         }
+    }
+
+    /// Names come from the file: a directory or tensor name holding a newline must not split an error message
+    /// (found by the `torch_archive` fuzz target).
+    #[test]
+    fn errors_escape_control_characters_in_names_from_the_file() {
+        let rec = TensorRecord {
+            dtype: StorageType::F32,
+            storage_key: "7".into(),
+            storage_numel: 1,
+            offset: 0,
+            shape: vec![1],
+            strides: vec![1],
+        };
+        let pkl = crate::torch_pickle::write_state_dict(&[("t\nerror: forged", &rec)]);
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        zip.start_file("a\nb/data.pkl", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(&pkl).unwrap();
+        let mut t = open(zip.finish().unwrap().into_inner());
+        let err = format!("{:#}", t.read_f32("t\nerror: forged").unwrap_err());
+        assert_eq!(
+            err,
+            "its storage `a\\nb/data/7` is missing from the archive"
+        );
+        let twice = crate::torch_pickle::write_state_dict(&[("x\ny", &rec), ("x\ny", &rec)]);
+        let err = format!(
+            "{:#}",
+            TorchArchive::new(Cursor::new(write_archive(&twice, &[]).unwrap()))
+                .err()
+                .unwrap()
+        );
+        assert_eq!(err, "data.pkl holds tensor `x\\ny` twice");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::{Dtype, SafeTensors};
 
+use crate::console::escape_control;
 use crate::torch_pickle::StorageType;
 use crate::torch_zip::TorchArchive;
 
@@ -65,8 +66,9 @@ impl WeightsFile {
         let names = SafeTensors::deserialize(&bytes)
             .map_err(|e| {
                 anyhow!(
-                    "{} is not a valid safetensors file (truncated or corrupt?): {e}",
-                    file_name(path)
+                    "{} is not a valid safetensors file (truncated or corrupt?): {}",
+                    file_name(path),
+                    escape_control(&e.to_string())
                 )
             })?
             .names()
@@ -110,15 +112,20 @@ impl WeightsFile {
     /// naming the tensor.
     pub fn read_f32(&self, name: &str) -> Result<TensorF32> {
         let file = self.file_name();
+        let shown = escape_control(name);
         if !self.contains(name) {
-            bail!("{file} has no tensor `{name}`; is this an ALBERT checkpoint?");
+            bail!("{file} has no tensor `{shown}`; is this an ALBERT checkpoint?");
         }
         let t = match &self.source {
             Source::SafeTensors(bytes) => {
-                let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{file}: {e}"))?;
-                let view = st
-                    .tensor(name)
-                    .map_err(|e| anyhow!("{file}: tensor `{name}`: {e}"))?;
+                let st = SafeTensors::deserialize(bytes)
+                    .map_err(|e| anyhow!("{file}: {}", escape_control(&e.to_string())))?;
+                let view = st.tensor(name).map_err(|e| {
+                    anyhow!(
+                        "{file}: tensor `{shown}`: {}",
+                        escape_control(&e.to_string())
+                    )
+                })?;
                 let data = view.data();
                 let values = match view.dtype() {
                     Dtype::F32 => data
@@ -133,7 +140,7 @@ impl WeightsFile {
                         .chunks_exact(2)
                         .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
                         .collect(),
-                    other => bail!(unsupported_dtype(&file, name, &format!("{other:?}"))),
+                    other => bail!(unsupported_dtype(&file, &shown, &format!("{other:?}"))),
                 };
                 TensorF32 {
                     shape: view.shape().to_vec(),
@@ -147,15 +154,19 @@ impl WeightsFile {
                     dtype,
                     StorageType::F32 | StorageType::F16 | StorageType::BF16
                 ) {
-                    bail!(unsupported_dtype(&file, name, &dtype.to_string()));
+                    bail!(unsupported_dtype(
+                        &file,
+                        &shown,
+                        &escape_control(&dtype.to_string())
+                    ));
                 }
                 let (shape, values) = archive
                     .read_f32(name)
-                    .map_err(|e| anyhow!("{file}: cannot read tensor `{name}`: {e:#}"))?;
+                    .map_err(|e| anyhow!("{file}: cannot read tensor `{shown}`: {e:#}"))?;
                 TensorF32 { shape, values }
             }
         };
-        check_finite(&file, name, &t)?;
+        check_finite(&file, &shown, &t)?;
         Ok(t)
     }
 }
