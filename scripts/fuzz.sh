@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target in fuzz/ for a bounded time and prints each one's exec count. Exits non-zero if a
 # target crashes (its reproducer is in fuzz/artifacts/<target>/) or cannot be built.
-#   scripts/fuzz.sh [SECONDS_PER_TARGET]          default 60
+#   scripts/fuzz.sh [SECONDS_PER_TARGET]          default 60, every target (`cargo fuzz list`)
 #   scripts/fuzz.sh 900 tokenizer classify        only the named targets
 # Needs rustup; installs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz --locked`) if missing.
 # New corpus entries go to fuzz/corpus/<target>/ (not committed); fuzz/seeds/<target>/ holds the committed seeds.
@@ -11,7 +11,6 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(blob_from_bytes blob_mutated tokenizer classify)
 
 command -v rustup >/dev/null || { echo "error: rustup not found; cargo-fuzz needs the nightly toolchain (https://rustup.rs)" >&2; exit 1; }
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
@@ -22,6 +21,9 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     echo "==> cargo install cargo-fuzz --locked"
     cargo install cargo-fuzz --locked
 fi
+
+# Every target in fuzz/Cargo.toml unless some are named.
+[ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo +nightly fuzz list)
 
 echo "==> cargo +nightly fuzz build (release, debug assertions on)"
 cargo +nightly fuzz build --debug-assertions

@@ -82,7 +82,7 @@ step "same logits bit for bit in unoptimised and release builds"
 scripts/check-debug-release.sh
 lean target/unoptimized
 
-step "fuzz: every cargo-fuzz target for 30 s (blob parser, mutated blobs, tokenizer, classify)"
+step "fuzz: every cargo-fuzz target for 30 s (blob parser, mutated blobs, tokenizer, classify, checkpoint readers)"
 scripts/fuzz.sh 30
 lean fuzz/target
 
