@@ -13,7 +13,6 @@ use albert_edge_cli::blob::{write_blob, Payload};
 use albert_edge_cli::synthetic::random_model;
 use albert_edge_cli::tokenizer_section::{build_from_file, SectionOptions};
 use convert_support::*;
-use safetensors::Dtype;
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -39,16 +38,8 @@ fn temporary_files(dir: &Path) -> Vec<String> {
 }
 
 /// A synthetic checkpoint in `ckpt/` and an empty `out/`.
-fn checkpoint(labels: Option<&[&str]>) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let (ckpt, out) = (tmp.path().join("ckpt"), tmp.path().join("out"));
-    fs::create_dir(&out).unwrap();
-    let c = tiny_config();
-    write_checkpoint(
-        &ckpt,
-        &config_json(&c, labels),
-        &tensors(&c, "albert.", Dtype::F32),
-    );
+fn checkpoint() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let (tmp, ckpt, out, _) = synthetic_checkpoint();
     (tmp, ckpt, out)
 }
 
@@ -58,7 +49,7 @@ fn checkpoint(labels: Option<&[&str]>) -> (tempfile::TempDir, PathBuf, PathBuf) 
 
 #[test]
 fn convert_refuses_an_output_that_is_one_of_its_inputs() {
-    let (_tmp, ckpt, out) = checkpoint(None);
+    let (_tmp, ckpt, out) = checkpoint();
     fs::write(ckpt.join("tokenizer_config.json"), "{}").unwrap();
     let calibration = out.join("sentences.txt");
     fs::write(&calibration, "a fine film .\n").unwrap();
@@ -104,7 +95,7 @@ fn convert_refuses_an_output_that_is_one_of_its_inputs() {
 
 #[test]
 fn convert_reports_output_problems_before_reading_the_checkpoint() {
-    let (_tmp, ckpt, out) = checkpoint(None);
+    let (_tmp, ckpt, out) = checkpoint();
     // A checkpoint that would fail much later (a tensor missing) still fails on the output first.
     fs::remove_file(ckpt.join("model.safetensors")).unwrap();
     write_safetensors(&ckpt, &[]);
@@ -134,7 +125,7 @@ fn convert_reports_output_problems_before_reading_the_checkpoint() {
 fn convert_removes_its_temporary_file_when_interrupted() {
     use std::os::unix::process::ExitStatusExt;
     for (signal, name) in [(2, "INT"), (15, "TERM"), (1, "HUP")] {
-        let (_tmp, ckpt, out) = checkpoint(None);
+        let (_tmp, ckpt, out) = checkpoint();
         let fifo = out.join("sentences.fifo");
         assert!(Command::new("mkfifo")
             .arg(&fifo)
@@ -380,7 +371,7 @@ fn eval_names_the_tsv_line_of_every_bad_row() {
 
 #[test]
 fn convert_names_the_line_of_invalid_utf8_in_a_calibration_file() {
-    let (_tmp, ckpt, out) = checkpoint(None);
+    let (_tmp, ckpt, out) = checkpoint();
     let calibration = out.join("c.txt");
     fs::write(&calibration, b"one fine line\nanother\n\xC3(\n").unwrap();
     let blob = out.join("m.blob");
@@ -398,7 +389,7 @@ fn convert_names_the_line_of_invalid_utf8_in_a_calibration_file() {
 
 #[test]
 fn convert_accepts_a_byte_order_mark_in_config_json() {
-    let (_tmp, ckpt, out) = checkpoint(None);
+    let (_tmp, ckpt, out) = checkpoint();
     let config = ckpt.join("config.json");
     let mut bytes = b"\xEF\xBB\xBF".to_vec();
     bytes.extend(fs::read(&config).unwrap());
@@ -452,7 +443,7 @@ fn convert_names_checkpoint_files_that_are_not_regular_files() {
         ("model.safetensors", "/dev/urandom", "model.safetensors is a symbolic link to /dev/urandom, a character device"),
         ("spiece.model", "/nonexistent/spiece.model", "spiece.model is a symbolic link to /nonexistent/spiece.model, which does not exist"),
     ] {
-        let (_tmp, ckpt, out) = checkpoint(None);
+        let (_tmp, ckpt, out) = checkpoint();
         fs::remove_file(ckpt.join(name)).unwrap();
         std::os::unix::fs::symlink(target, ckpt.join(name)).unwrap();
         let blob = out.join("m.blob");

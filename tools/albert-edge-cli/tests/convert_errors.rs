@@ -20,15 +20,7 @@ struct Case {
 
 impl Case {
     fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let (ckpt, out) = (tmp.path().join("ckpt"), tmp.path().join("out"));
-        fs::create_dir(&out).unwrap();
-        let config = tiny_config();
-        write_checkpoint(
-            &ckpt,
-            &config_json(&config, None),
-            &tensors(&config, "albert.", Dtype::F32),
-        );
+        let (tmp, ckpt, out, config) = synthetic_checkpoint();
         Case {
             blob: out.join("model.blob"),
             _tmp: tmp,

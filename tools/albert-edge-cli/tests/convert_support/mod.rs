@@ -288,3 +288,18 @@ pub fn write_checkpoint(dir: &Path, config: &serde_json::Value, tensors: &[Tenso
     write_safetensors(dir, tensors);
     fs::copy(spiece_model(), dir.join("spiece.model")).unwrap();
 }
+
+/// A temporary directory holding a synthetic checkpoint `ckpt/` of [`tiny_config`] (safetensors, the real
+/// `spiece.model`) and an empty output directory `out/`: `(guard, ckpt, out, config)`.
+pub fn synthetic_checkpoint() -> (tempfile::TempDir, PathBuf, PathBuf, AlbertConfig) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ckpt, out) = (tmp.path().join("ckpt"), tmp.path().join("out"));
+    fs::create_dir(&out).unwrap();
+    let config = tiny_config();
+    write_checkpoint(
+        &ckpt,
+        &config_json(&config, None),
+        &tensors(&config, "albert.", Dtype::F32),
+    );
+    (tmp, ckpt, out, config)
+}
