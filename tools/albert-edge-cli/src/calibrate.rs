@@ -408,19 +408,7 @@ mod tests {
     /// whose `H` matrices would need 34 GB from a tiny checkpoint is refused before anything is allocated.
     #[test]
     fn statistics_slots_bound_memory_by_the_model_size() {
-        let base = AlbertConfig {
-            vocab_size: 30000,
-            embedding_size: 128,
-            hidden_size: 768,
-            num_attention_heads: 12,
-            intermediate_size: 3072,
-            num_hidden_layers: 12,
-            max_position_embeddings: 512,
-            type_vocab_size: 2,
-            layer_norm_eps: 1e-12,
-            hidden_act: albert_edge::Activation::GeluNew,
-            num_labels: 2,
-        };
+        let base = crate::synthetic::albert_base_config(2);
         let one = statistics_bytes(&base);
         assert!((140 << 20..160 << 20).contains(&one), "{one}");
         assert_eq!(statistics_slots(&base, 47 << 20).unwrap(), 3);
