@@ -36,11 +36,7 @@ pub fn print(text: &str) -> Result<(), StdoutError> {
 
 /// Writes `text` and a newline to standard output and flushes it.
 pub fn println(text: &str) -> Result<(), StdoutError> {
-    let mut out = io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.write_all(b"\n"))
-        .and_then(|()| out.flush())
-        .map_err(StdoutError)
+    print(&format!("{text}\n"))
 }
 
 /// `text` with every control character (C0, DEL, C1: newlines, tabs, `ESC`, ...) written as a Rust escape

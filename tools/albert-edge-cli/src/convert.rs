@@ -25,7 +25,6 @@ use crate::calibrate::{self, Statistics};
 use crate::checkpoint::{read_config, CheckpointDir, TOKENIZER_CONFIG_FILE};
 use crate::gptq::{quantize_matrix_gptq, GptqOptions};
 use crate::output::{check_not_an_input, PendingOutput};
-pub use crate::output::{check_output_path, write_atomically};
 use crate::tokenizer_section::{build_from_file, SectionOptions};
 use crate::weights::{TensorF32, WeightsFile};
 
@@ -468,7 +467,7 @@ fn bias_delta(w: &[f32], q: &[i8], scales: &[f32], mean: &[f64]) -> Vec<f32> {
 /// temporary file is made there first), it is not a directory or a device, and it is none of the files the
 /// conversion reads.
 pub fn convert(dir: &Path, out: &Path, opts: ConvertOptions) -> Result<ConvertReport> {
-    check_output_path(out)?;
+    let pending = PendingOutput::create(out)?;
     let files = CheckpointDir::locate(dir)?;
     let tokenizer_config = dir.join(TOKENIZER_CONFIG_FILE);
     let mut inputs: Vec<(&Path, &str)> = vec![
@@ -481,7 +480,6 @@ pub fn convert(dir: &Path, out: &Path, opts: ConvertOptions) -> Result<ConvertRe
         inputs.push((calibration, "the calibration file"));
     }
     check_not_an_input(out, &inputs)?;
-    let pending = PendingOutput::create(out)?;
     let (contents, weights_file, calibration) = build_contents_calibrated(dir, &opts)?;
     let bytes = write_blob(&contents)?;
     // Parse what was written with the device's own reader before it reaches the disk.

@@ -235,8 +235,3 @@ impl Drop for PendingOutput {
         pending().retain(|p| *p != self.tmp_path);
     }
 }
-
-/// Writes `bytes` to `out` atomically ([`PendingOutput::create`] then [`PendingOutput::commit`]).
-pub fn write_atomically(out: &Path, bytes: &[u8]) -> Result<()> {
-    PendingOutput::create(out)?.commit(bytes)
-}
