@@ -17,8 +17,13 @@ use crate::tokenizer::Tokenizer;
 
 /// First eight bytes of every blob.
 pub const MAGIC: [u8; 8] = *b"ALBEDGE\0";
-/// The format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes: v2, numeric contract 2 (f32 residual stream, one activation scale per
+/// token row, outlier side columns). It also reads v1 blobs (no side columns) and runs them under contract 2.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
+/// Most side (outlier) columns one int8 matrix may carry.
+pub const MAX_SIDE_COLUMNS: usize = 64;
 /// Bytes in the fixed header.
 pub const HEADER_LEN: usize = 128;
 /// Bytes in one tensor-table entry.
@@ -76,8 +81,8 @@ pub mod header {
     pub const TOKENIZER_LEN: usize = 88;
     /// `u32` flags, reserved (0 in v1).
     pub const FLAGS: usize = 92;
-    /// `u32` activation block width of the int8 engine; 0 = the default, [`AlbertConfig::activation_block`](crate::AlbertConfig::activation_block);
-    /// otherwise between that default and `hidden_size`.
+    /// `u32` v1 only: the activation block width of contract 1's int8 engine (ignored: contract 2 has one scale
+    /// per token row); reserved, 0, in v2.
     pub const ACTIVATION_BLOCK: usize = 96;
 }
 
@@ -103,6 +108,10 @@ pub mod entry {
     pub const SCALES_LEN: usize = 24;
     /// `f32` worst absolute quantisation error over the tensor (0 for fp32), informational.
     pub const QUANT_ERROR: usize = 28;
+    /// `u32` (v2) offset of the int8 matrix's side columns, a multiple of 16 (0 with no side columns).
+    pub const SIDE_OFFSET: usize = 32;
+    /// `u32` (v2) number of side columns `k`, at most [`super::MAX_SIDE_COLUMNS`] and at most dim1.
+    pub const SIDE_COUNT: usize = 36;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -274,6 +283,40 @@ pub enum MatrixData<'a> {
     },
 }
 
+/// An int8 matrix's side columns: input channels kept out of the int8 arithmetic (outlier channels found at
+/// calibration). Their int8 values are 0 and their weights are here in `f32`: `w[r][cols[j]] = values[r * k + j]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Side<'a> {
+    /// The `k` column indices, strictly increasing, each below the matrix's `cols`.
+    pub cols: &'a [u32],
+    /// `rows * k` finite weights, row-major.
+    pub values: &'a [f32],
+}
+
+impl Side<'_> {
+    /// No side columns.
+    pub const NONE: Side<'static> = Side {
+        cols: &[],
+        values: &[],
+    };
+
+    /// `sum_j values[r * k + j] * x[cols[j]]` from 0.0, `j` in order: row `r`'s side contribution for the input
+    /// row `x` (0.0 without side columns).
+    #[inline]
+    pub fn dot(&self, r: usize, x: &[f32]) -> f32 {
+        let k = self.cols.len();
+        let w = self.values.get(r * k..(r + 1) * k).unwrap_or(&[]);
+        w.iter().zip(self.cols).fold(0.0f32, |acc, (&w, &c)| {
+            acc + w * x.get(c as usize).copied().unwrap_or(0.0)
+        })
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.cols.is_empty()
+    }
+}
+
 /// A row-major weight matrix `(rows, cols)` borrowed from the blob; for a linear layer, rows are output channels.
 #[derive(Debug, Clone, Copy)]
 pub struct Matrix<'a> {
@@ -283,6 +326,8 @@ pub struct Matrix<'a> {
     pub cols: usize,
     /// The elements; the lengths are validated against `rows` and `cols`.
     pub data: MatrixData<'a>,
+    /// Side columns (int8 only; empty for f32 matrices and v1 blobs).
+    pub side: Side<'a>,
 }
 
 impl<'a> Matrix<'a> {
@@ -334,6 +379,10 @@ pub struct TensorInfo {
     pub scales_len: usize,
     /// Worst absolute quantisation error recorded by the converter (0 for fp32).
     pub quant_error: f32,
+    /// Offset of the side columns in the blob (0 without).
+    pub side_offset: usize,
+    /// Number of side columns.
+    pub side_count: usize,
 }
 
 /// Every weight of the model, borrowed from the blob. The shared transformer layer appears once.
@@ -387,7 +436,7 @@ const KIND_COUNT: usize = TensorKind::ALL.len();
 pub struct Model<'a> {
     bytes: &'a [u8],
     config: AlbertConfig,
-    activation_block: usize,
+    version: u32,
     weights: Weights<'a>,
     infos: [Option<TensorInfo>; KIND_COUNT],
     labels: &'a [u8],
@@ -431,7 +480,7 @@ impl<'a> Model<'a> {
             return Err(Error::BadMagic);
         }
         let version = read_u32(bytes, header::VERSION);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(Error::UnsupportedVersion(version));
         }
         let file_len = read_u32(bytes, header::FILE_LEN) as usize;
@@ -454,7 +503,7 @@ impl<'a> Model<'a> {
             return Err(Error::ChecksumMismatch { stored, computed });
         }
         if read_u32(bytes, header::HEADER_LEN) as usize != HEADER_LEN {
-            return Err(Error::BadConfig("header_len must be 128 in format v1"));
+            return Err(Error::BadConfig("header_len must be 128"));
         }
         if read_u32(bytes, header::FLAGS) != 0 {
             return Err(Error::BadConfig("unknown header flags"));
@@ -478,18 +527,16 @@ impl<'a> Model<'a> {
             num_labels: u(header::NUM_LABELS),
         };
         config.validate()?;
-        let activation_block = match u(header::ACTIVATION_BLOCK) {
-            0 => config.activation_block(),
-            b if b >= config.activation_block() && b <= config.hidden_size => b,
-            _ => {
-                return Err(Error::BadConfig(
-                    "activation_block must be 0 or between half the head size and hidden_size",
-                ))
-            }
-        };
+        // v1's activation block belongs to contract 1's engine and is not used; in v2 the field is reserved.
+        if version >= 2 && u(header::ACTIVATION_BLOCK) != 0 {
+            return Err(Error::BadConfig(
+                "reserved header field 96 must be 0 in format v2",
+            ));
+        }
 
-        let infos = parse_table(bytes, &config)?;
+        let infos = parse_table(bytes, &config, version)?;
         let weights = build_weights(bytes, &infos)?;
+        check_shared_input_sides(&weights)?;
 
         let labels = section(
             bytes,
@@ -519,7 +566,7 @@ impl<'a> Model<'a> {
         Ok(Model {
             bytes,
             config,
-            activation_block,
+            version,
             weights,
             infos,
             labels,
@@ -528,12 +575,10 @@ impl<'a> Model<'a> {
         })
     }
 
-    /// Width of the int8 engine's activation blocks for this blob: the header's value, or the default
-    /// [`AlbertConfig::activation_block`] (half the head size) when it is 0. Between that default and
-    /// `hidden_size`, so [`scratch_size`](crate::model::scratch_size) always suffices. Wider blocks mean fewer
-    /// scales: faster, less accurate (`QUANTIZATION.md`).
-    pub fn activation_block(&self) -> usize {
-        self.activation_block
+    /// The blob's format version: 1 (numeric contract 1, converted before side columns existed; it runs under
+    /// contract 2 with no side columns, and reconverting it with the current converter adds them) or 2.
+    pub fn format_version(&self) -> u32 {
+        self.version
     }
 
     /// The model's hyper-parameters.
@@ -608,6 +653,7 @@ fn validate_labels(labels: &[u8], count: usize) -> Result<(), Error> {
 fn parse_table(
     bytes: &[u8],
     config: &AlbertConfig,
+    version: u32,
 ) -> Result<[Option<TensorInfo>; KIND_COUNT], Error> {
     let count = read_u32(bytes, header::TENSOR_COUNT) as usize;
     let table_offset = read_u32(bytes, header::TENSOR_TABLE_OFFSET) as usize;
@@ -629,6 +675,18 @@ fn parse_table(
         let scales_offset = LE::read_u32(&e[entry::SCALES_OFFSET..]) as usize;
         let scales_count = LE::read_u32(&e[entry::SCALES_LEN..]) as usize;
         let quant_error = LE::read_f32(&e[entry::QUANT_ERROR..]);
+        // v1 entries have these bytes reserved (zero); a v1 reader never looked at them.
+        let (side_offset, side_count) = if version >= 2 {
+            (
+                LE::read_u32(&e[entry::SIDE_OFFSET..]) as usize,
+                LE::read_u32(&e[entry::SIDE_COUNT..]) as usize,
+            )
+        } else {
+            (0, 0)
+        };
+        if e[entry::SIDE_COUNT + 4..].iter().any(|&b| b != 0) && version >= 2 {
+            return Err(Error::BadTensor("reserved tensor-entry bytes must be 0"));
+        }
 
         if infos[kind.slot()].is_some() {
             return Err(Error::BadTensor("tensor kind appears twice"));
@@ -685,6 +743,9 @@ fn parse_table(
                 scales_count * 4
             }
         };
+        if side_count > 0 || side_offset != 0 {
+            validate_side(bytes, dtype, (dim0, dim1), data, side_offset, side_count)?;
+        }
         infos[kind.slot()] = Some(TensorInfo {
             kind,
             dtype,
@@ -694,6 +755,8 @@ fn parse_table(
             scales_offset,
             scales_len,
             quant_error,
+            side_offset,
+            side_count,
         });
     }
     for kind in TensorKind::ALL {
@@ -702,6 +765,66 @@ fn parse_table(
         }
     }
     Ok(infos)
+}
+
+/// Bytes of a side-column section: `k` `u32` indices padded to 16, then `rows * k` `f32` weights.
+pub const fn side_bytes(rows: usize, k: usize) -> (usize, usize) {
+    let idx = (4 * k).next_multiple_of(ALIGN);
+    (idx, idx + 4 * rows * k)
+}
+
+/// Checks an int8 matrix's side columns: count, alignment, range, strictly increasing indices below `cols`,
+/// finite weights, and int8 values of 0 in those columns (so that both precisions read the same matrix).
+fn validate_side(
+    bytes: &[u8],
+    dtype: DType,
+    (rows, cols): (usize, usize),
+    data: &[u8],
+    offset: usize,
+    k: usize,
+) -> Result<(), Error> {
+    if dtype != DType::I8 {
+        return Err(Error::BadTensor("side columns on an f32 tensor"));
+    }
+    if k == 0 || k > MAX_SIDE_COLUMNS || k > cols {
+        return Err(Error::BadTensor("side column count out of range"));
+    }
+    let (idx_len, total) = side_bytes(rows, k);
+    let s = section(
+        bytes,
+        offset,
+        total,
+        "side columns out of range or misaligned",
+    )?;
+    let mut prev = None;
+    for c in s[..4 * k].chunks_exact(4) {
+        let c = LE::read_u32(c) as usize;
+        if c >= cols || prev.is_some_and(|p| c <= p) {
+            return Err(Error::BadTensor(
+                "side columns must be increasing and below cols",
+            ));
+        }
+        prev = Some(c);
+        if data.iter().skip(c).step_by(cols).any(|&q| q != 0) {
+            return Err(Error::BadTensor("a side column's int8 values must be 0"));
+        }
+    }
+    if !all_finite(&s[idx_len..]) {
+        return Err(Error::BadTensor("side column weights must be finite"));
+    }
+    Ok(())
+}
+
+/// Query, key and value read the same quantised input row, so they must keep the same channels out of it.
+fn check_shared_input_sides(w: &Weights) -> Result<(), Error> {
+    let l = &w.layer;
+    let q = l.query_weight.side.cols;
+    if l.key_weight.side.cols != q || l.value_weight.side.cols != q {
+        return Err(Error::BadTensor(
+            "query, key and value must have the same side columns",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether every little-endian `f32` in `data` is finite: an exponent field of all ones is NaN or an infinity.
@@ -741,10 +864,25 @@ fn build_weights<'a>(
                 }
             }
         };
+        let side = if i.side_count == 0 {
+            Side::NONE
+        } else {
+            let (idx_len, total) = side_bytes(i.shape.0, i.side_count);
+            let raw = bytes
+                .get(i.side_offset..i.side_offset + total)
+                .ok_or(Error::BadTensor("out of range"))?;
+            Side {
+                cols: bytemuck::try_cast_slice(&raw[..4 * i.side_count])
+                    .map_err(|_| Error::MisalignedBlob)?,
+                values: bytemuck::try_cast_slice(&raw[idx_len..])
+                    .map_err(|_| Error::MisalignedBlob)?,
+            }
+        };
         Ok(Matrix {
             rows: i.shape.0,
             cols: i.shape.1,
             data,
+            side,
         })
     };
     use TensorKind::*;

@@ -86,6 +86,34 @@ pub fn quantize_row(x: &[f32], q: &mut [i8]) -> f32 {
     scale
 }
 
+/// [`quantize_row`] with the channels `side` (strictly increasing indices) kept out: the scale comes from the
+/// largest magnitude of the other channels, and `q` is 0 at `side` (those channels go through the matrix's `f32`
+/// side columns instead). With `side` empty this is `quantize_row`.
+pub fn quantize_row_except(x: &[f32], side: &[u32], q: &mut [i8]) -> f32 {
+    if side.is_empty() {
+        return quantize_row(x, q);
+    }
+    let mut m = 0.0f32;
+    let mut start = 0;
+    for &c in side {
+        let c = (c as usize).min(x.len());
+        m = m.max(max_abs(&x[start.min(c)..c]));
+        start = c + 1;
+    }
+    m = m.max(max_abs(x.get(start..).unwrap_or(&[])));
+    let scale = scale_for(m);
+    let inv = 1.0 / scale;
+    q.iter_mut()
+        .zip(x)
+        .for_each(|(q, &v)| *q = round_to_i8(v * inv));
+    for &c in side {
+        if let Some(q) = q.get_mut(c as usize) {
+            *q = 0;
+        }
+    }
+    scale
+}
+
 /// Quantises `x` in `block`-wide blocks (the last one shorter when `block` does not divide `x.len()`), each with
 /// its own scale, into `q` and `scales[..x.len().div_ceil(block)]`: [`quantize_row`] per block. The engine's
 /// activations all take this form, with `block` = the attention head size.

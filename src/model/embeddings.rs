@@ -2,12 +2,11 @@
 //! (`encoder.embedding_hidden_mapping_in`).
 
 use super::layer::Int8Scratch;
-use super::linear::{as_f32, linear_f32};
+use super::linear::{add_side, as_f32, linear_f32};
 use super::observer::{Observer, Site};
 use super::Inputs;
 use crate::format::{Matrix, MatrixData, Model};
 use crate::kernels::layer_norm_f32;
-use crate::quant;
 
 /// The embedding block's weights, borrowed from the blob.
 #[derive(Debug, Clone, Copy)]
@@ -70,34 +69,33 @@ impl<'a> Embeddings<'a> {
         }
     }
 
-    /// int8 engine: fills `s.hidden` / `s.hidden_scale` (`block`-wide blocks) for every token. The E-wide
-    /// embedding row stays `f32` through `mapping_in` (int8 weights dequantised on the fly, as the f32 reference
-    /// does): at E = 128 it is about 1 % of the multiply-adds, and an 8-bit embedding row costs accuracy.
+    /// int8 engine: fills the residual stream `s.hidden` (`f32`) for every token. The E-wide embedding row stays
+    /// `f32` through `mapping_in` (int8 weights dequantised on the fly, as the f32 reference does): at E = 128 it
+    /// is about 1 % of the multiply-adds, and an 8-bit embedding row costs accuracy.
     ///
     /// With `s.mapping_t` (the speed arena: `mapping_in`'s int8 values transposed, see [`Self::prepare_mapping_t`])
     /// the projection runs one input column at a time over all H rows, which vectorises across rows; each row's sum
     /// still adds the same products in the same order from 0.0, so the bits are [`linear_f32`]'s. On x86-64 with
     /// `std` it is compiled for AVX2 as well and chosen at run time.
-    pub(crate) fn forward_i8(&self, inputs: &Inputs, block: usize, s: &mut Int8Scratch) {
+    pub(crate) fn forward_i8(&self, inputs: &Inputs, s: &mut Int8Scratch) {
         #[cfg(all(target_arch = "x86_64", feature = "std"))]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { self.forward_i8_avx2(inputs, block, s) };
+            return unsafe { self.forward_i8_avx2(inputs, s) };
         }
-        self.forward_i8_body(inputs, block, s)
+        self.forward_i8_body(inputs, s)
     }
 
     /// [`Self::forward_i8_body`] compiled with AVX2 enabled. Safety: the CPU must have AVX2.
     #[cfg(all(target_arch = "x86_64", feature = "std"))]
     #[target_feature(enable = "avx2")]
-    unsafe fn forward_i8_avx2(&self, inputs: &Inputs, block: usize, s: &mut Int8Scratch) {
-        self.forward_i8_body(inputs, block, s)
+    unsafe fn forward_i8_avx2(&self, inputs: &Inputs, s: &mut Int8Scratch) {
+        self.forward_i8_body(inputs, s)
     }
 
     #[inline(always)]
-    fn forward_i8_body(&self, inputs: &Inputs, block: usize, s: &mut Int8Scratch) {
+    fn forward_i8_body(&self, inputs: &Inputs, s: &mut Int8Scratch) {
         let (e, h) = (self.word.cols, self.mapping_in.rows);
-        let nb = h.div_ceil(block.max(1));
         let transposed = match self.mapping_in.data {
             MatrixData::I8 { scales, .. } if s.mapping_t.len() == e * h => Some(scales),
             _ => None,
@@ -106,7 +104,7 @@ impl<'a> Embeddings<'a> {
             // The token-type and position rows pass through the accumulator, viewed as f32.
             let row = &mut s.row[..e];
             self.embed(inputs, t, row, &mut as_f32(s.acc)[..e]);
-            let y = &mut as_f32(s.acc)[..h];
+            let y = &mut s.hidden[t * h..(t + 1) * h];
             match transposed {
                 Some(scales) => {
                     y.iter_mut().for_each(|y| *y = 0.0);
@@ -116,15 +114,10 @@ impl<'a> Embeddings<'a> {
                     for ((y, &sc), &b) in y.iter_mut().zip(scales).zip(self.mapping_bias) {
                         *y = sc * *y + b;
                     }
+                    add_side(&self.mapping_in, 0, h, row, y);
                 }
                 None => linear_f32(&self.mapping_in, 0, row, self.mapping_bias, y),
             }
-            quant::quantize_blocks(
-                y,
-                block,
-                &mut s.hidden[t * h..(t + 1) * h],
-                &mut s.hidden_scale[t * nb..(t + 1) * nb],
-            );
         }
     }
 

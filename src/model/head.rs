@@ -1,6 +1,6 @@
 //! Pooler (dense + tanh on the `[CLS]` token) and classifier.
 
-use super::linear::{linear_f32, linear_i8};
+use super::linear::{add_side, linear_f32, linear_i8};
 use super::observer::{Observer, Site};
 use crate::format::{Matrix, Model};
 use crate::{math, quant};
@@ -42,40 +42,34 @@ impl<'a> Head<'a> {
         linear_f32(&self.classifier, 0, pooled, self.classifier_bias, logits);
     }
 
-    /// int8 engine: `cls` is the `[CLS]` row of the hidden state with its `block`-wide block scales; `qrow_scale`
-    /// holds at least `H / block` (rounded up) scales.
-    #[allow(clippy::too_many_arguments)]
+    /// int8 engine: `cls` is the `[CLS]` row of the residual stream (`f32`); each linear layer's input is
+    /// quantised with one scale, its side columns out. `row` holds at least H values, `qrow` H, `acc` H.
     pub(crate) fn forward_i8(
         &self,
-        cls: &[i8],
-        cls_scales: &[f32],
-        block: usize,
+        cls: &[f32],
         acc: &mut [i32],
+        row: &mut [f32],
         qrow: &mut [i8],
-        qrow_scale: &mut [f32],
         logits: &mut [f32],
     ) {
         let h = self.pooler.rows;
-        let pooled = linear_i8(
-            &self.pooler,
-            0,
-            cls,
-            cls_scales,
-            block,
-            self.pooler_bias,
-            &mut acc[..h],
-        );
+        let (qrow, row) = (&mut qrow[..h], &mut row[..h]);
+        let xs = quant::quantize_row_except(cls, self.pooler.side.cols, qrow);
+        let pooled = linear_i8(&self.pooler, 0, qrow, xs, self.pooler_bias, &mut acc[..h]);
+        add_side(&self.pooler, 0, h, cls, pooled);
         pooled.iter_mut().for_each(|x| *x = math::tanh(*x));
-        quant::quantize_blocks(pooled, block, &mut qrow[..h], qrow_scale);
+        row.copy_from_slice(pooled);
+        let ps = quant::quantize_row_except(row, self.classifier.side.cols, qrow);
+        let labels = logits.len();
         let out = linear_i8(
             &self.classifier,
             0,
-            &qrow[..h],
-            qrow_scale,
-            block,
+            qrow,
+            ps,
             self.classifier_bias,
-            &mut acc[..logits.len()],
+            &mut acc[..labels],
         );
+        add_side(&self.classifier, 0, labels, row, out);
         logits.copy_from_slice(out);
     }
 }

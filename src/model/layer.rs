@@ -1,7 +1,7 @@
 //! The ONE shared ALBERT transformer layer: self-attention (with the padding mask), dense, add & LayerNorm, FFN,
 //! add & LayerNorm. Stored once in the blob; [`super::classify`] applies it `num_hidden_layers` times.
 
-use super::linear::{as_f32, linear_f32, linear_i8_tokens};
+use super::linear::{add_side, as_f32, linear_f32, linear_i8_tokens};
 use super::observer::{Observer, Site};
 use super::Inputs;
 use crate::config::Activation;
@@ -31,7 +31,6 @@ pub struct Layer<'a> {
     full_ln_weight: &'a [f32],      // (H)
     full_ln_bias: &'a [f32],        // (H)
     heads: usize,
-    block: usize, // activation block width (`AlbertConfig::activation_block`)
     act: Activation,
     eps: f32,
 }
@@ -49,31 +48,32 @@ pub(crate) struct F32Scratch<'s> {
     pub row2: &'s mut [f32],   // (max(E, H))
 }
 
-/// Buffers of the int8 engine (see `Int8Plan`). Every activation is int8 in blocks of
-/// `AlbertConfig::activation_block` values (the context: one block per head), each block with its own scale.
+/// Buffers of the int8 engine (see `Int8Plan`). The residual stream, the attention context and the FFN's
+/// activation are `f32`; every linear layer's input is quantised to int8 with one scale per token.
 pub(crate) struct Int8Scratch<'s> {
-    pub hidden: &'s mut [i8],        // (seq, H)
-    pub hidden_scale: &'s mut [f32], // (seq, H / block)
-    pub ctx: &'s mut [i8],           // (seq, H)
-    pub ctx_scale: &'s mut [f32],    // (seq, heads): one scale per token and head
-    pub acc: &'s mut [i32],          // (max(FFN chunk rows, H, E, seq, labels)), also viewed as f32
-    pub row: &'s mut [f32],          // (max(E, H))
-    pub qrow: &'s mut [i8],          // (tile, max(I, H))
-    pub qrow_scale: &'s mut [f32],   // (tile, max(I, H) / block, rounded up)
-    pub out: &'s mut [i32],          // (tile, H): linear outputs, viewed as f32
-    pub tile: usize,                 // tokens per GEMM
-    pub work: &'s mut [u32],         // the GEMM kernels' workspace
-    pub sums: &'s mut [i32],         // the GEMM's weight sums (`layer_sums_len`), or empty
-    pub mapping_t: &'s mut [i8],     // (E, H): `mapping_in` transposed (the speed arena), or empty
-    pub q: &'s mut [i16],            // (d): one query row
-    pub k: &'s mut [i16],            // (`attention::keys_len(seq, d)`): one head's K
-    pub vt: &'s mut [i8],            // (`attention::values_len(seq, d)`): one head's V
-    pub k_scale: &'s mut [f32],      // (seq)
-    pub v_scale: &'s mut [f32],      // (seq)
-    pub v_sum: &'s mut [i32],        // (d): row sums of `vt`
-    pub probs: &'s mut [u8],         // (seq)
-    pub stage: &'s mut [f32],        // (tile, H): where threads put their rows of a GEMM, or empty
-    pub par: &'s dyn Parallel,       // who runs the linear layers' jobs
+    pub hidden: &'s mut [f32],     // (seq, H): the residual stream
+    pub xq: &'s mut [i8],          // (seq, H): the hidden state quantised for Q, K and V
+    pub xs: &'s mut [f32],         // (seq): its scales
+    pub ctx: &'s mut [f32],        // (seq, H): the attention context
+    pub acc: &'s mut [i32],        // (max(H, E, seq, labels)), also viewed as f32
+    pub row: &'s mut [f32],        // (max(E, H))
+    pub qrow: &'s mut [i8],        // (tile, max(I, H)): a linear layer's quantised input
+    pub qrow_scale: &'s mut [f32], // (tile): its scales
+    pub inter: &'s mut [f32],      // (tile, I): the FFN's activation
+    pub out: &'s mut [i32],        // (tile, H): linear outputs, viewed as f32
+    pub tile: usize,               // tokens per GEMM
+    pub work: &'s mut [u32],       // the GEMM kernels' workspace
+    pub sums: &'s mut [i32],       // the GEMM's weight sums (`layer_sums_len`), or empty
+    pub mapping_t: &'s mut [i8],   // (E, H): `mapping_in` transposed (the speed arena), or empty
+    pub q: &'s mut [i16],          // (d): one query row
+    pub k: &'s mut [i16],          // (`attention::keys_len(seq, d)`): one head's K
+    pub vt: &'s mut [i8],          // (`attention::values_len(seq, d)`): one head's V
+    pub k_scale: &'s mut [f32],    // (seq)
+    pub v_scale: &'s mut [f32],    // (seq)
+    pub v_sum: &'s mut [i32],      // (d): row sums of `vt`
+    pub probs: &'s mut [u8],       // (seq)
+    pub stage: &'s mut [f32],      // (tile, H): where threads put their rows of a GEMM, or empty
+    pub par: &'s dyn Parallel,     // who runs the linear layers' jobs
 }
 
 impl<'a> Layer<'a> {
@@ -99,7 +99,6 @@ impl<'a> Layer<'a> {
             full_ln_weight: l.full_ln_weight,
             full_ln_bias: l.full_ln_bias,
             heads: c.num_attention_heads,
-            block: model.activation_block(),
             act: c.hidden_act,
             eps: c.layer_norm_eps,
         }
@@ -206,11 +205,11 @@ impl<'a> Layer<'a> {
     // int8 engine
     // -----------------------------------------------------------------------------------------------------------
 
-    /// One application of the layer to `s.hidden` (seq, H, int8 in blocks), in place, for the first `outputs`
-    /// tokens (`1..=seq`; anything else means `seq`): K and V come from every token, but queries, the dense layer
-    /// and the FFN run for those tokens only, and the hidden state of the others is left as it was. The last
-    /// application needs only `[CLS]`, the one token the pooler reads; each token's output depends only on its own
-    /// query and on every token's K and V, so `[CLS]` comes out the same bits either way.
+    /// One application of the layer to `s.hidden` (seq, H, `f32`: the residual stream), in place, for the first
+    /// `outputs` tokens (`1..=seq`; anything else means `seq`): K and V come from every token, but queries, the
+    /// dense layer and the FFN run for those tokens only, and the hidden state of the others is left as it was.
+    /// The last application needs only `[CLS]`, the one token the pooler reads; each token's output depends only
+    /// on its own query and on every token's K and V, so `[CLS]` comes out the same bits either way.
     ///
     /// On x86-64 with `std`, the whole step is also compiled for AVX2 and chosen at run time when the CPU has it:
     /// the compiler then vectorises the element-wise loops (softmax, quantisation, LayerNorm, GELU, the 16-bit
@@ -245,8 +244,6 @@ impl<'a> Layer<'a> {
         let h = self.query.rows;
         let heads = self.heads;
         let d = h / heads;
-        let blk = self.block.max(1);
-        let nb = h.div_ceil(blk); // blocks per hidden row
         let i_size = self.ffn.rows;
         let inv_sqrt_d = 1.0 / math::sqrt(d as f32);
         let qmax = quant::qmax_i16_for_dot(d);
@@ -256,74 +253,73 @@ impl<'a> Layer<'a> {
         let all_sums: &[i32] = s.sums;
         let offsets = self.sums_offsets();
         let sums = |m: usize, r0: usize, n: usize| {
-            let (start, nb) = offsets[m];
-            all_sums
-                .get(start + r0 * nb..start + (r0 + n) * nb)
-                .unwrap_or(&[])
+            let start = offsets[m];
+            all_sums.get(start + r0..start + r0 + n).unwrap_or(&[])
         };
-        // Q, K and V of every head read the same hidden state: with the whole sequence in one tile, it is prepared
-        // for the GEMM once; otherwise once per head and tile (`tile_work`).
+
+        // Q, K and V read the hidden state quantised once, one scale per token, the query's side columns out.
+        let quantize = Quantize {
+            cols: h,
+            side: self.query.side.cols,
+        };
+        let bufs = (
+            &mut s.hidden[..seq * h],
+            &mut s.xq[..seq * h],
+            &mut s.xs[..seq],
+            &mut [][..],
+        );
+        parallel::run_rows(s.par, seq, 4, bufs, (h, h, 1, 0), &quantize);
+
+        // With the whole sequence in one tile, the input is prepared for the GEMM once; otherwise once per head
+        // and tile (`tile_work`).
         let whole = tile >= seq;
         let (shared_work, tile_work) = if whole {
             (&mut *s.work, &mut [][..])
         } else {
             (&mut [][..], &mut *s.work)
         };
-        let shared = whole.then(|| {
-            GemmInput::new(
-                &s.hidden[..seq * h],
-                h,
-                blk,
-                &s.hidden_scale[..seq * nb],
-                seq,
-                shared_work,
-            )
-        });
+        let shared =
+            whole.then(|| GemmInput::new(&s.xq[..seq * h], h, h, &s.xs[..seq], seq, shared_work));
         for head in 0..heads {
             let r0 = head * d;
-            let rows = r0..r0 + d;
             // The plan sizes both buffers with `keys_len` / `values_len`, so these always exist.
             let (Some(mut keys), Some(mut values)) =
                 (Keys::new(s.k, seq, d), Values::new(s.vt, seq, d))
             else {
                 return;
             };
-            // K (16 bits) and V (8 bits) of this head for every token, one scale per token, `tile`
-            // tokens per GEMM.
+            // K (16 bits) and V (8 bits) of this head for every token, one scale per token, `tile` tokens per
+            // GEMM.
             for t0 in (0..seq).step_by(tile) {
                 let tn = tile.min(seq - t0);
                 let mut local = None;
-                let (x, xs) = (
-                    &s.hidden[t0 * h..(t0 + tn) * h],
-                    &s.hidden_scale[t0 * nb..(t0 + tn) * nb],
-                );
-                let input = shared_or_tile(&shared, &mut local, x, h, blk, xs, tn, tile_work);
-                let bias = &self.key_bias[rows.clone()];
-                let y = linear_i8_tokens(
+                let (x, xs) = (&s.xq[t0 * h..(t0 + tn) * h], &s.xs[t0..t0 + tn]);
+                let input = shared_or_tile(&shared, &mut local, x, h, xs, tn, tile_work);
+                let x = &s.hidden[t0 * h..(t0 + tn) * h];
+                let y = self.project(
                     &self.key,
-                    r0,
-                    d,
+                    self.key_bias,
+                    (r0, d),
                     sums(K, r0, d),
                     input,
-                    bias,
-                    &mut s.out[..tn * d],
-                    (s.par, &mut *s.stage),
+                    x,
+                    s.out,
+                    (s.par, s.stage),
                 );
                 for (tt, y) in y.chunks_exact(d).enumerate() {
                     let t = t0 + tt;
                     s.k_scale[t] = quant::quantize_row_i16(y, qmax, &mut s.q[..d]);
                     keys.set(t, &s.q[..d]);
                 }
-                let bias = &self.value_bias[rows.clone()];
-                let y = linear_i8_tokens(
+                let y = self.project(
                     &self.value,
-                    r0,
-                    d,
+                    self.value_bias,
+                    (r0, d),
                     sums(V, r0, d),
                     input,
-                    bias,
-                    &mut s.out[..tn * d],
-                    (s.par, &mut *s.stage),
+                    x,
+                    s.out,
+                    (s.par, s.stage),
                 );
                 for (tt, y) in y.chunks_exact(d).enumerate() {
                     let t = t0 + tt;
@@ -338,21 +334,18 @@ impl<'a> Layer<'a> {
             for t0 in (0..outputs).step_by(tile) {
                 let tn = tile.min(outputs - t0);
                 let mut local = None;
-                let (x, xs) = (
-                    &s.hidden[t0 * h..(t0 + tn) * h],
-                    &s.hidden_scale[t0 * nb..(t0 + tn) * nb],
-                );
-                let input = shared_or_tile(&shared, &mut local, x, h, blk, xs, tn, tile_work);
-                let bias = &self.query_bias[rows.clone()];
-                let y = linear_i8_tokens(
+                let (x, xs) = (&s.xq[t0 * h..(t0 + tn) * h], &s.xs[t0..t0 + tn]);
+                let input = shared_or_tile(&shared, &mut local, x, h, xs, tn, tile_work);
+                let x = &s.hidden[t0 * h..(t0 + tn) * h];
+                let y = self.project(
                     &self.query,
-                    r0,
-                    d,
+                    self.query_bias,
+                    (r0, d),
                     sums(Q, r0, d),
                     input,
-                    bias,
-                    &mut s.out[..tn * d],
-                    (s.par, &mut *s.stage),
+                    x,
+                    s.out,
+                    (s.par, s.stage),
                 );
                 let rows = AttentionRows {
                     keys: &keys,
@@ -364,17 +357,14 @@ impl<'a> Layer<'a> {
                     d,
                     h,
                     r0,
-                    head,
-                    heads,
                     qmax,
                     inv_sqrt_d,
                 };
                 let ctx = &mut s.ctx[t0 * h..(t0 + tn) * h];
-                let ctx_scale = &mut s.ctx_scale[t0 * heads..(t0 + tn) * heads];
                 let per_job = attention_scratch_len(seq, d);
                 if s.par.threads() > 1 && s.stage.len() >= 2 * per_job {
-                    let bufs = (&mut *y, ctx, ctx_scale, &mut *s.stage);
-                    let per = (d, h, heads, per_job);
+                    let bufs = (&mut *y, &mut [][..], ctx, &mut *s.stage);
+                    let per = (d, 0, h, per_job);
                     parallel::run_rows(s.par, tn, 2, bufs, per, &rows);
                 } else {
                     // The speed arena's staging buffer holds the scores of several queries at once.
@@ -384,118 +374,152 @@ impl<'a> Layer<'a> {
                         &mut s.acc[..seq.max(d)]
                     };
                     let scratch = (&mut s.q[..d], acc, &mut s.probs[..seq]);
-                    rows.body_with(y, ctx, ctx_scale, scratch);
+                    rows.body_with(y, ctx, scratch);
                 }
             }
         }
 
-        // Dense (on the per-head context blocks), then add & LayerNorm, `tile` tokens per GEMM.
+        // Dense on the context (quantised per token, the dense layer's side columns out), then add & LayerNorm,
+        // `tile` tokens per GEMM.
         for t0 in (0..outputs).step_by(tile) {
             let tn = tile.min(outputs - t0);
-            let x = &s.ctx[t0 * h..(t0 + tn) * h];
-            let xs = &s.ctx_scale[t0 * heads..(t0 + tn) * heads];
-            let input = GemmInput::new(x, h, d, xs, tn, s.work);
-            let bias = self.dense_bias;
-            linear_i8_tokens(
+            let ctx = &mut s.ctx[t0 * h..(t0 + tn) * h];
+            let (qx, qs) = (&mut s.qrow[..tn * h], &mut s.qrow_scale[..tn]);
+            quantize_rows(s.par, ctx, h, self.dense.side.cols, qx, qs);
+            let input = GemmInput::new(qx, h, h, qs, tn, s.work);
+            self.project(
                 &self.dense,
-                0,
-                h,
+                self.dense_bias,
+                (0, h),
                 sums(DENSE, 0, h),
                 &input,
-                bias,
-                &mut s.out[..tn * h],
-                (s.par, &mut *s.stage),
+                ctx,
+                s.out,
+                (s.par, s.stage),
             );
             let ln = (self.attention_ln_weight, self.attention_ln_bias);
-            let bufs = (&mut *s.out, &mut *s.hidden, &mut *s.hidden_scale);
-            self.add_norm_requantize(bufs, s.par, t0, tn, ln);
+            self.add_norm(s.out, &mut s.hidden[t0 * h..(t0 + tn) * h], s.par, ln);
         }
 
-        // FFN, add & LayerNorm, `tile` tokens at a time: the intermediate exists for the tile's tokens only, in
-        // int8 blocks; the first GEMM runs in chunks of whole blocks of rows (at most H, what `out` holds per
-        // token), each quantised on its own.
-        let ni = i_size.div_ceil(blk);
-        let ffn_rows = ffn_chunk_rows(h, blk);
+        // FFN, add & LayerNorm, `tile` tokens at a time: the intermediate exists for the tile's tokens only; the
+        // first GEMM runs in chunks of at most H rows (what `out` holds per token), the activation written into
+        // the tile's `f32` intermediate rows, which are then quantised whole, one scale per token.
         for t0 in (0..outputs).step_by(tile) {
             let tn = tile.min(outputs - t0);
-            let x = &s.hidden[t0 * h..(t0 + tn) * h];
-            let xs = &s.hidden_scale[t0 * nb..(t0 + tn) * nb];
-            let input = GemmInput::new(x, h, blk, xs, tn, s.work);
-            for c0 in (0..i_size).step_by(ffn_rows) {
-                let cn = ffn_rows.min(i_size - c0);
-                let bias = &self.ffn_bias[c0..c0 + cn];
-                let inter = linear_i8_tokens(
+            let x = &mut s.hidden[t0 * h..(t0 + tn) * h];
+            let (qx, qs) = (&mut s.qrow[..tn * h], &mut s.qrow_scale[..tn]);
+            quantize_rows(s.par, x, h, self.ffn.side.cols, qx, qs);
+            let input = GemmInput::new(qx, h, h, qs, tn, s.work);
+            for c0 in (0..i_size).step_by(h) {
+                let cn = h.min(i_size - c0);
+                let inter = self.project(
                     &self.ffn,
-                    c0,
-                    cn,
+                    self.ffn_bias,
+                    (c0, cn),
                     sums(FFN, c0, cn),
                     &input,
-                    bias,
-                    &mut s.out[..tn * cn],
-                    (s.par, &mut *s.stage),
+                    x,
+                    s.out,
+                    (s.par, s.stage),
                 );
                 let work = Activate {
                     act: self.act,
-                    block: blk,
                     c0,
                     cn,
-                    i_size,
-                    ni,
                 };
-                let bufs = (
-                    inter,
-                    &mut s.qrow[..tn * i_size],
-                    &mut s.qrow_scale[..tn * ni],
-                    &mut [][..],
-                );
-                parallel::run_rows(s.par, tn, 2, bufs, (cn, i_size, ni, 0), &work);
+                let bufs = (inter, &mut [][..], &mut s.inter[..tn * i_size], &mut [][..]);
+                parallel::run_rows(s.par, tn, 2, bufs, (cn, 0, i_size, 0), &work);
             }
-            let x = &s.qrow[..tn * i_size];
-            let xs = &s.qrow_scale[..tn * ni];
-            let input = GemmInput::new(x, i_size, blk, xs, tn, s.work);
+            let inter = &mut s.inter[..tn * i_size];
+            let (qx, qs) = (&mut s.qrow[..tn * i_size], &mut s.qrow_scale[..tn]);
+            quantize_rows(s.par, inter, i_size, self.ffn_output.side.cols, qx, qs);
+            let input = GemmInput::new(qx, i_size, i_size, qs, tn, s.work);
             let bias = self.ffn_output_bias;
-            linear_i8_tokens(
+            self.project(
                 &self.ffn_output,
-                0,
-                h,
+                bias,
+                (0, h),
                 sums(FFN_OUT, 0, h),
                 &input,
-                bias,
-                &mut s.out[..tn * h],
-                (s.par, &mut *s.stage),
+                inter,
+                s.out,
+                (s.par, s.stage),
             );
             let ln = (self.full_ln_weight, self.full_ln_bias);
-            let bufs = (&mut *s.out, &mut *s.hidden, &mut *s.hidden_scale);
-            self.add_norm_requantize(bufs, s.par, t0, tn, ln);
+            self.add_norm(s.out, &mut s.hidden[t0 * h..(t0 + tn) * h], s.par, ln);
         }
+    }
+
+    /// Rows `r0..r0 + rows` of `w` (with its `bias` from `r0`; `sums`: those rows' GEMM weight sums) on the
+    /// tile's quantised `input`, plus the side columns read from the tile's `f32` input rows `x`: token `t`'s outputs in `out[t * rows..][..rows]`
+    /// (as `f32`, returned).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn project<'o>(
+        &self,
+        w: &Matrix,
+        bias: &[f32],
+        (r0, rows): (usize, usize),
+        sums: &[i32],
+        input: &GemmInput,
+        x: &[f32],
+        out: &'o mut [i32],
+        (par, stage): (&dyn Parallel, &mut [f32]),
+    ) -> &'o mut [f32] {
+        let tn = input.tokens();
+        let bias = &bias[r0..r0 + rows];
+        let y = linear_i8_tokens(
+            w,
+            r0,
+            rows,
+            sums,
+            input,
+            bias,
+            &mut out[..tn * rows],
+            (par, stage),
+        );
+        add_side(w, r0, rows, x, y);
+        y
     }
 }
 
-/// The GEMM input for a tile of the hidden state: `shared` when it covers the whole sequence, otherwise the tile's
-/// tokens `x` (`tn` rows of `cols`, scales `xs`) prepared into `local` with `work`.
-#[allow(clippy::too_many_arguments)]
+/// Quantises `tokens` rows of `x` (`cols` wide) into `q`, one scale each into `scales`, the channels `side` out
+/// ([`quant::quantize_row_except`]); the rows are shared out between threads by `par`.
+fn quantize_rows(
+    par: &dyn Parallel,
+    x: &mut [f32],
+    cols: usize,
+    side: &[u32],
+    q: &mut [i8],
+    scales: &mut [f32],
+) {
+    let tokens = scales.len();
+    let work = Quantize { cols, side };
+    parallel::run_rows(
+        par,
+        tokens,
+        4,
+        (x, q, scales, &mut [][..]),
+        (cols, cols, 1, 0),
+        &work,
+    );
+}
+
+/// The GEMM input for a tile of the quantised hidden state: `shared` when it covers the whole sequence, otherwise
+/// the tile's tokens `x` (`tn` rows of `cols`, scales `xs`) prepared into `local` with `work`.
 fn shared_or_tile<'x>(
     shared: &'x Option<GemmInput<'x>>,
     local: &'x mut Option<GemmInput<'x>>,
     x: &'x [i8],
     cols: usize,
-    block: usize,
     xs: &'x [f32],
     tn: usize,
     work: &'x mut [u32],
 ) -> &'x GemmInput<'x> {
     match shared {
         Some(input) => input,
-        None => local.insert(GemmInput::new(x, cols, block, xs, tn, work)),
+        None => local.insert(GemmInput::new(x, cols, cols, xs, tn, work)),
     }
-}
-
-/// Rows of the FFN's first matrix per GEMM: the most whole activation blocks that fit in `h` (the engine's `out`
-/// buffer holds `h` values per token; a blob's block is at most `h`).
-pub(crate) const fn ffn_chunk_rows(h: usize, block: usize) -> usize {
-    let block = if block == 0 { 1 } else { block };
-    let blocks = h / block;
-    block * if blocks == 0 { 1 } else { blocks }
 }
 
 /// The matrices in the order their GEMM weight sums are laid out (see [`Layer::sums_offsets`]).
@@ -506,42 +530,28 @@ const DENSE: usize = 3;
 const FFN: usize = 4;
 const FFN_OUT: usize = 5;
 
-/// `i32` words of the shared layer's GEMM weight sums ([`kernels::gemm_weight_sums`]): Q, K, V and the FFN's first
-/// matrix in blocks of `block` over H, the dense layer in blocks of the head size, the FFN's output in blocks of
-/// `block` over I.
+/// `i32` words of the shared layer's GEMM weight sums ([`kernels::gemm_weight_sums`]): one per row of Q, K, V,
+/// dense, the FFN's two matrices (each input is one block: one activation scale per token).
 pub(crate) const fn layer_sums_len(c: &crate::config::AlbertConfig) -> usize {
-    let (h, i) = (c.hidden_size, c.intermediate_size);
-    let block = c.activation_block();
-    let block = if block == 0 { 1 } else { block };
-    let nb = h.div_ceil(block);
-    (3 * h + i) * nb + h * c.num_attention_heads + h * i.div_ceil(block)
+    5 * c.hidden_size + c.intermediate_size
 }
 
 impl Layer<'_> {
-    /// Where each matrix's weight sums start in the engine's `sums` buffer, and their blocks per row.
-    fn sums_offsets(&self) -> [(usize, usize); 6] {
+    /// Where each matrix's weight sums start in the engine's `sums` buffer (one per row).
+    fn sums_offsets(&self) -> [usize; 6] {
         let h = self.query.rows;
-        let blk = self.block.max(1);
-        let nb = h.div_ceil(blk);
-        let ni = self.ffn.rows.div_ceil(blk);
-        let per_row = [nb, nb, nb, self.heads, nb, ni];
         let rows = [h, h, h, h, self.ffn.rows, h];
         let mut at = 0;
         core::array::from_fn(|m| {
             let start = at;
-            at += rows[m] * per_row[m];
-            (start, per_row[m])
+            at += rows[m];
+            start
         })
     }
 
     /// Fills `sums` (empty, or [`layer_sums_len`] words) with the GEMM weight sums of every matrix; once per
     /// forward pass, for all `num_hidden_layers` applications of the layer.
     pub(crate) fn prepare_sums(&self, sums: &mut [i32]) {
-        let h = self.query.rows;
-        let d = h / self.heads.max(1);
-        let blocks = [
-            self.block, self.block, self.block, d, self.block, self.block,
-        ];
         let matrices = [
             &self.query,
             &self.key,
@@ -552,66 +562,44 @@ impl Layer<'_> {
         ];
         let offsets = self.sums_offsets();
         for (m, w) in matrices.iter().enumerate() {
-            let (start, nb) = offsets[m];
-            let Some(out) = sums.get_mut(start..start + w.rows * nb) else {
+            let start = offsets[m];
+            let Some(out) = sums.get_mut(start..start + w.rows) else {
                 return;
             };
             if let MatrixData::I8 { values, .. } = w.data {
-                kernels::gemm_weight_sums(values, w.cols, blocks[m].max(1), out);
+                kernels::gemm_weight_sums(values, w.cols, w.cols.max(1), out);
             }
         }
     }
 
-    /// The end of a sub-layer for tokens `t0..t0 + tn`: `y = LayerNorm(out[tt] + hidden[t])` (the int8 hidden
-    /// dequantised), then `y` becomes the new int8 hidden state in blocks. `out` holds the sub-layer's outputs for
-    /// the tile (`tn` rows of H, `f32` bits); `hidden` and `hidden_scale` are the whole sequence's. Tokens are
-    /// shared out between threads by `par`.
+    /// The end of a sub-layer for a tile of tokens: `hidden[t] = LayerNorm(out[t] + hidden[t])`, with `out` the
+    /// sub-layer's outputs (`f32` bits, H per token) and `hidden` the tile's rows of the residual stream. Tokens
+    /// are shared out between threads by `par`.
     #[inline(always)]
-    fn add_norm_requantize(
+    fn add_norm(
         &self,
-        (out, hidden, hidden_scale): (&mut [i32], &mut [i8], &mut [f32]),
+        out: &mut [i32],
+        hidden: &mut [f32],
         par: &dyn Parallel,
-        t0: usize,
-        tn: usize,
         ln: (&[f32], &[f32]),
     ) {
         let h = self.query.rows;
-        let blk = self.block.max(1);
-        let nb = h.div_ceil(blk);
+        let tn = hidden.len() / h.max(1);
         let work = AddNorm {
             gamma: ln.0,
             beta: ln.1,
             eps: self.eps,
             h,
-            block: blk,
         };
-        let bufs = (
-            as_f32(&mut out[..tn * h]),
-            &mut hidden[t0 * h..(t0 + tn) * h],
-            &mut hidden_scale[t0 * nb..(t0 + tn) * nb],
-            &mut [][..],
-        );
-        parallel::run_rows(par, tn, 4, bufs, (h, h, nb, 0), &work);
-    }
-}
-
-/// The residual: `y[c] += q[c] * scales[c / block]`.
-#[inline(always)]
-fn add_blocks(y: &mut [f32], q: &[i8], scales: &[f32], block: usize) {
-    for ((y, q), &s) in y
-        .chunks_mut(block.max(1))
-        .zip(q.chunks(block.max(1)))
-        .zip(scales)
-    {
-        y.iter_mut().zip(q).for_each(|(y, &q)| *y += q as f32 * s);
+        let bufs = (as_f32(&mut out[..tn * h]), &mut [][..], hidden, &mut [][..]);
+        parallel::run_rows(par, tn, 4, bufs, (h, 0, h, 0), &work);
     }
 }
 
 /// `TokenWork` for a type with an `#[inline(always)] fn body(&self, Rows)`: compiled again with AVX-512 and with
 /// AVX2 on x86-64 hosts and chosen at run time, like the layer step ([`Layer::forward_i8`]), so that jobs run
 /// vectorised loops on any thread. The same IEEE operations in the same order per element in every variant (Rust
-/// never fuses or reassociates floating-point arithmetic), so the same bits; AVX-512 took the FFN activation from
-/// 7.1 % to 5.6 % of a classification (ALBERT-base, seq 128, `perf`).
+/// never fuses or reassociates floating-point arithmetic), so the same bits.
 macro_rules! token_work {
     ($t:ty) => {
         impl TokenWork for $t {
@@ -640,63 +628,70 @@ macro_rules! token_work {
     };
 }
 
-/// Add & LayerNorm, then requantise, token by token (rows: the sub-layer's output `f`, the int8 hidden state `q`
-/// and its block scales `s`).
+/// One activation scale per token (rows: the `f32` inputs `f`, their int8 values `q`, one scale each in `s`),
+/// the side columns out.
+struct Quantize<'a> {
+    cols: usize,
+    side: &'a [u32],
+}
+
+impl Quantize<'_> {
+    #[inline(always)]
+    fn body(&self, r: Rows<'_>) {
+        let rows =
+            r.f.chunks_exact(self.cols)
+                .zip(r.q.chunks_exact_mut(self.cols));
+        for ((x, q), s) in rows.zip(r.s.iter_mut()) {
+            *s = quant::quantize_row_except(x, self.side, q);
+        }
+    }
+}
+
+token_work!(Quantize<'_>);
+
+/// Add & LayerNorm, token by token (rows: the sub-layer's output `f`, the residual stream `s`, which receives the
+/// result).
 struct AddNorm<'a> {
     gamma: &'a [f32],
     beta: &'a [f32],
     eps: f32,
     h: usize,
-    block: usize,
 }
 
 impl AddNorm<'_> {
     #[inline(always)]
     fn body(&self, r: Rows<'_>) {
-        let (h, nb) = (self.h, self.h.div_ceil(self.block));
-        let rows = r.f.chunks_exact_mut(h);
-        for ((y, x), xs) in rows.zip(r.q.chunks_exact(h)).zip(r.s.chunks_exact(nb)) {
-            add_blocks(y, x, xs, self.block);
+        let h = self.h;
+        for (y, x) in r.f.chunks_exact_mut(h).zip(r.s.chunks_exact(h)) {
+            y.iter_mut().zip(x).for_each(|(y, &x)| *y += x);
         }
         // Several tokens side by side: the same bits as `layer_norm_f32` token by token.
         kernels::layer_norm_rows(r.f, h, self.gamma, self.beta, self.eps);
-        let rows = r.f.chunks_exact_mut(h);
-        for ((y, x), xs) in rows
-            .zip(r.q.chunks_exact_mut(h))
-            .zip(r.s.chunks_exact_mut(nb))
-        {
-            quant::quantize_blocks(y, self.block, x, xs);
-        }
+        r.s.copy_from_slice(&r.f[..r.s.len()]);
     }
 }
 
 token_work!(AddNorm<'_>);
 
-/// The FFN's activation on a chunk of `cn` intermediate values per token (rows `f`), quantised into columns
-/// `c0..c0 + cn` of the token's int8 intermediate row (`q`, `i_size` per token; scales `s`, `ni` per token).
+/// The FFN's activation on a chunk of `cn` intermediate values per token (rows `f`), written into columns
+/// `c0..c0 + cn` of the token's `f32` intermediate row (rows `s`, I per token).
 struct Activate {
     act: Activation,
-    block: usize,
     c0: usize,
     cn: usize,
-    i_size: usize,
-    ni: usize,
 }
 
 impl Activate {
     #[inline(always)]
     fn body(&self, r: Rows<'_>) {
-        let (blk, c0, cn) = (self.block, self.c0, self.cn);
-        let rows = r.f.chunks_exact_mut(cn);
-        let q = r.q.chunks_exact_mut(self.i_size);
-        for ((inter, q), scales) in rows.zip(q).zip(r.s.chunks_exact_mut(self.ni)) {
-            math::activate(self.act, inter);
-            quant::quantize_blocks(
-                inter,
-                blk,
-                &mut q[c0..c0 + cn],
-                &mut scales[c0 / blk..c0 / blk + cn.div_ceil(blk)],
-            );
+        let (c0, cn) = (self.c0, self.cn);
+        let i_size = r.s.len() / (r.f.len() / cn.max(1)).max(1);
+        for (y, inter) in
+            r.f.chunks_exact_mut(cn)
+                .zip(r.s.chunks_exact_mut(i_size.max(1)))
+        {
+            math::activate(self.act, y);
+            inter[c0..c0 + cn].copy_from_slice(y);
         }
     }
 }
@@ -713,9 +708,8 @@ pub(crate) const fn attention_scratch_len(seq: usize, d: usize) -> usize {
     d.div_ceil(2) + SOFTMAX_ROWS * if seq > d { seq } else { d } + seq.div_ceil(4)
 }
 
-/// One head's attention for a range of query tokens: rows `f` are the queries (`d` per token, `f32`), `q` the
-/// int8 context rows (`h` per token; this head writes columns `r0..r0 + d`) and `s` their scales (`heads` per
-/// token).
+/// One head's attention for a range of query tokens: rows `f` are the queries (`d` per token, `f32`) and `s` the
+/// `f32` context rows (`h` per token; this head writes columns `r0..r0 + d`).
 struct AttentionRows<'a> {
     keys: &'a Keys<'a>,
     values: &'a Values<'a>,
@@ -726,8 +720,6 @@ struct AttentionRows<'a> {
     d: usize,
     h: usize,
     r0: usize,
-    head: usize,
-    heads: usize,
     qmax: i32,
     inv_sqrt_d: f32,
 }
@@ -744,38 +736,35 @@ impl AttentionRows<'_> {
         if q.len() < d || acc.len() < seq.max(d) || probs.len() < seq {
             return; // `run_rows` gives every job `attention_scratch_len` values
         }
-        self.body_with(r.f, r.q, r.s, (&mut q[..d], acc, &mut probs[..seq]));
+        self.body_with(r.f, r.s, (&mut q[..d], acc, &mut probs[..seq]));
     }
 
     /// For each query row of `y`: the scores against every key, the masked softmax, P.V with V's per-token scales
-    /// folded into P, and the context quantised into the token's columns of `ctx`. `acc` holds `max(seq, d)`
-    /// values for each of up to [`SOFTMAX_ROWS`] queries whose softmax runs together (at least one).
+    /// folded into P, and the context into the token's columns of `ctx`. `acc` holds `max(seq, d)` values for
+    /// each of up to [`SOFTMAX_ROWS`] queries whose softmax runs together (at least one).
     #[inline(always)]
     fn body_with(
         &self,
         y: &mut [f32],
-        ctx: &mut [i8],
-        ctx_scale: &mut [f32],
+        ctx: &mut [f32],
         (q, acc, probs): (&mut [i16], &mut [i32], &mut [u8]),
     ) {
         let (seq, d, r0) = (self.k_scale.len(), self.d, self.r0);
         let w = seq.max(d);
         let group = (acc.len() / w.max(1)).clamp(1, SOFTMAX_ROWS);
-        let rows = y.chunks_exact(d).zip(ctx.chunks_exact_mut(self.h));
-        let mut rows = rows.zip(ctx_scale.chunks_exact_mut(self.heads));
+        let mut rows = y.chunks_exact(d).zip(ctx.chunks_exact_mut(self.h));
         loop {
             // Up to `group` queries: their scores, one slot of `acc` each.
-            let mut taken: [Option<(&mut [i8], &mut [f32])>; SOFTMAX_ROWS] = Default::default();
+            let mut taken: [Option<&mut [f32]>; SOFTMAX_ROWS] = Default::default();
             let mut n = 0;
-            for (slot, ((y, ctx), ctx_scale)) in acc.chunks_exact_mut(w).zip(&mut rows).take(group)
-            {
+            for (slot, (y, ctx)) in acc.chunks_exact_mut(w).zip(&mut rows).take(group) {
                 let qs = quant::quantize_row_i16(y, self.qmax, q) * self.inv_sqrt_d;
                 let scores = &mut slot[..seq];
                 self.keys.scores(q, scores);
                 for (a, &ks) in scores.iter_mut().zip(self.k_scale) {
                     *a = (*a as f32 * (qs * ks)).to_bits() as i32;
                 }
-                taken[n] = Some((ctx, ctx_scale));
+                taken[n] = Some(ctx);
                 n += 1;
             }
             if n == 0 {
@@ -784,7 +773,7 @@ impl AttentionRows<'_> {
             let scores = as_f32(&mut acc[..n * w]);
             kernels::masked_softmax_rows(scores, w, seq, n, |j| self.inputs.attends(j));
             for (slot, taken) in acc.chunks_exact_mut(w).zip(&mut taken[..n]) {
-                let Some((ctx, ctx_scale)) = taken.take() else {
+                let Some(ctx) = taken.take() else {
                     continue;
                 };
                 let scores = as_f32(&mut slot[..seq]);
@@ -795,10 +784,9 @@ impl AttentionRows<'_> {
                 let ps = quant::quantize_row_u8(scores, probs);
                 let context = &mut slot[..d];
                 self.values.attend(probs, self.v_sum, context);
-                for a in context.iter_mut() {
-                    *a = (*a as f32 * ps).to_bits() as i32;
+                for (c, &a) in ctx[r0..r0 + d].iter_mut().zip(context.iter()) {
+                    *c = a as f32 * ps;
                 }
-                ctx_scale[self.head] = quant::quantize_row(as_f32(context), &mut ctx[r0..r0 + d]);
             }
         }
     }

@@ -5,7 +5,7 @@ use crate::kernels::GemmInput;
 use crate::parallel::{self, Linear, Parallel, Sequential};
 
 /// `out[r] = w[row0 + r] . x + bias[r]` with `f32` activations; an int8 `w` is dequantised on the fly
-/// (`scale[row] * sum(q * x)`).
+/// (`scale[row] * sum(q * x) + bias`, then its side columns added: [`add_side`]).
 ///
 /// Each row's dot product is summed left to right exactly as [`crate::kernels::dot_f32`] does; four rows are walked side
 /// by side only so that their independent sums overlap in the pipeline (same bits, several times faster; the
@@ -27,31 +27,46 @@ pub(crate) fn linear_f32(w: &Matrix, row0: usize, x: &[f32], bias: &[f32], out: 
             for ((o, &s), &b) in out.iter_mut().zip(scales).zip(bias) {
                 *o = s * *o + b;
             }
+            add_side(w, row0, out.len(), x, out);
         }
     }
 }
 
-/// Block-scaled int8 `y = W x + b`. `x` is made of `block`-wide int8 blocks (the last may be shorter), block `b`
-/// with scale `x_scales[b]`. For each output row `r` (weight row `row0 + r`):
+/// Adds the side columns of rows `row0..row0 + rows` of `w` (see [`crate::format::Side`]) to a tile's outputs:
+/// token `t`'s `y[t * rows + r] += side.dot(row0 + r, x[t * cols..][..cols])`, where `x` holds the tile's `f32`
+/// input rows. Nothing without side columns. Both precisions add them this way, after the bias.
+#[inline]
+pub(crate) fn add_side(w: &Matrix, row0: usize, rows: usize, x: &[f32], y: &mut [f32]) {
+    if w.side.is_empty() || rows == 0 || w.cols == 0 {
+        return;
+    }
+    for (yt, xt) in y.chunks_exact_mut(rows).zip(x.chunks_exact(w.cols)) {
+        for (r, y) in yt.iter_mut().enumerate() {
+            *y += w.side.dot(row0 + r, xt);
+        }
+    }
+}
+
+/// int8 `y = W x + b` for one token whose int8 row `x` has the one scale `x_scale`. For each output row `r`
+/// (weight row `row0 + r`):
 ///
-/// * `f = sum_b (sum_{c in block b} q_w[row0 + r][c] * x[c]) as f32 * x_scales[b]`: each block's dot product exact
-///   in `i32`, then combined in `f32` from 0.0, blocks in order ([`crate::kernels::gemv_i8_blocks`]; this is the
-///   one-token case of [`linear_i8_tokens`]);
+/// * `f = 0.0 + (sum_c q_w[row0 + r][c] * x[c]) as f32 * x_scale`: the dot product exact in `i32`
+///   ([`crate::kernels::gemv_i8_blocks`] with one block; this is the one-token case of [`linear_i8_tokens`]);
 /// * `y[r] = f * w_scale[row0 + r] + bias[r]`.
 ///
 /// The outputs overwrite `acc` (reinterpreted as `f32`, which is returned): the int8 engine keeps one accumulator
-/// buffer. `w` must be int8 (checked by `classify`).
+/// buffer. `w` must be int8 (checked by `classify`). Side columns are the caller's ([`add_side`]).
 pub(crate) fn linear_i8<'s>(
     w: &Matrix,
     row0: usize,
     x: &[i8],
-    x_scales: &[f32],
-    block: usize,
+    x_scale: f32,
     bias: &[f32],
     acc: &'s mut [i32],
 ) -> &'s mut [f32] {
     let rows = acc.len();
-    let input = GemmInput::new(x, w.cols, block, x_scales, 1, &mut []);
+    let scales = [x_scale];
+    let input = GemmInput::new(x, w.cols, w.cols, &scales, 1, &mut []);
     linear_i8_tokens(
         w,
         row0,

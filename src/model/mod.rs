@@ -1,10 +1,11 @@
 //! The ALBERT forward pass: embeddings, ONE shared transformer layer applied `num_hidden_layers` times, pooler
 //! and classifier. Two precisions share the structure:
 //!
-//! * [`Precision::Int8`], the engine: int8 weights, int8 activations in blocks with one scale each (the blob's
-//!   activation block; the attention context per head; Q and K in 16 bits), `i32` accumulation, streamed so that
-//!   memory stays small (attention head by head, the linear layers one token, or one tile of tokens, at a time;
-//!   see `QUANTIZATION.md`).
+//! * [`Precision::Int8`], the engine (numeric contract 2): int8 weights; every linear layer's input quantised to
+//!   int8 with one scale per token, its calibrated outlier channels kept out in `f32` side columns; `i32`
+//!   accumulation; the residual stream, LayerNorm, softmax and GELU in `f32`; Q and K in 16 bits, attention
+//!   probabilities u8 and V int8 with exact integer products. Streamed: attention head by head, the linear layers
+//!   one token, or one tile of tokens, at a time (see `QUANTIZATION.md`).
 //! * [`Precision::F32`], the host reference: `f32` activations, weights dequantised on the fly when the blob is
 //!   int8. It is the yardstick the converter calibrates and tests measure against.
 //!
@@ -91,18 +92,17 @@ const fn max(a: usize, b: usize) -> usize {
     }
 }
 
-/// Element counts of the int8 engine's buffers for `seq` tokens. Activations are int8 in blocks of
-/// `AlbertConfig::activation_block` values (the attention context: one block per head, `d` values) with one `f32`
-/// scale per block.
+/// Element counts of the int8 engine's buffers for `seq` tokens. The residual stream, the attention context and
+/// the FFN's activation are `f32`; each linear layer's input is quantised to int8 with one `f32` scale per token.
 #[derive(Debug, Clone, Copy)]
 struct Int8Plan {
-    hidden: usize, // (seq, H) i8: the hidden state, one row per token; same for the attention context
-    hidden_scale: usize, // (seq, H / block) f32
-    ctx_scale: usize, // (seq, heads) f32: one scale per token and head
+    hidden: usize, // (seq, H) f32: the residual stream; (seq, H) f32 the attention context; (seq, H) i8 the QKV input
+    seq_scale: usize, // (seq) f32: the QKV input's scales
     acc: usize,    // (max(H, E, seq, labels)) i32, reused in place as f32
     row: usize,    // (max(E, H)) f32
-    qrow: usize,   // (tile, max(I, H)) i8
-    qrow_scale: usize, // (tile, max(I, H) / block, rounded up) f32
+    qrow: usize,   // (tile, max(I, H)) i8: a linear layer's quantised input
+    qrow_scale: usize, // (tile) f32
+    inter: usize,  // (tile, I) f32: the FFN's activation
     out: usize,    // (tile, H) i32 / f32
     stage: usize, // (tile, H) f32: threads' outputs for rows of a GEMM (tiles of more than one token)
     work: usize,  // u32 words: the GEMM kernels' workspace (tiles of more than one token only)
@@ -119,21 +119,19 @@ impl Int8Plan {
     const fn new(c: &AlbertConfig, seq: usize, tile: usize) -> Self {
         let (e, h, i) = (c.embedding_size, c.hidden_size, c.intermediate_size);
         let d = max(h / max(c.num_attention_heads, 1), 1);
-        let block = c.activation_block();
         Int8Plan {
             hidden: seq * h,
-            hidden_scale: seq * h.div_ceil(block),
-            ctx_scale: seq * c.num_attention_heads,
+            seq_scale: seq,
             acc: max(max(h, e), max(seq, c.num_labels)),
             row: max(e, h),
             qrow: tile * max(i, h),
-            qrow_scale: tile * max(i, h).div_ceil(block),
+            qrow_scale: tile,
+            inter: tile * i,
             out: tile * h,
             stage: if tile > 1 { tile * h } else { 0 },
-            // The widest GEMM input is max(I, H) columns; the narrowest blocks are the smaller of the blob's
-            // block and the head size (the dense layer's blocks).
+            // The widest GEMM input is max(I, H) columns, each input one block; the narrowest is H.
             work: if tile > 1 {
-                kernels::gemm_workspace_words(tile, max(i, h), min(block, d))
+                kernels::gemm_workspace_words(tile, max(i, h), min(i, h))
             } else {
                 0
             },
@@ -152,13 +150,14 @@ impl Int8Plan {
     }
 
     const fn bytes(&self) -> usize {
-        2 * round16(self.hidden)
-            + round16(4 * self.hidden_scale)
-            + round16(4 * self.ctx_scale)
+        2 * round16(4 * self.hidden)
+            + round16(self.hidden)
+            + round16(4 * self.seq_scale)
             + round16(4 * self.acc)
             + round16(4 * self.row)
             + round16(self.qrow)
             + round16(4 * self.qrow_scale)
+            + round16(4 * self.inter)
             + round16(4 * self.out)
             + round16(4 * self.stage)
             + round16(4 * self.work)
@@ -451,16 +450,16 @@ fn forward(
                 tile += 1;
             }
             let p = Int8Plan::new(c, seq, tile);
-            let block = model.activation_block();
             let mut s = layer::Int8Scratch {
-                hidden: a.i8s(p.hidden),
-                hidden_scale: a.f32s(p.hidden_scale),
-                ctx: a.i8s(p.hidden),
-                ctx_scale: a.f32s(p.ctx_scale),
+                hidden: a.f32s(p.hidden),
+                xq: a.i8s(p.hidden),
+                xs: a.f32s(p.seq_scale),
+                ctx: a.f32s(p.hidden),
                 acc: a.i32s(p.acc),
                 row: a.f32s(p.row),
                 qrow: a.i8s(p.qrow),
                 qrow_scale: a.f32s(p.qrow_scale),
+                inter: a.f32s(p.inter),
                 out: a.i32s(p.out),
                 stage: a.f32s(p.stage),
                 work: a.u32s(p.work),
@@ -477,7 +476,7 @@ fn forward(
                 par,
             };
             embeddings.prepare_mapping_t(s.mapping_t);
-            embeddings.forward_i8(inputs, block, &mut s);
+            embeddings.forward_i8(inputs, &mut s);
             layer.prepare_sums(s.sums);
             // The pooler reads `[CLS]` only: the last application computes that token's output alone.
             for pass in 0..c.num_hidden_layers {
@@ -485,16 +484,7 @@ fn forward(
                 let outputs = if last && !full_last_layer { 1 } else { seq };
                 layer.forward_i8(inputs, &mut s, outputs);
             }
-            let nb = c.hidden_size.div_ceil(block);
-            head.forward_i8(
-                &s.hidden[..c.hidden_size],
-                &s.hidden_scale[..nb],
-                block,
-                s.acc,
-                s.qrow,
-                s.qrow_scale,
-                logits,
-            );
+            head.forward_i8(&s.hidden[..c.hidden_size], s.acc, s.row, s.qrow, logits);
         }
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! The model-blob writer: the twin of the core's `format` module (the reader). See `FORMAT.md`.
 
-use albert_edge::format::{crc32, TENSOR_ENTRY_LEN};
+use albert_edge::format::{crc32, side_bytes, MAX_SIDE_COLUMNS, TENSOR_ENTRY_LEN};
 use albert_edge::format::{
     entry, header, DType, TensorKind, ALIGN, CRC_START, FORMAT_VERSION, HEADER_LEN, MAGIC,
 };
@@ -21,7 +21,19 @@ pub enum Payload {
         scales: Vec<f32>,
         /// Worst absolute quantisation error, recorded for `inspect`.
         quant_error: f32,
+        /// Side (outlier) columns kept in `f32`; their int8 values must be 0.
+        side: SideColumns,
     },
+}
+
+/// An int8 matrix's side columns (`FORMAT.md`): strictly increasing column indices and their `f32` weights,
+/// `rows * cols.len()` values, row-major.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SideColumns {
+    /// Column indices.
+    pub cols: Vec<u32>,
+    /// Row-major weights, `rows x cols.len()`.
+    pub values: Vec<f32>,
 }
 
 impl Payload {
@@ -45,8 +57,6 @@ pub struct BlobContents {
     pub labels: Vec<String>,
     /// The tokenizer section (empty for none).
     pub tokenizer: Vec<u8>,
-    /// The int8 engine's activation block width (0: the default, half the head size).
-    pub activation_block: usize,
 }
 
 fn pad_to_align(out: &mut Vec<u8>) {
@@ -64,7 +74,7 @@ fn put_u32(out: &mut [u8], at: usize, v: usize) -> Result<()> {
     Ok(())
 }
 
-/// Serialises `contents` as a format-v1 blob: header, tensor table, labels, tokenizer, then tensor data, every
+/// Serialises `contents` as a format-v2 blob: header, tensor table, labels, tokenizer, then tensor data, every
 /// section and tensor 16-byte aligned, CRC-32 last. Deterministic: the same contents give the same bytes.
 pub fn write_blob(contents: &BlobContents) -> Result<Vec<u8>> {
     let c = &contents.config;
@@ -104,11 +114,6 @@ pub fn write_blob(contents: &BlobContents) -> Result<Vec<u8>> {
     );
     put_u32(&mut out, header::HIDDEN_ACT, c.hidden_act.code() as usize)?;
     put_u32(&mut out, header::NUM_LABELS, c.num_labels)?;
-    put_u32(
-        &mut out,
-        header::ACTIVATION_BLOCK,
-        contents.activation_block,
-    )?;
     put_u32(&mut out, header::TENSOR_COUNT, tensors.len())?;
 
     // Tensor table (filled once the data offsets are known).
@@ -169,6 +174,7 @@ pub fn write_blob(contents: &BlobContents) -> Result<Vec<u8>> {
                 values,
                 scales,
                 quant_error,
+                side,
             } => {
                 ensure!(
                     kind.is_matrix(),
@@ -202,6 +208,9 @@ pub fn write_blob(contents: &BlobContents) -> Result<Vec<u8>> {
                     *quant_error,
                 );
                 pad_to_align(&mut out);
+                if !side.cols.is_empty() {
+                    write_side(&mut out, e, kind, (rows, cols), values, side)?;
+                }
             }
         }
     }
@@ -211,6 +220,56 @@ pub fn write_blob(contents: &BlobContents) -> Result<Vec<u8>> {
     let crc = crc32(&out[CRC_START..]);
     LE::write_u32(&mut out[header::CRC32..header::CRC32 + 4], crc);
     Ok(out)
+}
+
+/// Appends an int8 matrix's side columns and records them in its table entry at `e`.
+fn write_side(
+    out: &mut Vec<u8>,
+    e: usize,
+    kind: &TensorKind,
+    (rows, cols): (usize, usize),
+    values: &[i8],
+    side: &SideColumns,
+) -> Result<()> {
+    let k = side.cols.len();
+    ensure!(
+        k <= MAX_SIDE_COLUMNS.min(cols),
+        "tensor `{}`: {k} side columns (at most {})",
+        kind.name(),
+        MAX_SIDE_COLUMNS.min(cols)
+    );
+    ensure!(
+        side.cols.windows(2).all(|w| w[0] < w[1]) && side.cols.iter().all(|&c| (c as usize) < cols),
+        "tensor `{}`: side columns must be increasing and below {cols}",
+        kind.name()
+    );
+    ensure!(
+        side.values.len() == rows * k && side.values.iter().all(|v| v.is_finite()),
+        "tensor `{}`: side columns need {rows}x{k} finite values",
+        kind.name()
+    );
+    ensure!(
+        side.cols.iter().all(|&c| values
+            .iter()
+            .skip(c as usize)
+            .step_by(cols)
+            .all(|&q| q == 0)),
+        "tensor `{}`: a side column's int8 values must be 0",
+        kind.name()
+    );
+    let offset = out.len();
+    side.cols
+        .iter()
+        .for_each(|c| out.extend_from_slice(&c.to_le_bytes()));
+    pad_to_align(out);
+    debug_assert_eq!(out.len() - offset, side_bytes(rows, k).0);
+    side.values
+        .iter()
+        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    pad_to_align(out);
+    put_u32(out, e + entry::SIDE_OFFSET, offset)?;
+    put_u32(out, e + entry::SIDE_COUNT, k)?;
+    Ok(())
 }
 
 /// A heap buffer whose first byte is 16-byte aligned, so a blob read from disk can be parsed in place.

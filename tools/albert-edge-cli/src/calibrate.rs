@@ -105,6 +105,8 @@ pub struct SiteStats {
     pub xtx: Vec<f64>,
     /// `Σ x`, `(cols)`.
     pub sum: Vec<f64>,
+    /// Largest `|x|` per channel, `(cols)`.
+    pub max_abs: Vec<f32>,
     batch: Vec<f32>, // (<= BATCH_ROWS, cols + 1): rows not yet folded in, each with a trailing 1
     prod: Vec<f32>,  // (cols + 1, cols + 1): batchᵀ batch, whose last row is Σ x
 }
@@ -116,6 +118,7 @@ impl SiteStats {
             rows: 0,
             xtx: vec![0.0; cols * cols],
             sum: vec![0.0; cols],
+            max_abs: vec![0.0; cols],
             batch: Vec::with_capacity(BATCH_ROWS * (cols + 1)),
             prod: vec![0.0; (cols + 1) * (cols + 1)],
         }
@@ -123,6 +126,10 @@ impl SiteStats {
 
     fn push(&mut self, x: &[f32]) {
         self.rows += 1;
+        self.max_abs
+            .iter_mut()
+            .zip(x)
+            .for_each(|(m, &v)| *m = m.max(v.abs()));
         self.batch.extend_from_slice(x);
         self.batch.push(1.0);
         if self.batch.len() >= BATCH_ROWS * (self.cols + 1) {
@@ -178,6 +185,10 @@ impl SiteStats {
 
     fn merge(&mut self, other: SiteStats) {
         self.rows += other.rows;
+        self.max_abs
+            .iter_mut()
+            .zip(&other.max_abs)
+            .for_each(|(a, &b)| *a = a.max(b));
         self.xtx
             .iter_mut()
             .zip(&other.xtx)
@@ -186,6 +197,26 @@ impl SiteStats {
             .iter_mut()
             .zip(&other.sum)
             .for_each(|(a, b)| *a += b);
+    }
+
+    /// The outlier channels of this input: those whose largest calibrated `|x|` exceeds `ratio` times the median
+    /// channel's, at most `limit` of them (the largest), in increasing order. They become the matrix's side
+    /// columns (`f32`), out of the int8 activation's scale and out of the weights' rounding. None when `ratio` is
+    /// not positive.
+    pub fn outliers(&self, ratio: f32, limit: usize) -> Vec<u32> {
+        if !(ratio > 0.0) || self.max_abs.is_empty() || limit == 0 {
+            return Vec::new();
+        }
+        let mut sorted = self.max_abs.clone();
+        sorted.sort_by(f32::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        let mut big: Vec<u32> = (0..self.cols as u32)
+            .filter(|&c| self.max_abs[c as usize] > ratio * median)
+            .collect();
+        big.sort_by(|&a, &b| self.max_abs[b as usize].total_cmp(&self.max_abs[a as usize]));
+        big.truncate(limit);
+        big.sort_unstable();
+        big
     }
 
     /// `E[x]` over every row seen.

@@ -20,7 +20,7 @@ use albert_edge::tokenizer::Tokenizer;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::blob::{write_blob, AlignedBlob, BlobContents, Payload};
+use crate::blob::{write_blob, AlignedBlob, BlobContents, Payload, SideColumns};
 use crate::calibrate::{self, Statistics};
 use crate::checkpoint::{read_config, CheckpointDir, TOKENIZER_CONFIG_FILE};
 use crate::gptq::{quantize_matrix_gptq, GptqOptions};
@@ -66,9 +66,19 @@ pub struct ConvertOptions {
     pub bias_correction: bool,
     /// Tokenizer section without the NORMAL pieces' strings (`--compact-tokenizer`): same encoding, smaller blob.
     pub compact_tokenizer: bool,
-    /// The int8 engine's activation block width recorded in the blob (`--activation-block`); 0: the default,
-    /// half the head size. Wider blocks are faster and less accurate.
-    pub activation_block: usize,
+    /// Outlier channels (side columns): an int8 matrix's input channel whose largest calibrated `|x|` exceeds
+    /// this many times the median channel's stays `f32` (`--outlier-ratio`; 0: none). Needs calibration.
+    pub outlier_ratio: f32,
+}
+
+/// Default [`ConvertOptions::outlier_ratio`]: QUANTIZATION.md section 8.
+pub const DEFAULT_OUTLIER_RATIO: f32 = 6.0;
+
+/// Most side columns per matrix: an eighth of its input width, at most 16 (and the format's limit).
+pub fn side_column_limit(cols: usize) -> usize {
+    (cols / 8)
+        .min(16)
+        .min(albert_edge::format::MAX_SIDE_COLUMNS)
 }
 
 impl Default for ConvertOptions {
@@ -83,7 +93,7 @@ impl Default for ConvertOptions {
             gptq: GptqOptions::default(),
             bias_correction: false,
             compact_tokenizer: false,
-            activation_block: 0,
+            outlier_ratio: DEFAULT_OUTLIER_RATIO,
         }
     }
 }
@@ -286,7 +296,6 @@ fn calibrate(
             .collect(),
         labels: labels.to_vec(),
         tokenizer: Vec::new(),
-        activation_block: 0,
     };
     let blob = AlignedBlob::new(&write_blob(&fp32)?);
     let model = albert_edge::Model::from_bytes(blob.bytes()).map_err(|e| {
@@ -317,14 +326,10 @@ pub fn build_contents_calibrated(
     let files = CheckpointDir::locate(dir)?;
     let hf = read_config(&files.config)?;
     let config = hf.config;
-    let default_block = config.activation_block();
-    if opts.activation_block != 0
-        && !(default_block..=config.hidden_size).contains(&opts.activation_block)
-    {
+    if !(opts.outlier_ratio >= 0.0 && opts.outlier_ratio.is_finite()) {
         bail!(
-            "--activation-block {}: must be between {default_block} (half the head size, the default) and {} (hidden_size)",
-            opts.activation_block,
-            config.hidden_size
+            "--outlier-ratio {}: must be a finite number, 0 or more",
+            opts.outlier_ratio
         );
     }
     let weights = WeightsFile::open(&files.weights)?;
@@ -395,11 +400,19 @@ pub fn build_contents_calibrated(
                         .as_ref()
                         .zip(site)
                         .and_then(|((stats, _), (site, _))| stats.get(site));
+                    // The engine's int8 inputs: every linear layer but `mapping_in`, whose input stays f32.
+                    let side_cols = match (stats, site) {
+                        (Some(s), Some((site, _))) if site != Site::MappingIn => {
+                            s.outliers(opts.outlier_ratio, side_column_limit(cols))
+                        }
+                        _ => Vec::new(),
+                    };
+                    let (w, side, xtx) = split_side(&t.values, cols, &side_cols, stats);
                     let gptq = stats.and_then(|s| {
                         quantize_matrix_gptq(
-                            &t.values,
+                            &w,
                             cols,
-                            &s.xtx,
+                            xtx.as_deref().unwrap_or(&s.xtx),
                             &opts.gptq,
                             &mut values,
                             &mut scales,
@@ -407,16 +420,16 @@ pub fn build_contents_calibrated(
                     });
                     let quant_error = match gptq {
                         Some(err) => err,
-                        None => quantize_matrix(&t.values, cols, &mut values, &mut scales),
+                        None => quantize_matrix(&w, cols, &mut values, &mut scales),
                     };
                     if let (true, Some(s), Some((_, bias))) = (opts.bias_correction, stats, site) {
-                        bias_deltas
-                            .push((bias, bias_delta(&t.values, &values, &scales, &s.mean())));
+                        bias_deltas.push((bias, bias_delta(&w, &values, &scales, &s.mean())));
                     }
                     Payload::I8 {
                         values,
                         scales,
                         quant_error,
+                        side,
                     }
                 }
                 _ => Payload::F32(t.values),
@@ -438,11 +451,49 @@ pub fn build_contents_calibrated(
             tensors: payloads,
             labels: hf.labels,
             tokenizer,
-            activation_block: opts.activation_block,
         },
         file,
         calibration.map(|(_, summary)| summary),
     ))
+}
+
+/// Moves the columns `side_cols` of `w` (`cols` wide) out of the int8 weights: returns `w` with those columns
+/// zeroed, the columns themselves (`f32`, row-major), and, where there are any and `stats` exist, GPTQ's `XᵀX`
+/// with those channels decoupled (their rows and columns 0, so no other column's rounding error is pushed onto
+/// them or fitted to them).
+fn split_side<'w>(
+    w: &'w [f32],
+    cols: usize,
+    side_cols: &[u32],
+    stats: Option<&crate::calibrate::SiteStats>,
+) -> (std::borrow::Cow<'w, [f32]>, SideColumns, Option<Vec<f64>>) {
+    if side_cols.is_empty() || cols == 0 {
+        return (std::borrow::Cow::Borrowed(w), SideColumns::default(), None);
+    }
+    let mut kept = w.to_vec();
+    let mut values = Vec::with_capacity(w.len() / cols * side_cols.len());
+    for row in kept.chunks_exact_mut(cols) {
+        for &c in side_cols {
+            values.push(row[c as usize]);
+            row[c as usize] = 0.0;
+        }
+    }
+    let xtx = stats.map(|s| {
+        let mut h = s.xtx.clone();
+        for &c in side_cols {
+            let c = c as usize;
+            for j in 0..cols {
+                h[c * cols + j] = 0.0;
+                h[j * cols + c] = 0.0;
+            }
+        }
+        h
+    });
+    let side = SideColumns {
+        cols: side_cols.to_vec(),
+        values,
+    };
+    (std::borrow::Cow::Owned(kept), side, xtx)
 }
 
 /// `(W - Ŵ) μ` per row: the mean output error that bias correction removes.

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use albert_edge::format::{header, DType, ALIGN};
+use albert_edge::format::{header, side_bytes, DType, ALIGN};
 use albert_edge::model::{scratch_size, scratch_size_for_speed, Precision};
 use albert_edge::Model;
 use byteorder::{ByteOrder, LittleEndian as LE};
@@ -26,8 +26,6 @@ pub struct ConfigReport {
     pub layer_norm_eps: f32,
     pub hidden_act: &'static str,
     pub num_labels: usize,
-    /// The int8 engine's activation block width (values per scale).
-    pub activation_block: usize,
 }
 
 /// One tensor-table row.
@@ -45,6 +43,8 @@ pub struct TensorRow {
     pub scale_bytes: usize,
     /// Worst absolute quantisation error recorded by the converter (0 for f32).
     pub quant_error: f32,
+    /// Side (outlier) columns kept in `f32` (0 for none).
+    pub side_columns: usize,
 }
 
 /// Bytes per blob region (each including its padding to 16); they add up to `total_bytes`.
@@ -55,6 +55,7 @@ pub struct Sections {
     pub tokenizer: usize,
     pub weights: usize,
     pub scales: usize,
+    pub side_columns: usize,
 }
 
 /// Scratch arena bytes for one sequence length.
@@ -105,6 +106,7 @@ pub fn report(model: &Model) -> Report {
             bytes: t.len,
             scale_bytes: t.scales_len,
             quant_error: t.quant_error,
+            side_columns: t.side_count,
         })
         .collect();
 
@@ -124,6 +126,11 @@ pub fn report(model: &Model) -> Report {
         tokenizer: if tok_len > 0 { round16(tok_len) } else { 0 },
         weights: tensors.iter().map(|t| round16(t.bytes)).sum(),
         scales: tensors.iter().map(|t| round16(t.scale_bytes)).sum(),
+        side_columns: tensors
+            .iter()
+            .filter(|t| t.side_columns > 0)
+            .map(|t| round16(side_bytes(t.shape[0], t.side_columns).1))
+            .sum(),
     };
 
     let mut seqs: Vec<usize> = SCRATCH_SEQ_LENS
@@ -159,7 +166,6 @@ pub fn report(model: &Model) -> Report {
             layer_norm_eps: c.layer_norm_eps,
             hidden_act: c.hidden_act.name(),
             num_labels: c.num_labels,
-            activation_block: model.activation_block(),
         },
         labels: (0..c.num_labels)
             .map(|i| model.label(i).to_string())
@@ -179,6 +185,13 @@ pub fn render_text(r: &Report) -> String {
         "albert-edge model blob, format v{}, {} bytes",
         r.format_version, r.total_bytes
     );
+    if r.format_version < 2 {
+        let _ = writeln!(
+            s,
+            "(format v1: converted before outlier side columns; it runs under the current numeric contract, and \
+             reconverting the checkpoint with this version adds them)"
+        );
+    }
     let _ = writeln!(s, "\nconfig");
     for (k, v) in [
         ("vocab_size", c.vocab_size.to_string()),
@@ -194,7 +207,6 @@ pub fn render_text(r: &Report) -> String {
         ("type_vocab_size", c.type_vocab_size.to_string()),
         ("layer_norm_eps", format!("{:e}", c.layer_norm_eps)),
         ("hidden_act", c.hidden_act.to_string()),
-        ("activation_block", c.activation_block.to_string()),
         ("num_labels", c.num_labels.to_string()),
     ] {
         let _ = writeln!(s, "  {k:<24} {v}");
@@ -206,8 +218,8 @@ pub fn render_text(r: &Report) -> String {
     let _ = writeln!(s, "\ntensors");
     let _ = writeln!(
         s,
-        "  {:<42} {:<5} {:>13} {:>10} {:>8} {:>11}",
-        "kind", "dtype", "shape", "bytes", "scales", "max |err|"
+        "  {:<42} {:<5} {:>13} {:>10} {:>8} {:>11} {:>5}",
+        "kind", "dtype", "shape", "bytes", "scales", "max |err|", "side"
     );
     for t in &r.tensors {
         let shape = t
@@ -223,8 +235,8 @@ pub fn render_text(r: &Report) -> String {
         };
         let _ = writeln!(
             s,
-            "  {:<42} {:<5} {:>13} {:>10} {:>8} {:>11}",
-            t.kind, t.dtype, shape, t.bytes, t.scale_bytes, err
+            "  {:<42} {:<5} {:>13} {:>10} {:>8} {:>11} {:>5}",
+            t.kind, t.dtype, shape, t.bytes, t.scale_bytes, err, t.side_columns
         );
     }
     let x = &r.sections;
@@ -235,6 +247,7 @@ pub fn render_text(r: &Report) -> String {
         ("tokenizer", x.tokenizer),
         ("weights", x.weights),
         ("scales", x.scales),
+        ("side columns", x.side_columns),
         ("total", r.total_bytes),
     ] {
         let _ = writeln!(s, "  {k:<24} {v:>12}");

@@ -11,6 +11,7 @@ use albert_edge_cli::classify::{self, PrecisionArg};
 use albert_edge_cli::console::{self, escape_control, StdoutError};
 use albert_edge_cli::convert::{self, ConvertOptions, Rounding, WeightsMode};
 use albert_edge_cli::eval;
+use albert_edge_cli::gptq::GptqOptions;
 use albert_edge_cli::inspect;
 use albert_edge_cli::textfile;
 use anyhow::{anyhow, bail, Result};
@@ -53,15 +54,19 @@ enum Command {
         /// How int8 weight matrices are rounded.
         #[arg(long, value_enum, default_value_t = Rounding::Gptq)]
         rounding: Rounding,
+        /// GPTQ's damping: this fraction of the mean diagonal of each layer's input Gram matrix is added to its
+        /// diagonal (QUANTIZATION.md section 3).
+        #[arg(long, value_name = "F", default_value_t = GptqOptions::default().damp)]
+        gptq_damp: f64,
         /// Leave the NORMAL pieces' strings out of the tokenizer section (about 370 KB less for ALBERT's 30k
         /// vocabulary; for microcontrollers). Encoding is identical; only id-to-piece lookups are lost.
         #[arg(long)]
         compact_tokenizer: bool,
-        /// Width of the int8 engine's activation blocks (one scale per block of this many values). Default:
-        /// half the head size, the most accurate; wider blocks (up to hidden_size: one scale per hidden row)
-        /// are faster, which matters on microcontrollers.
-        #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
-        activation_block: usize,
+        /// Outlier channels: a linear layer's input channel whose largest value on the calibration sentences
+        /// exceeds R times the median channel's keeps its weights in f32 (a "side column"), out of the int8
+        /// arithmetic; at most an eighth of the inputs, 16 per matrix. 0 turns it off; needs calibration (GPTQ).
+        #[arg(long, value_name = "R", default_value_t = convert::DEFAULT_OUTLIER_RATIO)]
+        outlier_ratio: f32,
     },
     /// Print a blob's config, labels, tensors, section sizes and scratch memory.
     Inspect {
@@ -185,8 +190,12 @@ fn run(cli: Cli) -> Result<()> {
             no_calibrate,
             rounding,
             compact_tokenizer,
-            activation_block,
+            outlier_ratio,
+            gptq_damp,
         } => {
+            if !(gptq_damp >= 0.0 && gptq_damp.is_finite()) {
+                bail!("--gptq-damp {gptq_damp}: must be a finite number, 0 or more");
+            }
             if calibrate.is_some() && rounding == Rounding::Nearest {
                 bail!("--calibrate has no effect with --rounding nearest; drop one of them");
             }
@@ -204,7 +213,11 @@ fn run(cli: Cli) -> Result<()> {
                     calibration: calibrate,
                     calibration_tokens,
                     compact_tokenizer,
-                    activation_block,
+                    outlier_ratio,
+                    gptq: GptqOptions {
+                        damp: gptq_damp,
+                        ..GptqOptions::default()
+                    },
                     ..ConvertOptions::default()
                 },
             )?;

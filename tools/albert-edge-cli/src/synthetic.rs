@@ -6,7 +6,7 @@ use albert_edge::format::TensorKind;
 use albert_edge::quant::quantize_matrix;
 use albert_edge::{Activation, AlbertConfig};
 
-use crate::blob::{BlobContents, Payload};
+use crate::blob::{BlobContents, Payload, SideColumns};
 
 /// SplitMix64: tiny, seedable, identical on every platform.
 #[derive(Debug, Clone)]
@@ -120,6 +120,7 @@ pub fn payloads(
                         values: q,
                         scales,
                         quant_error,
+                        side: SideColumns::default(),
                     },
                 )
             } else {
@@ -136,6 +137,5 @@ pub fn random_model(c: &AlbertConfig, seed: u64, int8: bool) -> BlobContents {
         tensors: payloads(c, random_weights(c, seed), int8),
         labels: (0..c.num_labels).map(|i| format!("LABEL_{i}")).collect(),
         tokenizer: Vec::new(),
-        activation_block: 0,
     }
 }
