@@ -22,11 +22,21 @@
 //! Integer addition is associative, so the lane order does not matter: results equal the reference's
 //! left-to-right sum exactly, including wrap-around where that would overflow (more than 2^17 columns at -128).
 //!
+//! The exception is the block kernels without `dotprod` (the linear layers: `gemv_i8_blocks_mull`,
+//! `gemm_i8_blocks_mull`): their step (`mull_pair_step`) sums two products in one `i16` lane before `sadalp`,
+//! three instructions per 16 multiply-adds instead of four, which is exact when no weight is -128 (a pair is then
+//! at most `2 * 127 * 128 = 32512`), as the converter guarantees; the activations may take the whole range.
+//! Debug builds assert it.
+//!
 //! # Shape
 //!
 //! The engine's linear layers go through the AArch64 GEMMs (`gemm_i8_blocks_sdot`, `gemm_i8_blocks_mull`):
 //! tiles of four tokens by four rows, so each load of a weight row serves four tokens and each load of a token's
 //! activations four rows; lane `i` of a token's vectors does row `i`'s GEMV sequence, so the bits are the same.
+//! With one scale per token (`block >= cols`) the tiles' K loop holds nothing but the loads and steps (`a64::row_tile`:
+//! 16 `sdot` and 8 loads, or 48 `smull` / `smlal2` / `sadalp` and 8 loads, per 16 columns), the columns past the
+//! last multiple of 16 are one more step with the activations masked, and the single-token GEMV uses the same
+//! tile with one token.
 //!
 //! In the GEMVs, rows go four at a time so each load of `x` serves four weight rows; columns 16 at a time, then one
 //! step of 8 (attention rows are often 8 to 64 wide), then a scalar tail of at most 7 through
@@ -230,10 +240,10 @@ mod a64 {
         let main = cols - cols % 16;
         // SAFETY: register-only, AArch64 baseline (see `dots`).
         let mut acc = [[unsafe { vdupq_n_s32(0) }; 4]; T];
-        let mut c = 0;
-        while c < main {
-            // SAFETY: c + 16 <= main <= cols = the length of every row in `wr` and of every token in `xs`: each
-            // 16-byte load is in bounds; `ld1` has no alignment requirement.
+        // 16 columns at `c` into every accumulator.
+        let mut step = |c: usize| {
+            // SAFETY: callers keep c + 16 <= main <= cols = the length of every row in `wr` and of every token
+            // in `xs`: each 16-byte load is in bounds; `ld1` has no alignment requirement.
             let wv = wr.map(|r| unsafe { vld1q_s8(r.as_ptr().add(c)) });
             for (a, xt) in acc.iter_mut().zip(xs) {
                 // SAFETY: as above.
@@ -242,16 +252,60 @@ mod a64 {
                     *ai = step16(*ai, wi, xv);
                 }
             }
+        };
+        // With `sdot`, two steps per iteration: the loop's counter, compare and branch once per 32 columns.
+        // (Unrolled, the `smull` step's 16 accumulators, eight loaded vectors and `i16` products no longer fit
+        // the 32 registers, and the spills cost more than the branch saves.)
+        let mut c = 0;
+        while cfg!(target_feature = "dotprod") && c + 32 <= main {
+            step(c);
+            step(c + 16);
+            c += 32;
+        }
+        while c < main {
+            step(c);
             c += 16;
         }
-        for (t, (a, xt)) in acc.iter().zip(xs).enumerate() {
-            // SAFETY: register-only, AArch64 baseline.
-            let mut s = unsafe { vpaddq_s32(vpaddq_s32(a[0], a[1]), vpaddq_s32(a[2], a[3])) };
-            if main < cols {
-                let tail = wr.map(|r| reference::dot_i8_i32(&r[main..], &xt[main..]));
-                // SAFETY: `tail` is four i32s.
-                s = unsafe { vaddq_s32(s, vld1q_s32(tail.as_ptr())) };
+        let rem = cols - main;
+        let mut tails = [[0i32; 4]; T];
+        if rem > 0 && cols >= 16 {
+            // The last `rem` columns as one more step over the last 16, the activations' first `16 - rem` bytes
+            // (columns already done) masked to zero: lane `j` of the mask is `MASK[rem + j]`, all ones exactly
+            // for `j >= 16 - rem`.
+            const MASK: [i8; 32] = {
+                let mut m = [0i8; 32];
+                let mut j = 16;
+                while j < 32 {
+                    m[j] = -1;
+                    j += 1;
+                }
+                m
+            };
+            // SAFETY: cols - 16 + 16 = cols bytes: each load is in bounds (`cols >= 16`); `rem < 16`, so the mask
+            // load reads MASK[rem..rem + 16] within its 32 bytes.
+            unsafe {
+                let c = cols - 16;
+                let mask = vld1q_s8(MASK.as_ptr().add(rem));
+                let wv = wr.map(|r| vld1q_s8(r.as_ptr().add(c)));
+                for (a, xt) in acc.iter_mut().zip(xs) {
+                    let xv = vandq_s8(vld1q_s8(xt.as_ptr().add(c)), mask);
+                    for (ai, &wi) in a.iter_mut().zip(&wv) {
+                        *ai = step16(*ai, wi, xv);
+                    }
+                }
             }
+        } else if rem > 0 {
+            // Fewer than 16 columns in all: the reference's dot products.
+            for (tail, xt) in tails.iter_mut().zip(xs) {
+                *tail = wr.map(|r| reference::dot_i8_i32(r, xt));
+            }
+        }
+        for (t, (a, tail)) in acc.iter().zip(&tails).enumerate() {
+            // SAFETY: register-only, AArch64 baseline; `tail` is four i32s.
+            let s = unsafe {
+                let s = vpaddq_s32(vpaddq_s32(a[0], a[1]), vpaddq_s32(a[2], a[3]));
+                vaddq_s32(s, vld1q_s32(tail.as_ptr()))
+            };
             let o = &mut out[(t0 + t) * stride + r0..][..4];
             // SAFETY: register-only arithmetic (AArch64 baseline); `o` is four f32s.
             unsafe {

@@ -743,6 +743,15 @@ fn neon_mull_gemm_one_block_per_row_matches_reference() {
     gemm_twin_one_block(super::neon::gemm_i8_blocks_mull);
 }
 
+/// The `smull` / `smlal2` block kernels' precondition (no weight is -128) is checked in debug builds.
+#[cfg(all(target_arch = "aarch64", debug_assertions))]
+#[test]
+#[should_panic(expected = "block kernel weights must be in -127..=127")]
+fn neon_mull_block_kernels_reject_weights_of_minus_128() {
+    let mut out = [0f32; 1];
+    super::neon::gemv_i8_blocks_mull(&[-128; 16], 16, &[1; 16], 16, &[1.0], &mut out);
+}
+
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 #[test]
 fn neon_sdot_gemm_one_block_per_row_matches_reference() {
