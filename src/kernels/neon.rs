@@ -22,11 +22,21 @@
 //! Integer addition is associative, so the lane order does not matter: results equal the reference's
 //! left-to-right sum exactly, including wrap-around where that would overflow (more than 2^17 columns at -128).
 //!
+//! The exception is the block kernels without `dotprod` (the linear layers: `gemv_i8_blocks_mull`,
+//! `gemm_i8_blocks_mull`): their step (`mull_pair_step`) sums two products in one `i16` lane before `sadalp`,
+//! three instructions per 16 multiply-adds instead of four, which is exact when no weight is -128 (a pair is then
+//! at most `2 * 127 * 128 = 32512`), as the converter guarantees; the activations may take the whole range.
+//! Debug builds assert it.
+//!
 //! # Shape
 //!
 //! The engine's linear layers go through the AArch64 GEMMs (`gemm_i8_blocks_sdot`, `gemm_i8_blocks_mull`):
 //! tiles of four tokens by four rows, so each load of a weight row serves four tokens and each load of a token's
 //! activations four rows; lane `i` of a token's vectors does row `i`'s GEMV sequence, so the bits are the same.
+//! With one scale per token (`block >= cols`) the tiles' K loop holds nothing but the loads and steps (`a64::row_tile`:
+//! 16 `sdot` and 8 loads, or 48 `smull` / `smlal2` / `sadalp` and 8 loads, per 16 columns), the columns past the
+//! last multiple of 16 are one more step with the activations masked, and the single-token GEMV uses the same
+//! tile with one token.
 //!
 //! In the GEMVs, rows go four at a time so each load of `x` serves four weight rows; columns 16 at a time, then one
 //! step of 8 (attention rows are often 8 to 64 wide), then a scalar tail of at most 7 through
@@ -136,7 +146,7 @@ mod a64 {
         block: usize,
         scales: &[f32],
         out: &mut [f32],
-        step16: impl Fn(int32x4_t, int8x16_t, int8x16_t) -> int32x4_t,
+        step16: impl Fn(int32x4_t, int8x16_t, int8x16_t) -> int32x4_t + Copy,
     ) {
         use super::super::reference;
         if cols == 0 || block == 0 || x.len() < cols {
@@ -144,6 +154,10 @@ mod a64 {
         }
         let x = &x[..cols];
         let rows = out.len().min(w.len() / cols);
+        if block >= cols && !scales.is_empty() {
+            // One block: the GEMM's row tiles for one token.
+            return row_gemm::<1>(w, cols, rows, x, scales, 1, out, rows, step16);
+        }
         let scales = &scales[..cols.div_ceil(block).min(scales.len())];
         let quads = rows / 4 * 4;
         for (quad, o) in out[..quads].chunks_exact_mut(4).enumerate() {
@@ -199,6 +213,162 @@ mod a64 {
         }
     }
 
+    /// The one-scale-per-token case (`block >= cols`, one block per row: the engine's linear layers) for rows
+    /// `r0..r0 + 4` and tokens `t0..t0 + T`: the K loop holds only loads and `step16`s into `4 * T` `i32`
+    /// accumulators (no `f32` work, no block bookkeeping); each 16-byte load of a weight row serves `T` tokens,
+    /// each load of a token's activations four rows. At the end each token's four accumulators are reduced with
+    /// two rounds of `addp` (row `i` in lane `i`), the columns past the last multiple of 16 are added through the
+    /// reference's dot product, and `0.0 + (p as f32) * scale` is computed with a separate `scvtf`, `fmul` and
+    /// `fadd` (the reference's single-block sequence, so the same bits). Token `t`'s activations are
+    /// `x[t * cols..][..cols]`, its scale `scales[t]`, its outputs `out[t * stride + r0..][..4]`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn row_tile<const T: usize>(
+        w: &[i8],
+        cols: usize,
+        r0: usize,
+        x: &[i8],
+        scales: &[f32],
+        t0: usize,
+        out: &mut [f32],
+        stride: usize,
+        step16: impl Fn(int32x4_t, int8x16_t, int8x16_t) -> int32x4_t,
+    ) {
+        use super::super::reference;
+        let wr: [&[i8]; 4] = core::array::from_fn(|i| &w[(r0 + i) * cols..][..cols]);
+        let xs: [&[i8]; T] = core::array::from_fn(|t| &x[(t0 + t) * cols..][..cols]);
+        let main = cols - cols % 16;
+        // SAFETY: register-only, AArch64 baseline (see `dots`).
+        let mut acc = [[unsafe { vdupq_n_s32(0) }; 4]; T];
+        // 16 columns at `c` into every accumulator.
+        let mut step = |c: usize| {
+            // SAFETY: callers keep c + 16 <= main <= cols = the length of every row in `wr` and of every token
+            // in `xs`: each 16-byte load is in bounds; `ld1` has no alignment requirement.
+            let wv = wr.map(|r| unsafe { vld1q_s8(r.as_ptr().add(c)) });
+            for (a, xt) in acc.iter_mut().zip(xs) {
+                // SAFETY: as above.
+                let xv = unsafe { vld1q_s8(xt.as_ptr().add(c)) };
+                for (ai, &wi) in a.iter_mut().zip(&wv) {
+                    *ai = step16(*ai, wi, xv);
+                }
+            }
+        };
+        // With `sdot`, two steps per iteration: the loop's counter, compare and branch once per 32 columns.
+        // (Unrolled, the `smull` step's 16 accumulators, eight loaded vectors and `i16` products no longer fit
+        // the 32 registers, and the spills cost more than the branch saves.)
+        let mut c = 0;
+        while cfg!(target_feature = "dotprod") && c + 32 <= main {
+            step(c);
+            step(c + 16);
+            c += 32;
+        }
+        while c < main {
+            step(c);
+            c += 16;
+        }
+        let rem = cols - main;
+        let mut tails = [[0i32; 4]; T];
+        if rem > 0 && cols >= 16 {
+            // The last `rem` columns as one more step over the last 16, the activations' first `16 - rem` bytes
+            // (columns already done) masked to zero: lane `j` of the mask is `MASK[rem + j]`, all ones exactly
+            // for `j >= 16 - rem`.
+            const MASK: [i8; 32] = {
+                let mut m = [0i8; 32];
+                let mut j = 16;
+                while j < 32 {
+                    m[j] = -1;
+                    j += 1;
+                }
+                m
+            };
+            // SAFETY: cols - 16 + 16 = cols bytes: each load is in bounds (`cols >= 16`); `rem < 16`, so the mask
+            // load reads MASK[rem..rem + 16] within its 32 bytes.
+            unsafe {
+                let c = cols - 16;
+                let mask = vld1q_s8(MASK.as_ptr().add(rem));
+                let wv = wr.map(|r| vld1q_s8(r.as_ptr().add(c)));
+                for (a, xt) in acc.iter_mut().zip(xs) {
+                    let xv = vandq_s8(vld1q_s8(xt.as_ptr().add(c)), mask);
+                    for (ai, &wi) in a.iter_mut().zip(&wv) {
+                        *ai = step16(*ai, wi, xv);
+                    }
+                }
+            }
+        } else if rem > 0 {
+            // Fewer than 16 columns in all: the reference's dot products.
+            for (tail, xt) in tails.iter_mut().zip(xs) {
+                *tail = wr.map(|r| reference::dot_i8_i32(r, xt));
+            }
+        }
+        for (t, (a, tail)) in acc.iter().zip(&tails).enumerate() {
+            // SAFETY: register-only, AArch64 baseline; `tail` is four i32s.
+            let s = unsafe {
+                let s = vpaddq_s32(vpaddq_s32(a[0], a[1]), vpaddq_s32(a[2], a[3]));
+                vaddq_s32(s, vld1q_s32(tail.as_ptr()))
+            };
+            let o = &mut out[(t0 + t) * stride + r0..][..4];
+            // SAFETY: register-only arithmetic (AArch64 baseline); `o` is four f32s.
+            unsafe {
+                let p = vmulq_f32(vcvtq_f32_s32(s), vdupq_n_f32(scales[t0 + t]));
+                vst1q_f32(o.as_mut_ptr(), vaddq_f32(vdupq_n_f32(0.0), p));
+            }
+        }
+    }
+
+    /// [`row_tile`] over `rows` rows and `tokens` tokens: `TM` tokens at a time, then 4, 2 and 1 for the rest;
+    /// rows past the last multiple of four through the reference. The caller has checked that `w` holds `rows`
+    /// rows, `x` `tokens` tokens, `scales` `tokens` scales and `out` `(tokens - 1) * stride + rows` outputs, with
+    /// `stride >= rows` and `cols > 0`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn row_gemm<const TM: usize>(
+        w: &[i8],
+        cols: usize,
+        rows: usize,
+        x: &[i8],
+        scales: &[f32],
+        tokens: usize,
+        out: &mut [f32],
+        stride: usize,
+        step16: impl Fn(int32x4_t, int8x16_t, int8x16_t) -> int32x4_t + Copy,
+    ) {
+        use super::super::reference;
+        let quads = rows / 4 * 4;
+        let mut t0 = 0;
+        let tiles = |t0: usize, n: usize, out: &mut [f32]| {
+            for r0 in (0..quads).step_by(4) {
+                match n {
+                    4 => row_tile::<4>(w, cols, r0, x, scales, t0, out, stride, step16),
+                    2 => row_tile::<2>(w, cols, r0, x, scales, t0, out, stride, step16),
+                    1 => row_tile::<1>(w, cols, r0, x, scales, t0, out, stride, step16),
+                    _ => row_tile::<TM>(w, cols, r0, x, scales, t0, out, stride, step16),
+                }
+            }
+        };
+        while tokens - t0 >= TM {
+            tiles(t0, TM, out);
+            t0 += TM;
+        }
+        for n in [4, 2, 1] {
+            if n < TM && tokens - t0 >= n {
+                tiles(t0, n, out);
+                t0 += n;
+            }
+        }
+        for r in quads..rows {
+            for t in 0..tokens {
+                reference::gemv_i8_blocks_f32(
+                    &w[r * cols..][..cols],
+                    cols,
+                    &x[t * cols..][..cols],
+                    cols,
+                    &scales[t..t + 1],
+                    &mut out[t * stride + r..][..1],
+                );
+            }
+        }
+    }
+
     /// Tokens per tile of [`gemm_tiles`]: with four rows, 16 accumulators, four weight vectors and one of
     /// activations in flight (21 of the 32 vector registers).
     pub(super) const TILE_TOKENS: usize = 4;
@@ -213,7 +383,7 @@ mod a64 {
     /// GEMV token by token, which handles short inputs like the reference).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn gemm_tiles(
+    pub(super) fn gemm_tiles<const TM: usize>(
         w: &[i8],
         cols: usize,
         rows: usize,
@@ -223,16 +393,29 @@ mod a64 {
         tokens: usize,
         out: &mut [f32],
         stride: usize,
-        step16: impl Fn(int32x4_t, int8x16_t, int8x16_t) -> int32x4_t,
+        step16: impl Fn(int32x4_t, int8x16_t, int8x16_t) -> int32x4_t + Copy,
     ) -> usize {
         use super::super::reference;
         const T: usize = TILE_TOKENS;
+        let fits = |len: usize, need: Option<usize>| need.is_some_and(|n| n <= len);
+        if block >= cols && cols > 0 && rows > 0 && stride >= rows {
+            // One block per row: every token whose activations, scale and outputs are all there.
+            let n = tokens.min(x.len() / cols).min(scales.len()).min(
+                out.len()
+                    .checked_sub(rows)
+                    .map_or(0, |spare| spare / stride + 1),
+            );
+            if n == 0 || !fits(w.len(), rows.checked_mul(cols)) {
+                return 0;
+            }
+            row_gemm::<TM>(w, cols, rows, x, scales, n, out, stride, step16);
+            return n;
+        }
         let tiled = tokens / T * T;
         if cols == 0 || block == 0 || rows == 0 || tiled == 0 {
             return 0;
         }
         let nb = cols.div_ceil(block);
-        let fits = |len: usize, need: Option<usize>| need.is_some_and(|n| n <= len);
         if !(fits(x.len(), tiled.checked_mul(cols))
             && fits(scales.len(), tiled.checked_mul(nb))
             && fits(w.len(), rows.checked_mul(cols))
@@ -318,7 +501,7 @@ mod a64 {
     /// reference slices them.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn gemm_blocks(
+    pub(super) fn gemm_blocks<const TM: usize>(
         w: &[i8],
         cols: usize,
         x: &[i8],
@@ -332,7 +515,7 @@ mod a64 {
             return;
         }
         let tokens = out.len() / rows;
-        let done = gemm_tiles(w, cols, rows, x, block, scales, tokens, out, rows, step16);
+        let done = gemm_tiles::<TM>(w, cols, rows, x, block, scales, tokens, out, rows, step16);
         let nb = cols.div_ceil(block.max(1));
         for (t, o) in out.chunks_exact_mut(rows).enumerate().skip(done) {
             let xt = x.get(t * cols..).unwrap_or(&[]);
@@ -379,7 +562,8 @@ pub fn gemv_i8_blocks_mull(
     scales: &[f32],
     out: &mut [f32],
 ) {
-    a64::gemv_blocks(w, cols, x, block, scales, out, mull_step)
+    debug_assert_weights(w, cols, out.len());
+    a64::gemv_blocks(w, cols, x, block, scales, out, mull_pair_step)
 }
 
 /// The `smull` / `sadalp` step: 16 columns of one row into four `i32` lanes.
@@ -391,6 +575,46 @@ fn mull_step(acc: a64::int32x4_t, w: a64::int8x16_t, x: a64::int8x16_t) -> a64::
     unsafe {
         let lo = vmull_s8(vget_low_s8(w), vget_low_s8(x));
         vpadalq_s16(vpadalq_s16(acc, lo), vmull_high_s8(w, x))
+    }
+}
+
+/// Tokens per row tile of the one-block-per-row `smull` GEMM: four rows by this many tokens is 24 `i32`
+/// accumulators, plus four weight vectors, one of activations and the `i16` products (31 of 32 registers).
+#[cfg(target_arch = "aarch64")]
+const MULL_TOKENS: usize = 4;
+
+/// Tokens per row tile of the one-block-per-row `sdot` GEMM (as [`MULL_TOKENS`]).
+#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+const SDOT_TOKENS: usize = 4;
+
+/// The step of the block kernels without `dotprod` (the linear layers): 16 columns of one row into four `i32`
+/// lanes in three instructions, `smull` (low halves) and `smlal2` (high halves) into one `i16` vector, then one
+/// `sadalp`. Each `i16` lane sums two products, exact only while that sum fits: with weights never -128 (the
+/// converter quantises them to `-127..=127`) a product is at most `127 * 128` in magnitude and a pair at most
+/// `32512 < 32767`, whatever the activations (`-128..=127`). With a weight of -128 the lane may wrap; debug
+/// builds assert that no weight is -128 (see [`gemm_i8_blocks_mull`]).
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+fn mull_pair_step(acc: a64::int32x4_t, w: a64::int8x16_t, x: a64::int8x16_t) -> a64::int32x4_t {
+    use a64::*;
+    // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
+    unsafe {
+        let lo = vmull_s8(vget_low_s8(w), vget_low_s8(x));
+        vpadalq_s16(acc, vmlal_high_s8(lo, w, x))
+    }
+}
+
+/// Debug builds: panics if one of the first `rows` rows of `w` (`cols` wide) holds -128, which
+/// [`mull_pair_step`] cannot take (the linear layers' weights are `-127..=127`).
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+fn debug_assert_weights(w: &[i8], cols: usize, rows: usize) {
+    if cfg!(debug_assertions) {
+        let used = &w[..w.len().min(rows.saturating_mul(cols))];
+        assert!(
+            !used.contains(&-128),
+            "block kernel weights must be in -127..=127"
+        );
     }
 }
 
@@ -406,7 +630,8 @@ pub fn gemm_i8_blocks_mull(
     rows: usize,
     out: &mut [f32],
 ) {
-    a64::gemm_blocks(w, cols, x, block, scales, rows, out, mull_step)
+    debug_assert_weights(w, cols, rows);
+    a64::gemm_blocks::<MULL_TOKENS>(w, cols, x, block, scales, rows, out, mull_pair_step)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -478,7 +703,7 @@ pub fn gemm_i8_blocks_sdot(
     rows: usize,
     out: &mut [f32],
 ) {
-    a64::gemm_blocks(w, cols, x, block, scales, rows, out, sdot)
+    a64::gemm_blocks::<SDOT_TOKENS>(w, cols, x, block, scales, rows, out, sdot)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -638,10 +863,24 @@ pub(super) fn gemm_tiles(
     stride: usize,
 ) -> usize {
     #[cfg(target_feature = "dotprod")]
-    let step = sdot;
+    return a64::gemm_tiles::<SDOT_TOKENS>(
+        w, cols, rows, x, block, scales, tokens, out, stride, sdot,
+    );
     #[cfg(not(target_feature = "dotprod"))]
-    let step = mull_step;
-    a64::gemm_tiles(w, cols, rows, x, block, scales, tokens, out, stride, step)
+    debug_assert_weights(w, cols, rows);
+    #[cfg(not(target_feature = "dotprod"))]
+    a64::gemm_tiles::<MULL_TOKENS>(
+        w,
+        cols,
+        rows,
+        x,
+        block,
+        scales,
+        tokens,
+        out,
+        stride,
+        mull_pair_step,
+    )
 }
 #[cfg(all(target_arch = "arm", feature = "arm-neon"))]
 pub use gemv_i8_i32_armv7 as gemv_i8_i32;

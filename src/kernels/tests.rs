@@ -83,6 +83,15 @@ fn values(rng: &mut Rng, fill: Fill, is_w: bool, offset: usize, n: usize) -> Vec
     v
 }
 
+/// [`values`] for the weights of a linear layer, which the converter quantises to `-127..=127`: the block
+/// kernels' contract (AArch64's `smull` / `smlal2` step sums two products in `i16`, exact only without -128
+/// weights). The activations keep the whole `i8` range.
+fn weights(rng: &mut Rng, fill: Fill, offset: usize, n: usize) -> Vec<i8> {
+    let mut v = values(rng, fill, true, offset, n);
+    v[offset..].iter_mut().for_each(|w| *w = (*w).max(-127));
+    v
+}
+
 /// Runs `gemv` and the reference on the same arguments (outputs pre-filled with [`UNTOUCHED`]) and panics with
 /// `case` on any difference.
 fn compare(
@@ -245,7 +254,7 @@ fn blocks_random(gemv: Blocks) {
         } else {
             Fill::Random
         };
-        let w = values(&mut rng, fill, true, offset, rows * cols);
+        let w = weights(&mut rng, fill, offset, rows * cols);
         let x = values(&mut rng, fill, false, offset, x_len);
         let scales: Vec<f32> = (0..n_scales)
             .map(|_| {
@@ -282,7 +291,7 @@ fn blocks_small(gemv: Blocks) {
         for cols in [1usize, 16, 17, 33, 64, 70] {
             for block in [1usize, 4, 16, 32, 80] {
                 let offset = rng.below(16);
-                let w = values(&mut rng, Fill::Extremes, true, offset, rows * cols);
+                let w = weights(&mut rng, Fill::Extremes, offset, rows * cols);
                 let x = values(&mut rng, Fill::Random, false, offset, cols);
                 let scales: Vec<f32> = (0..cols.div_ceil(block))
                     .map(|_| 0.001 + rng.below(1000) as f32 / 7.0)
@@ -486,14 +495,13 @@ fn gemm_random(seed: u64, cases: usize, small: bool) -> usize {
             0,
             tokens * cols - usize::from(short && tokens > 0),
         );
-        let w = values(
+        let w = weights(
             &mut rng,
             if i % 4 == 0 {
                 Fill::Extremes
             } else {
                 Fill::Random
             },
-            true,
             0,
             rows * cols,
         );
@@ -620,7 +628,7 @@ fn gemm_twin(gemm: Gemm) {
             Fill::Random
         };
         let x = values(&mut rng, Fill::Random, false, 0, tokens * cols - short_x);
-        let w = values(&mut rng, fill, true, 0, rows * cols);
+        let w = weights(&mut rng, fill, 0, rows * cols);
         let scales: Vec<f32> = (0..tokens * nb - short_scales)
             .map(|_| [1e-6f32, 0.02, 1.0, 37.5][rng.below(4)] * (1.0 + rng.below(999) as f32 / 1e3))
             .collect();
@@ -636,6 +644,118 @@ fn gemm_twin(gemm: Gemm) {
             "(tokens, rows, cols, block, short x, short scales) {case:?}"
         );
     }
+}
+
+/// One activation scale per token (`block >= cols`, the engine's linear layers), through the dispatched GEMM and
+/// GEMV, the same bits as the reference: token counts around the row tiles' 4, 2 and 1 tokens (0..=13, 32),
+/// rows around the 4-row quads (and a head's 64), columns around the 16-byte steps and ALBERT-base's 768 and
+/// 3072, blocks equal to and wider than the row, and the largest `i16` pair sums (weights -127 and 127 with
+/// activations -128 and 127).
+fn one_block_cases(mut check: impl FnMut(&[i8], usize, &[i8], usize, &[f32], usize, usize, &str)) {
+    let mut rng = Rng::new(51);
+    for i in 0..160 {
+        let tokens = if i % 16 == 15 { 32 } else { rng.below(14) };
+        let rows = [1usize, 3, 4, 5, 7, 8, 9, 12, 64][rng.below(9)];
+        let cols = match i % 6 {
+            0 => [1usize, 2, 15, 16, 17, 31, 32, 33][rng.below(8)],
+            1 => 768,
+            2 if rows < 10 && tokens < 14 => 3072,
+            _ => 1 + rng.below(200),
+        };
+        let block = if i % 5 == 0 {
+            cols + 1 + rng.below(9)
+        } else {
+            cols
+        };
+        let (x, w) = match i % 7 {
+            // The largest pair sums: -127 * -128 + -127 * -128 = 32512 per i16 lane.
+            0 => (
+                std::vec![-128i8; tokens * cols],
+                std::vec![-127i8; rows * cols],
+            ),
+            1 => (
+                std::vec![127i8; tokens * cols],
+                std::vec![127i8; rows * cols],
+            ),
+            2 => (
+                values(&mut rng, Fill::Extremes, false, 0, tokens * cols),
+                weights(&mut rng, Fill::Extremes, 0, rows * cols),
+            ),
+            _ => (
+                values(&mut rng, Fill::Random, false, 0, tokens * cols),
+                weights(&mut rng, Fill::Random, 0, rows * cols),
+            ),
+        };
+        let scales: Vec<f32> = (0..tokens)
+            .map(|_| [1e-6f32, 0.02, 1.0, 37.5][rng.below(4)] * (1.0 + rng.below(999) as f32 / 1e3))
+            .collect();
+        let case =
+            std::format!("tokens {tokens}, rows {rows}, cols {cols}, block {block}, case {i}");
+        check(&w, cols, &x, block, &scales, rows, tokens, &case);
+    }
+}
+
+#[test]
+fn gemm_one_block_per_row_matches_reference_bit_for_bit() {
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    one_block_cases(|w, cols, x, block, scales, rows, tokens, case| {
+        let mut expected = std::vec![f32::from_bits(0x7FC0_0004); tokens * rows];
+        reference::gemm_i8_blocks_f32(w, cols, x, block, scales, rows, &mut expected);
+        let mut sums = std::vec![0i32; rows];
+        super::gemm_weight_sums(w, cols, block, &mut sums);
+        let mut work = std::vec![0u32; super::gemm_workspace_words(tokens, cols, block)];
+        let input = super::GemmInput::new(x, cols, block, scales, tokens, &mut work);
+        let mut got = std::vec![f32::from_bits(0x7FC0_0004); tokens * rows];
+        super::gemm_i8_blocks(w, rows, &sums, &input, &mut got);
+        assert_eq!(bits(&got), bits(&expected), "GEMM {case}");
+        // Token by token through the GEMV.
+        for t in 0..tokens {
+            let mut one = std::vec![f32::from_bits(0x7FC0_0004); rows + 1];
+            let xt = &x[t * cols..][..cols];
+            super::gemv_i8_blocks(w, cols, xt, block, &scales[t..t + 1], &mut one);
+            let want = &expected[t * rows..][..rows];
+            assert_eq!(bits(&one[..rows]), bits(want), "GEMV token {t} {case}");
+            assert_eq!(
+                one[rows].to_bits(),
+                0x7FC0_0004,
+                "GEMV wrote past the rows {case}"
+            );
+        }
+    });
+}
+
+/// [`one_block_cases`] through an AArch64 GEMM twin.
+#[cfg(target_arch = "aarch64")]
+fn gemm_twin_one_block(gemm: Gemm) {
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    one_block_cases(|w, cols, x, block, scales, rows, tokens, case| {
+        let mut expected = std::vec![f32::from_bits(0x7FC0_0005); tokens * rows + 2];
+        let mut got = expected.clone();
+        reference::gemm_i8_blocks_f32(w, cols, x, block, scales, rows, &mut expected);
+        gemm(w, cols, x, block, scales, rows, &mut got);
+        assert_eq!(bits(&got), bits(&expected), "{case}");
+    });
+}
+
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn neon_mull_gemm_one_block_per_row_matches_reference() {
+    gemm_twin_one_block(super::neon::gemm_i8_blocks_mull);
+}
+
+/// The `smull` / `smlal2` block kernels' precondition (no weight is -128) is checked in debug builds.
+#[cfg(all(target_arch = "aarch64", debug_assertions))]
+#[test]
+#[should_panic(expected = "block kernel weights must be in -127..=127")]
+fn neon_mull_block_kernels_reject_weights_of_minus_128() {
+    let mut out = [0f32; 1];
+    super::neon::gemv_i8_blocks_mull(&[-128; 16], 16, &[1; 16], 16, &[1.0], &mut out);
+}
+
+#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+#[test]
+fn neon_sdot_gemm_one_block_per_row_matches_reference() {
+    gemm_twin_one_block(super::neon::gemm_i8_blocks_sdot);
 }
 
 #[cfg(target_arch = "aarch64")]

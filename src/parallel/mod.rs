@@ -322,7 +322,7 @@ mod tests {
     fn every_split_gives_the_same_bits() {
         let (rows, cols, block) = (40, 12, 4);
         let w: Vec<i8> = (0..rows * cols)
-            .map(|i| (i * 37 % 255) as u8 as i8)
+            .map(|i| ((i * 37 % 255) as i32 - 127) as i8) // -127..=127, as the converter quantises weights
             .collect();
         let w_scales: Vec<f32> = (0..rows).map(|r| 0.01 + r as f32 * 1e-3).collect();
         let bias: Vec<f32> = (0..rows).map(|r| r as f32 * 0.5 - 3.0).collect();
