@@ -10,7 +10,8 @@
 //! 64 MAC/cycle for AVX2 (two `vpmaddubsw` a cycle), 128 for AVX-512 VNNI (two 512-bit `vpdpbusd` a cycle).
 //!
 //! ```sh
-//! cargo run --release --features std --example x86_gemm
+//! cargo run --release --features std --example x86_gemm        # one scale per token (block = cols)
+//! cargo run --release --features std --example x86_gemm -- 32  # blocks of 32
 //! ```
 
 /// A block-scaled GEMV (`kernels::gemv_i8_blocks`'s signature).
@@ -23,6 +24,9 @@ fn main() {
     use std::hint::black_box;
     use std::time::Instant;
 
+    let block_arg: Option<usize> = std::env::args()
+        .nth(1)
+        .map(|b| b.parse().expect("a block size"));
     let ghz = clock_ghz();
     println!("clock {ghz:.2} GHz (a dependent chain of multiplies)");
     let vnni = x86::vnni512_available();
@@ -45,15 +49,16 @@ fn main() {
     );
     for &tokens in &[32usize, 128] {
         for &(name, rows, cols) in shapes {
-            let block = cols;
+            let block = block_arg.unwrap_or(cols);
+            let nb = cols.div_ceil(block);
             let w: Vec<i8> = (0..rows * cols)
                 .map(|_| ((next() % 255) as i32 - 127) as i8)
                 .collect();
             let x: Vec<i8> = (0..tokens * cols)
                 .map(|_| ((next() % 255) as i32 - 127) as i8)
                 .collect();
-            let scales: Vec<f32> = (0..tokens).map(|t| 0.01 + t as f32 * 1e-3).collect();
-            let mut sums = vec![0i32; rows];
+            let scales: Vec<f32> = (0..tokens * nb).map(|t| 0.01 + t as f32 * 1e-3).collect();
+            let mut sums = vec![0i32; rows * nb];
             kernels::gemm_weight_sums(&w, cols, block, &mut sums);
             let mut work = vec![0u32; kernels::gemm_workspace_words(tokens, cols, block)];
             let mut outs = vec![vec![0f32; tokens * rows]; 4];
@@ -69,7 +74,7 @@ fn main() {
                             cols,
                             &x[t * cols..(t + 1) * cols],
                             block,
-                            &scales[t..t + 1],
+                            &scales[t * nb..(t + 1) * nb],
                             &mut out[t * rows + r0..t * rows + r0 + rn],
                         );
                     }

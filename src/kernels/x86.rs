@@ -399,9 +399,11 @@ pub fn gemm_i8_blocks_avx2(
 /// products `w * x`. `|w| <= 128` as `u8` is exact for every weight, and `x * sign(w)` is exact in `i8` because
 /// `x != -128`, so each product is at most `128 * 127 = 16256` in magnitude and a pair at most 32512: the `i16`
 /// saturation never happens. `vpmaddwd` with ones adds the pairs into `i32` lanes (exact), added with wrapping
-/// `i32` adds, so each block's dot product is the reference's. Then per block, row and token
-/// `f = f + (dot as f32) * scale` with a separate convert, multiply and add, blocks in order: the reference's
-/// arithmetic. Columns past the last multiple of 32 in a block go through the reference's dot product.
+/// `i32` adds, so each block's dot product is the reference's. At the end of a block the tile's eight accumulators
+/// are reduced together (`vphaddd`, then one add across halves) into one vector of eight dot products, and each
+/// lane does `f = f + (dot as f32) * scale` with a separate convert, multiply and add (`vcvtdq2ps`, `vmulps`,
+/// `vaddps`, unfused), blocks in order: the reference's arithmetic, lane by lane. Columns past the last multiple
+/// of 32 in a block go through the reference's dot product.
 ///
 /// Rows go in chunks of about [`AVX2_CHUNK`] bytes, each serving every token tile while it is in L1.
 #[allow(clippy::too_many_arguments)]
@@ -489,7 +491,9 @@ unsafe fn tile_avx2<const R: usize, const T: usize>(
     debug_assert!((r + R) * cols <= w.len() && x.len() == T * cols && r + R <= rows);
     let nb = cols.div_ceil(block);
     let ones = _mm256_set1_epi16(1);
+    // Token t, row i at [t][i]; with eight of them (the whole tile), also in the lanes of `fv`, in that order.
     let mut f = [[0.0f32; R]; T];
+    let mut fv = _mm256_setzero_ps();
     for b in 0..nb {
         let c0 = b * block;
         let n = block.min(cols - c0);
@@ -497,7 +501,7 @@ unsafe fn tile_avx2<const R: usize, const T: usize>(
         let wp: [*const i8; R] =
             core::array::from_fn(|i| w.as_ptr().wrapping_add((r + i) * cols + c0));
         let xp: [*const i8; T] = core::array::from_fn(|t| x.as_ptr().wrapping_add(t * cols + c0));
-        let mut acc = [[_mm256_setzero_si256(); T]; R];
+        let mut acc = [[_mm256_setzero_si256(); R]; T];
         let mut c = 0;
         while c < main {
             // SAFETY: c + 32 <= main <= n and c0 + n <= cols: each 32-byte load lies inside row r + i of `w` or
@@ -506,27 +510,60 @@ unsafe fn tile_avx2<const R: usize, const T: usize>(
                 let load = |p: *const i8| _mm256_loadu_si256(p as *const __m256i);
                 let wv: [__m256i; R] = core::array::from_fn(|i| load(wp[i].add(c)));
                 let wa: [__m256i; R] = core::array::from_fn(|i| _mm256_abs_epi8(wv[i]));
-                for t in 0..T {
-                    let xv = load(xp[t].add(c));
-                    for i in 0..R {
-                        let p = _mm256_maddubs_epi16(wa[i], _mm256_sign_epi8(xv, wv[i]));
-                        acc[i][t] = _mm256_add_epi32(acc[i][t], _mm256_madd_epi16(p, ones));
+                for (at, &xt) in acc.iter_mut().zip(&xp) {
+                    let xv = load(xt.add(c));
+                    for ((a, &wa), &wv) in at.iter_mut().zip(&wa).zip(&wv) {
+                        let p = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(xv, wv));
+                        *a = _mm256_add_epi32(*a, _mm256_madd_epi16(p, ones));
                     }
                 }
             }
             c += 32;
         }
-        for t in 0..T {
-            let scale = scales[t * nb + b];
-            let xb = &x[t * cols + c0 + main..t * cols + c0 + n];
-            for i in 0..R {
-                let mut dot = hsum_i32(acc[i][t]);
-                if main < n {
-                    let row = &w[(r + i) * cols + c0 + main..(r + i) * cols + c0 + n];
-                    dot = dot.wrapping_add(reference::dot_i8_i32(row, xb));
-                }
-                f[t][i] += dot as f32 * scale;
+        // Past the last multiple of 32: the reference's dot product.
+        let tail = |t: usize, i: usize| {
+            let row = &w[(r + i) * cols + c0 + main..(r + i) * cols + c0 + n];
+            reference::dot_i8_i32(row, &x[t * cols + c0 + main..t * cols + c0 + n])
+        };
+        if R * T == 8 {
+            // All eight accumulators reduced at once: two rounds of pairwise adds within 128-bit halves leave
+            // four lanes per half; the halves of both quartets then add into one vector, lane k = accumulator k.
+            let a: [__m256i; 8] = core::array::from_fn(|k| acc[k / R][k % R]);
+            let h = |p, q| _mm256_hadd_epi32(p, q);
+            let lo = h(h(a[0], a[1]), h(a[2], a[3]));
+            let hi = h(h(a[4], a[5]), h(a[6], a[7]));
+            let mut dots = _mm256_add_epi32(
+                _mm256_permute2x128_si256::<0x20>(lo, hi),
+                _mm256_permute2x128_si256::<0x31>(lo, hi),
+            );
+            if main < n {
+                let t: [i32; 8] = core::array::from_fn(|k| tail(k / R, k % R));
+                // SAFETY: `t` is eight i32s.
+                dots = _mm256_add_epi32(dots, unsafe { _mm256_loadu_si256(t.as_ptr().cast()) });
             }
+            let s: [f32; 8] = core::array::from_fn(|k| scales[k / R * nb + b]);
+            // SAFETY: `s` is eight f32s.
+            let sv = unsafe { _mm256_loadu_ps(s.as_ptr()) };
+            fv = _mm256_add_ps(fv, _mm256_mul_ps(_mm256_cvtepi32_ps(dots), sv));
+        } else {
+            for (t, (ft, at)) in f.iter_mut().zip(&acc).enumerate() {
+                let scale = scales[t * nb + b];
+                for (i, (fi, &a)) in ft.iter_mut().zip(at).enumerate() {
+                    let mut dot = hsum_i32(a);
+                    if main < n {
+                        dot = dot.wrapping_add(tail(t, i));
+                    }
+                    *fi += dot as f32 * scale;
+                }
+            }
+        }
+    }
+    if R * T == 8 {
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` is eight f32s.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), fv) };
+        for (k, v) in lanes.into_iter().enumerate() {
+            f[k / R][k % R] = v;
         }
     }
     for (t, ft) in f.iter().enumerate() {
