@@ -672,6 +672,41 @@ fn x86_avx2_gemm_matches_reference_bit_for_bit() {
     gemm_twin(super::x86::gemm_i8_blocks_avx2);
 }
 
+/// The AVX2 GEMM on a few small shapes (few enough for Miri, which checks its loads): token and row counts around
+/// the tile, column tails, blocks of one step, of none (shorter than a step) and not dividing the columns.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_avx2_gemm_small_shapes() {
+    let mut rng = Rng::new(44);
+    for (tokens, rows, cols) in [
+        (2usize, 1usize, 32usize),
+        (5, 3, 33),
+        (4, 2, 70),
+        (3, 5, 64),
+    ] {
+        for block in [cols, 32, 16, 40] {
+            let nb = cols.div_ceil(block);
+            let w = values(&mut rng, Fill::Extremes, true, 0, rows * cols);
+            let x: Vec<i8> = values(&mut rng, Fill::Random, false, 0, tokens * cols)
+                .into_iter()
+                .map(|v| v.max(-127))
+                .collect();
+            let scales: Vec<f32> = (0..tokens * nb).map(|i| 0.5 + i as f32).collect();
+            let mut expected = std::vec![f32::from_bits(0x7FC0_0005); tokens * rows];
+            let mut got = expected.clone();
+            reference::gemm_i8_blocks_f32(&w, cols, &x, block, &scales, rows, &mut expected);
+            super::x86::gemm_i8_blocks_avx2(&w, cols, &x, block, &scales, rows, &mut got);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&got),
+                bits(&expected),
+                "{:?}",
+                (tokens, rows, cols, block)
+            );
+        }
+    }
+}
+
 /// The AVX2 GEMM's tile edges on the shapes it is meant for: tokens around the tile and rows around the row
 /// tile and the weight chunk, columns at and around ALBERT-base's widths (tails of every length below 32), one
 /// block per row and several, and every weight extreme including -128.
