@@ -16,6 +16,14 @@
 //! cargo run --release --features std --example x86_gemm        # one scale per token (block = cols)
 //! cargo run --release --features std --example x86_gemm -- 32  # blocks of 32
 //! ```
+//!
+//! `x86_gemm once KERNEL ROWS COLS TOKENS` runs one call of `gemv-avx2`, `gemm-avx2` (or `none`: the set-up
+//! alone) with one scale per token and exits, for counting instructions under an emulated CPU, e.g. an AVX2-only
+//! AMD Zen 3 with `benches/pi/insncount.c` built for the host:
+//!
+//! ```sh
+//! qemu-x86_64 -cpu EPYC-Milan -plugin ./libinsncount.so -d plugin target/release/examples/x86_gemm once gemm-avx2 768 768 128
+//! ```
 
 /// A block-scaled GEMV (`kernels::gemv_i8_blocks`'s signature).
 #[cfg(target_arch = "x86_64")]
@@ -27,9 +35,11 @@ fn main() {
     use std::hint::black_box;
     use std::time::Instant;
 
-    let block_arg: Option<usize> = std::env::args()
-        .nth(1)
-        .map(|b| b.parse().expect("a block size"));
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "once") {
+        return once(&args[2..]);
+    }
+    let block_arg: Option<usize> = args.get(1).map(|b| b.parse().expect("a block size"));
     let ghz = clock_ghz();
     println!("clock {ghz:.2} GHz (a dependent chain of multiplies)");
     let vnni = x86::vnni512_available();
@@ -152,6 +162,51 @@ fn main() {
             );
         }
     }
+}
+
+/// One call of one kernel (see the module docs).
+#[cfg(target_arch = "x86_64")]
+fn once(args: &[String]) {
+    use albert_edge::kernels::{self, x86};
+    let usage = "x86_gemm once none|gemv-avx2|gemm-avx2 ROWS COLS TOKENS";
+    let num = |i: usize| -> usize { args.get(i).and_then(|a| a.parse().ok()).expect(usage) };
+    let (rows, cols, tokens) = (num(1), num(2), num(3));
+    let value = |i: usize| ((i * 2_654_435_761) % 255) as i32 as i8 - 127 + (i % 2) as i8;
+    let w: Vec<i8> = (0..rows * cols).map(value).map(|v| v.max(-127)).collect();
+    let x: Vec<i8> = (0..tokens * cols)
+        .map(|i| value(i + 7))
+        .map(|v| v.max(-127))
+        .collect();
+    let scales = vec![0.5f32; tokens];
+    let mut out = vec![0f32; tokens * rows];
+    match args.first().map(String::as_str) {
+        Some("none") => {}
+        Some("gemv-avx2") => {
+            let chunk = (kernels::GEMM_WEIGHT_CHUNK / cols)
+                .max(1)
+                .next_multiple_of(4);
+            for r0 in (0..rows).step_by(chunk) {
+                let rn = chunk.min(rows - r0);
+                for t in 0..tokens {
+                    x86::gemv_i8_blocks_avx2(
+                        &w[r0 * cols..(r0 + rn) * cols],
+                        cols,
+                        &x[t * cols..(t + 1) * cols],
+                        cols,
+                        &scales[t..t + 1],
+                        &mut out[t * rows + r0..t * rows + r0 + rn],
+                    );
+                }
+            }
+        }
+        Some("gemm-avx2") => {
+            assert!(x86::gemm_rows_avx2(
+                &w, cols, cols, &x, &scales, tokens, rows, &mut out
+            ));
+        }
+        _ => panic!("{usage}"),
+    }
+    std::hint::black_box(&out);
 }
 
 /// Cycles per second, from a chain of dependent `imul`s (three cycles each on every x86-64 core of the last decade;
