@@ -22,7 +22,8 @@
 //! AMD Zen 3 with `benches/pi/insncount.c` built for the host:
 //!
 //! ```sh
-//! qemu-x86_64 -cpu EPYC-Milan -plugin ./libinsncount.so -d plugin target/release/examples/x86_gemm once gemm-avx2 768 768 128
+//! qemu-x86_64 -cpu EPYC-Milan -plugin ./libinsncount.so -d plugin \
+//!     target/release/examples/x86_gemm once gemm-avx2 768 768 128
 //! ```
 
 /// A block-scaled GEMV (`kernels::gemv_i8_blocks`'s signature).
@@ -52,7 +53,8 @@ fn main() {
         f64::NAN
     };
     println!(
-        "peak: vpmaddubsw {peak_avx2:.1} GMAC/s ({:.1} MAC/cycle), vpdpbusd zmm {peak_vnni:.1} GMAC/s ({:.1} MAC/cycle)",
+        "peak: vpmaddubsw {peak_avx2:.1} GMAC/s ({:.1} MAC/cycle), \
+         vpdpbusd zmm {peak_vnni:.1} GMAC/s ({:.1} MAC/cycle)",
         peak_avx2 / ghz,
         peak_vnni / ghz
     );

@@ -170,7 +170,8 @@ impl<'a> GemmInput<'a> {
     }
 
     /// The token step at which a GEMM on this input splits cheaply ([`gemm_i8_blocks_from`]'s `first`): a pass of
-    /// the multi-token kernel where the input is packed for it, otherwise 1.
+    /// the AVX-512 VNNI kernel where the input is packed for it, a tile of the AVX2 kernel where that takes it,
+    /// otherwise 1.
     pub fn token_step(&self) -> usize {
         #[cfg(target_arch = "x86_64")]
         if self.packed.is_some() {
@@ -211,9 +212,10 @@ pub fn gemm_weight_sums(w: &[i8], cols: usize, block: usize, sums: &mut [i32]) {
 /// them (say, empty) the result is the same, token by token.
 ///
 /// On x86-64 the AVX-512 VNNI kernel runs where the input is packed for it, else the AVX2 one
-/// (`x86::gemm_rows_avx2`) where it applies. Where neither does, rows go in chunks of about [`GEMM_WEIGHT_CHUNK`] bytes, each serving
-/// every token while it is in cache: on AArch64 four tokens at a time through `neon::gemm_i8_blocks_sdot` /
-/// `neon::gemm_i8_blocks_mull`'s tiles, elsewhere token by token through [`gemv_i8_blocks`].
+/// (`x86::gemm_rows_avx2`) where it applies. Where neither does, rows go in chunks of about [`GEMM_WEIGHT_CHUNK`]
+/// bytes, each serving every token while it is in cache: on AArch64 four tokens at a time through
+/// `neon::gemm_i8_blocks_sdot` / `neon::gemm_i8_blocks_mull`'s tiles, elsewhere token by token through
+/// [`gemv_i8_blocks`].
 pub fn gemm_i8_blocks(w: &[i8], rows: usize, sums: &[i32], input: &GemmInput, out: &mut [f32]) {
     gemm_i8_blocks_from(w, rows, sums, input, 0, out)
 }
