@@ -41,7 +41,7 @@ skip=(
     --skip py_space_matches_python_isspace --skip gemv_u8_i8_offset_equals_the_u8_reference
     --skip section_validation_rejects_or_survives_every_corruption --skip section_validation_rejects_truncated_sections
     --skip workspace_of_any_size_gives_the_same_ids_or_arena_too_small
-    --skip attention_products_match_the_reference
+    --skip attention_products_match_the_reference --skip x86_avx2_gemm_matches_reference_edge_shapes
 )
 
 echo "==> cargo +nightly miri test -p albert-edge --lib (reference kernels)"

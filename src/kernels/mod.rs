@@ -109,7 +109,8 @@ pub const fn gemm_workspace_words(tokens: usize, cols: usize, block: usize) -> u
 /// The activations of `tokens` tokens, prepared once for any number of [`gemm_i8_blocks`] calls with different
 /// weights: token `t` is `x[t * cols..][..cols]` in `block`-wide int8 blocks with scales
 /// `x_scales[t * nb..][..nb]` (`nb = cols.div_ceil(block)`). On x86-64 CPUs with AVX-512 VNNI they are packed into
-/// the workspace for the multi-token kernel.
+/// the workspace for the multi-token kernel; with AVX2 only, they are checked once for the AVX2 multi-token kernel
+/// (which reads them in place and needs no workspace).
 pub struct GemmInput<'a> {
     x: &'a [i8],
     cols: usize,
@@ -119,6 +120,9 @@ pub struct GemmInput<'a> {
     /// What `x86::pack_vnni` wrote, when it did.
     #[cfg(target_arch = "x86_64")]
     packed: Option<&'a [u32]>,
+    /// Whether the AVX2 multi-token kernel takes these activations (where they are not packed for VNNI).
+    #[cfg(target_arch = "x86_64")]
+    avx2: bool,
 }
 
 impl<'a> GemmInput<'a> {
@@ -133,6 +137,8 @@ impl<'a> GemmInput<'a> {
     ) -> Self {
         #[cfg(target_arch = "x86_64")]
         let packed = x86::pack_vnni(x, cols, block, x_scales, tokens, work).then_some(&*work);
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = packed.is_none() && x86::gemm_avx2_applies(x, cols, block, tokens);
         #[cfg(not(target_arch = "x86_64"))]
         let _ = work;
         GemmInput {
@@ -143,6 +149,8 @@ impl<'a> GemmInput<'a> {
             tokens,
             #[cfg(target_arch = "x86_64")]
             packed,
+            #[cfg(target_arch = "x86_64")]
+            avx2,
         }
     }
 
@@ -162,11 +170,16 @@ impl<'a> GemmInput<'a> {
     }
 
     /// The token step at which a GEMM on this input splits cheaply ([`gemm_i8_blocks_from`]'s `first`): a pass of
-    /// the multi-token kernel where the input is packed for it, otherwise 1.
+    /// the AVX-512 VNNI kernel where the input is packed for it, a tile of the AVX2 kernel where that takes it,
+    /// otherwise 1.
     pub fn token_step(&self) -> usize {
         #[cfg(target_arch = "x86_64")]
         if self.packed.is_some() {
             return x86::GEMM_TOKEN_STEP;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            return x86::AVX2_TOKEN_STEP;
         }
         1
     }
@@ -198,9 +211,11 @@ pub fn gemm_weight_sums(w: &[i8], cols: usize, block: usize, sums: &mut [i32]) {
 /// `w`'s block sums from [`gemm_weight_sums`] (`rows * nb` of them) where [`GEMM_USES_WEIGHT_SUMS`]; without
 /// them (say, empty) the result is the same, token by token.
 ///
-/// Where the x86-64 kernel does not apply, rows go in chunks of about [`GEMM_WEIGHT_CHUNK`] bytes, each serving
-/// every token while it is in cache: on AArch64 four tokens at a time through `neon::gemm_i8_blocks_sdot` /
-/// `neon::gemm_i8_blocks_mull`'s tiles, elsewhere token by token through [`gemv_i8_blocks`].
+/// On x86-64 the AVX-512 VNNI kernel runs where the input is packed for it, else the AVX2 one
+/// (`x86::gemm_rows_avx2`) where it applies. Where neither does, rows go in chunks of about [`GEMM_WEIGHT_CHUNK`]
+/// bytes, each serving every token while it is in cache: on AArch64 four tokens at a time through
+/// `neon::gemm_i8_blocks_sdot` / `neon::gemm_i8_blocks_mull`'s tiles, elsewhere token by token through
+/// [`gemv_i8_blocks`].
 pub fn gemm_i8_blocks(w: &[i8], rows: usize, sums: &[i32], input: &GemmInput, out: &mut [f32]) {
     gemm_i8_blocks_from(w, rows, sums, input, 0, out)
 }
@@ -252,6 +267,15 @@ pub fn gemm_i8_blocks_from(
     let nb = cols.div_ceil(block.max(1));
     let x = input.x.get(first * cols..).unwrap_or(&[]);
     let x_scales = input.x_scales.get(first * nb..).unwrap_or(&[]);
+    // AVX2 (where the VNNI kernel does not run): tiles of tokens by rows, on the activations in place. Two tokens
+    // or more; one goes through the GEMV.
+    #[cfg(target_arch = "x86_64")]
+    if input.avx2
+        && tokens >= 2
+        && x86::gemm_rows_avx2(w, cols, block, x, x_scales, tokens, rows, out)
+    {
+        return;
+    }
     if cols == 0 || block == 0 {
         return reference::gemm_i8_blocks_f32(
             w,

@@ -488,13 +488,17 @@ fn gemm_random(seed: u64, cases: usize, small: bool) -> usize {
         };
         let nb = cols.div_ceil(block);
         let short = i % 17 == 0;
-        let x = values(
+        let mut x = values(
             &mut rng,
             Fill::Random,
             false,
             0,
             tokens * cols - usize::from(short && tokens > 0),
         );
+        // Mostly the quantiser's range -127..=127 (which the AVX2 kernel needs), sometimes -128 too.
+        if i % 6 != 0 {
+            x.iter_mut().for_each(|v| *v = (*v).max(-127));
+        }
         let w = weights(
             &mut rng,
             if i % 4 == 0 {
@@ -571,9 +575,10 @@ fn gemm_random(seed: u64, cases: usize, small: bool) -> usize {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            fast += usize::from(super::x86::pack_vnni(
-                &x, cols, block, &scales, tokens, &mut work,
-            ));
+            fast += usize::from(
+                super::x86::pack_vnni(&x, cols, block, &scales, tokens, &mut work)
+                    || super::x86::gemm_avx2_applies(&x, cols, block, tokens),
+            );
         }
     }
     fast
@@ -584,8 +589,13 @@ fn gemm_i8_blocks_matches_reference_bit_for_bit() {
     let fast = gemm_random(21, 300, false);
     std::println!("multi-token kernel took {fast} of 300 cases");
     #[cfg(all(target_arch = "x86_64", feature = "std"))]
-    if super::x86::vnni512_available() {
-        assert!(fast > 100, "the AVX-512 VNNI GEMM ran in only {fast} cases");
+    if super::x86::avx2_available() {
+        let vnni = super::x86::vnni512_available();
+        std::println!(
+            "the multi-token kernel is the {}",
+            if vnni { "AVX-512 VNNI" } else { "AVX2" }
+        );
+        assert!(fast > 100, "the multi-token GEMM ran in only {fast} cases");
     }
 }
 
@@ -596,22 +606,24 @@ fn gemm_i8_blocks_small_shapes() {
 }
 
 /// A multi-token GEMM with [`reference::gemm_i8_blocks_f32`]'s signature.
-#[cfg(target_arch = "aarch64")]
+#[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
 type Gemm = fn(&[i8], usize, &[i8], usize, &[f32], usize, &mut [f32]);
 
 /// `gemm` against the reference, bit for bit, on seeded random shapes: token counts around the 4-token tiles,
 /// rows around the 4-row quads, columns around the 16-byte steps, blocks that do and do not divide them, extreme
-/// weights, and activations or scales that run out before the last token. Outputs the reference leaves alone
-/// (a NaN with a payload) must stay so.
-#[cfg(target_arch = "aarch64")]
+/// weights, activations mostly in the quantiser's range -127..=127 (sometimes with -128), and activations or
+/// scales that run out before the last token. Outputs the reference leaves alone (a NaN with a payload) must stay
+/// so.
+#[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
 fn gemm_twin(gemm: Gemm) {
     let mut rng = Rng::new(41);
     for i in 0..400 {
-        let tokens = [0usize, 1, 3, 4, 5, 7, 8, 9, 12, 13, 33][rng.below(11)];
+        let tokens = [0usize, 1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 33][rng.below(12)];
         let rows = [0usize, 1, 3, 4, 5, 8, 9, 17][rng.below(8)];
-        let cols = match i % 4 {
+        let cols = match i % 5 {
             0 => 1 + rng.below(100),
             1 => 16 * (1 + rng.below(8)),
+            2 => [768, 800, 1000][rng.below(3)],
             _ => 8 * (1 + rng.below(20)),
         };
         let block = match i % 5 {
@@ -627,7 +639,10 @@ fn gemm_twin(gemm: Gemm) {
         } else {
             Fill::Random
         };
-        let x = values(&mut rng, Fill::Random, false, 0, tokens * cols - short_x);
+        let mut x = values(&mut rng, Fill::Random, false, 0, tokens * cols - short_x);
+        if i % 7 != 0 {
+            x.iter_mut().for_each(|v| *v = (*v).max(-127));
+        }
         let w = weights(&mut rng, fill, 0, rows * cols);
         let scales: Vec<f32> = (0..tokens * nb - short_scales)
             .map(|_| [1e-6f32, 0.02, 1.0, 37.5][rng.below(4)] * (1.0 + rng.below(999) as f32 / 1e3))
@@ -768,6 +783,95 @@ fn neon_mull_gemm_matches_reference_bit_for_bit() {
 #[test]
 fn neon_sdot_gemm_matches_reference_bit_for_bit() {
     gemm_twin(super::neon::gemm_i8_blocks_sdot);
+}
+
+/// The AVX2 GEMM on its own, whatever kernel the dispatch picks on this CPU (with AVX-512 VNNI too).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_avx2_gemm_matches_reference_bit_for_bit() {
+    gemm_twin(super::x86::gemm_i8_blocks_avx2);
+}
+
+/// The AVX2 GEMM on a few small shapes (few enough for Miri, which checks its loads): token and row counts around
+/// the tile, column tails, blocks of one step, of none (shorter than a step) and not dividing the columns.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_avx2_gemm_small_shapes() {
+    let mut rng = Rng::new(44);
+    for (tokens, rows, cols) in [
+        (2usize, 1usize, 32usize),
+        (5, 3, 33),
+        (4, 2, 70),
+        (3, 5, 64),
+    ] {
+        for block in [cols, 32, 16, 40] {
+            let nb = cols.div_ceil(block);
+            let w = values(&mut rng, Fill::Extremes, true, 0, rows * cols);
+            let x: Vec<i8> = values(&mut rng, Fill::Random, false, 0, tokens * cols)
+                .into_iter()
+                .map(|v| v.max(-127))
+                .collect();
+            let scales: Vec<f32> = (0..tokens * nb).map(|i| 0.5 + i as f32).collect();
+            let mut expected = std::vec![f32::from_bits(0x7FC0_0005); tokens * rows];
+            let mut got = expected.clone();
+            reference::gemm_i8_blocks_f32(&w, cols, &x, block, &scales, rows, &mut expected);
+            super::x86::gemm_i8_blocks_avx2(&w, cols, &x, block, &scales, rows, &mut got);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&got),
+                bits(&expected),
+                "{:?}",
+                (tokens, rows, cols, block)
+            );
+        }
+    }
+}
+
+/// The AVX2 GEMM's tile edges on the shapes it is meant for: tokens around the tile and rows around the row
+/// tile and the weight chunk, columns at and around ALBERT-base's widths (tails of every length below 32), one
+/// block per row and several, and every weight extreme including -128.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_avx2_gemm_matches_reference_edge_shapes() {
+    let mut rng = Rng::new(43);
+    for (i, &cols) in [32usize, 33, 63, 64, 65, 95, 127, 768, 769, 790, 799, 3072]
+        .iter()
+        .enumerate()
+    {
+        let tokens = [2usize, 3, 5, 7, 128][i % 5];
+        let rows = [1usize, 4, 7, 64, 21][i % 5] + usize::from(cols < 100) * 20;
+        for block in [cols, 32, 64, 48] {
+            let nb = cols.div_ceil(block);
+            let fill = if i % 3 == 0 {
+                Fill::Extremes
+            } else {
+                Fill::Random
+            };
+            let w = values(&mut rng, fill, true, 0, rows * cols);
+            let x: Vec<i8> = values(&mut rng, fill, false, 0, tokens * cols)
+                .into_iter()
+                .map(|v| v.max(-127))
+                .collect();
+            let scales: Vec<f32> = (0..tokens * nb)
+                .map(|_| 0.01 + rng.below(1000) as f32 / 7.0)
+                .collect();
+            let mut expected = std::vec![f32::from_bits(0x7FC0_0004); tokens * rows];
+            let mut got = expected.clone();
+            reference::gemm_i8_blocks_f32(&w, cols, &x, block, &scales, rows, &mut expected);
+            let ran =
+                super::x86::gemm_rows_avx2(&w, cols, block, &x, &scales, tokens, rows, &mut got);
+            assert_eq!(ran, super::x86::avx2_available());
+            if ran {
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&got),
+                    bits(&expected),
+                    "{:?}",
+                    (tokens, rows, cols, block)
+                );
+            }
+        }
+    }
 }
 
 /// A head's K and V through `attention::Keys` / `attention::Values` (packed for AVX-512 VNNI where the CPU has

@@ -10,6 +10,14 @@
 //! adds adjacent `i16` products into `i32` lanes: `2 * (-128 * -128) = 32768` fits `i32`, so nothing saturates
 //! or wraps before the `i32` accumulation, and integer addition is associative, so the lane order does not
 //! change the result. (`vpmaddubsw`, the usual u8 x i8 trick, saturates to `i16` and is not used for that reason.)
+//! The multi-token AVX2 GEMM ([`gemm_rows_avx2`]) does use `vpmaddubsw`, on operands that cannot saturate it: see
+//! its documentation.
+//!
+//! # Choosing the kernels
+//!
+//! With AVX-512 VNNI the VNNI kernels run, otherwise the AVX2 ones. Setting the environment variable
+//! `ALBERT_EDGE_X86=avx2` (read once, with the `std` feature) keeps the VNNI kernels off on a CPU that has them, so
+//! the AVX2 paths (what an AVX2-only CPU such as AMD Zen 3 runs) can be measured and tested there.
 
 #[cfg(target_arch = "x86_64")]
 use core::arch::x86_64::*;
@@ -169,6 +177,14 @@ fn blocks_driver(
     }
 }
 
+/// Whether the AVX-512 VNNI kernels may run at all: not where `ALBERT_EDGE_X86=avx2` (read once) asks for the
+/// AVX2 kernels only.
+#[cfg(feature = "std")]
+fn vnni_allowed() -> bool {
+    static AVX2_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    !*AVX2_ONLY.get_or_init(|| std::env::var_os("ALBERT_EDGE_X86").is_some_and(|v| v == "avx2"))
+}
+
 /// Whether the AVX-512 VNNI block kernel can run on this CPU (`vpdpbusd` on 256-bit registers needs AVX-512 VNNI
 /// and VL; Intel Ice Lake and later, AMD Zen 4 and later). Detected at run time with `std`, at compile time
 /// otherwise.
@@ -176,7 +192,8 @@ fn blocks_driver(
 pub fn vnni_available() -> bool {
     #[cfg(feature = "std")]
     {
-        std::is_x86_feature_detected!("avx512vnni")
+        vnni_allowed()
+            && std::is_x86_feature_detected!("avx512vnni")
             && std::is_x86_feature_detected!("avx512vl")
             && std::is_x86_feature_detected!("avx2")
     }
@@ -326,6 +343,245 @@ unsafe fn blocks4_avx2(
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Multi-token block-scaled GEMM (AVX2)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Weight rows per AVX2 GEMM tile.
+const AVX2_ROWS: usize = 2;
+
+/// Tokens per AVX2 GEMM tile: each weight vector loaded serves this many tokens.
+const AVX2_TOKENS: usize = 4;
+
+/// Bytes of weight rows the AVX2 GEMM keeps in L1 while every token tile passes over them.
+const AVX2_CHUNK: usize = 16 * 1024;
+
+/// Where a GEMM through [`gemm_rows_avx2`] splits cheaply: a token tile.
+pub const AVX2_TOKEN_STEP: usize = AVX2_TOKENS;
+
+/// Whether [`gemm_rows_avx2`] takes `tokens` tokens of `x` (`cols` wide in blocks of `block`): the CPU has AVX2,
+/// there are at least two tokens and 32 columns, and no activation is -128 (which its arithmetic excludes; the
+/// engine's quantiser never emits it).
+pub fn gemm_avx2_applies(x: &[i8], cols: usize, block: usize, tokens: usize) -> bool {
+    tokens >= 2
+        && cols >= 32
+        && block > 0
+        && x.len() >= tokens * cols
+        && avx2_available()
+        && !x[..tokens * cols].contains(&i8::MIN)
+}
+
+/// [`reference::gemm_i8_blocks_f32`] through [`gemm_rows_avx2`] where [`gemm_avx2_applies`], the reference
+/// otherwise (the AVX2 GEMM's twin in the tests).
+pub fn gemm_i8_blocks_avx2(
+    w: &[i8],
+    cols: usize,
+    x: &[i8],
+    block: usize,
+    x_scales: &[f32],
+    rows: usize,
+    out: &mut [f32],
+) {
+    let tokens = out.len().checked_div(rows).unwrap_or(0);
+    let done = gemm_avx2_applies(x, cols, block, tokens)
+        && gemm_rows_avx2(w, cols, block, x, x_scales, tokens, rows, out);
+    if !done {
+        reference::gemm_i8_blocks_f32(w, cols, x, block, x_scales, rows, out);
+    }
+}
+
+/// [`reference::gemm_i8_blocks_f32`] for `tokens` tokens of `x` (`cols` wide, blocks of `block`, scales
+/// `x_scales[t * nb..][..nb]`) and `rows` rows of `w`: token `t` into `out[t * rows..][..rows]`. Returns `false`
+/// (writing nothing) without AVX2 or where a slice is too short for these sizes. No activation may be -128
+/// ([`gemm_avx2_applies`] checks it).
+///
+/// Tiles of [`AVX2_ROWS`] rows by [`AVX2_TOKENS`] tokens, 32 columns a step: `vpabsb` takes `|w|` once per weight
+/// vector, and for each token `vpsignb` gives `x * sign(w)`, so `vpmaddubsw(|w|, x * sign(w))` adds pairs of
+/// products `w * x`. `|w| <= 128` as `u8` is exact for every weight, and `x * sign(w)` is exact in `i8` because
+/// `x != -128`, so each product is at most `128 * 127 = 16256` in magnitude and a pair at most 32512: the `i16`
+/// saturation never happens. `vpmaddwd` with ones adds the pairs into `i32` lanes (exact), added with wrapping
+/// `i32` adds, so each block's dot product is the reference's. At the end of a block the tile's eight accumulators
+/// are reduced together (`vphaddd`, then one add across halves) into one vector of eight dot products, and each
+/// lane does `f = f + (dot as f32) * scale` with a separate convert, multiply and add (`vcvtdq2ps`, `vmulps`,
+/// `vaddps`, unfused), blocks in order: the reference's arithmetic, lane by lane. Columns past the last multiple
+/// of 32 in a block go through the reference's dot product.
+///
+/// Rows go in chunks of about [`AVX2_CHUNK`] bytes, each serving every token tile while it is in L1.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_rows_avx2(
+    w: &[i8],
+    cols: usize,
+    block: usize,
+    x: &[i8],
+    x_scales: &[f32],
+    tokens: usize,
+    rows: usize,
+    out: &mut [f32],
+) -> bool {
+    if cols == 0 || block == 0 || rows == 0 || !avx2_available() {
+        return false;
+    }
+    let nb = cols.div_ceil(block);
+    if w.len() < rows * cols
+        || x.len() < tokens * cols
+        || x_scales.len() < tokens * nb
+        || out.len() < tokens * rows
+    {
+        return false;
+    }
+    debug_assert!(!x[..tokens * cols].contains(&i8::MIN));
+    let (w, x) = (&w[..rows * cols], &x[..tokens * cols]);
+    let chunk = (AVX2_CHUNK / cols).max(1).next_multiple_of(AVX2_ROWS);
+    for r0 in (0..rows).step_by(chunk) {
+        let r1 = rows.min(r0 + chunk);
+        let mut t0 = 0;
+        while t0 < tokens {
+            // Whole tiles of tokens, then the rest one at a time.
+            let n = if t0 + AVX2_TOKENS <= tokens {
+                AVX2_TOKENS
+            } else {
+                1
+            };
+            let xt = &x[t0 * cols..(t0 + n) * cols];
+            let st = &x_scales[t0 * nb..(t0 + n) * nb];
+            let ot = &mut out[t0 * rows..(t0 + n) * rows];
+            let mut r = r0;
+            while r < r1 {
+                let m = if r + AVX2_ROWS <= r1 { AVX2_ROWS } else { 1 };
+                // SAFETY: AVX2 is available (checked above); rows `r..r + m` lie inside `w` (r + m <= rows), the
+                // `n` tokens' activations, scales and outputs inside `xt`, `st` and `ot` (cut to size above),
+                // which is what `tile_avx2` reads and writes.
+                unsafe {
+                    match (m, n) {
+                        (AVX2_ROWS, AVX2_TOKENS) => {
+                            tile_avx2::<AVX2_ROWS, AVX2_TOKENS>(w, cols, block, xt, st, r, rows, ot)
+                        }
+                        (AVX2_ROWS, _) => {
+                            tile_avx2::<AVX2_ROWS, 1>(w, cols, block, xt, st, r, rows, ot)
+                        }
+                        (_, AVX2_TOKENS) => {
+                            tile_avx2::<1, AVX2_TOKENS>(w, cols, block, xt, st, r, rows, ot)
+                        }
+                        _ => tile_avx2::<1, 1>(w, cols, block, xt, st, r, rows, ot),
+                    }
+                }
+                r += m;
+            }
+            t0 += n;
+        }
+    }
+    true
+}
+
+/// Rows `r..r + R` of `w` for the `T` tokens of `x`; see [`gemm_rows_avx2`].
+///
+/// Safety: AVX2 available; `w` holds rows `r..r + R` of `cols` each, `x` `T` tokens of `cols`, `scales` their
+/// `T * cols.div_ceil(block)` scales, `out` `T` rows of `rows` outputs with `r + R <= rows`; no activation is -128.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+unsafe fn tile_avx2<const R: usize, const T: usize>(
+    w: &[i8],
+    cols: usize,
+    block: usize,
+    x: &[i8],
+    scales: &[f32],
+    r: usize,
+    rows: usize,
+    out: &mut [f32],
+) {
+    debug_assert!((r + R) * cols <= w.len() && x.len() == T * cols && r + R <= rows);
+    let nb = cols.div_ceil(block);
+    let ones = _mm256_set1_epi16(1);
+    // Token t, row i at [t][i]; with eight of them (the whole tile), also in the lanes of `fv`, in that order.
+    let mut f = [[0.0f32; R]; T];
+    let mut fv = _mm256_setzero_ps();
+    for b in 0..nb {
+        let c0 = b * block;
+        let n = block.min(cols - c0);
+        let main = n - n % 32;
+        let wp: [*const i8; R] =
+            core::array::from_fn(|i| w.as_ptr().wrapping_add((r + i) * cols + c0));
+        let xp: [*const i8; T] = core::array::from_fn(|t| x.as_ptr().wrapping_add(t * cols + c0));
+        let mut acc = [[_mm256_setzero_si256(); R]; T];
+        let mut c = 0;
+        while c < main {
+            // SAFETY: c + 32 <= main <= n and c0 + n <= cols: each 32-byte load lies inside row r + i of `w` or
+            // token t of `x`.
+            unsafe {
+                let load = |p: *const i8| _mm256_loadu_si256(p as *const __m256i);
+                let wv: [__m256i; R] = core::array::from_fn(|i| load(wp[i].add(c)));
+                let wa: [__m256i; R] = core::array::from_fn(|i| _mm256_abs_epi8(wv[i]));
+                for (at, &xt) in acc.iter_mut().zip(&xp) {
+                    let xv = load(xt.add(c));
+                    for ((a, &wa), &wv) in at.iter_mut().zip(&wa).zip(&wv) {
+                        let p = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(xv, wv));
+                        *a = _mm256_add_epi32(*a, _mm256_madd_epi16(p, ones));
+                    }
+                }
+            }
+            c += 32;
+        }
+        // Past the last multiple of 32: the reference's dot product.
+        let tail = |t: usize, i: usize| {
+            let row = &w[(r + i) * cols + c0 + main..(r + i) * cols + c0 + n];
+            reference::dot_i8_i32(row, &x[t * cols + c0 + main..t * cols + c0 + n])
+        };
+        if R * T == 8 {
+            // All eight accumulators reduced at once: two rounds of pairwise adds within 128-bit halves leave
+            // four lanes per half; the halves of both quartets then add into one vector, lane k = accumulator k.
+            let a: [__m256i; 8] = core::array::from_fn(|k| acc[k / R][k % R]);
+            let h = |p, q| _mm256_hadd_epi32(p, q);
+            let lo = h(h(a[0], a[1]), h(a[2], a[3]));
+            let hi = h(h(a[4], a[5]), h(a[6], a[7]));
+            let mut dots = _mm256_add_epi32(
+                _mm256_permute2x128_si256::<0x20>(lo, hi),
+                _mm256_permute2x128_si256::<0x31>(lo, hi),
+            );
+            if main < n {
+                let t: [i32; 8] = core::array::from_fn(|k| tail(k / R, k % R));
+                // SAFETY: `t` is eight i32s.
+                dots = _mm256_add_epi32(dots, unsafe { _mm256_loadu_si256(t.as_ptr().cast()) });
+            }
+            let s: [f32; 8] = core::array::from_fn(|k| scales[k / R * nb + b]);
+            // SAFETY: `s` is eight f32s.
+            let sv = unsafe { _mm256_loadu_ps(s.as_ptr()) };
+            fv = _mm256_add_ps(fv, _mm256_mul_ps(_mm256_cvtepi32_ps(dots), sv));
+        } else {
+            for (t, (ft, at)) in f.iter_mut().zip(&acc).enumerate() {
+                let scale = scales[t * nb + b];
+                for (i, (fi, &a)) in ft.iter_mut().zip(at).enumerate() {
+                    let mut dot = hsum_i32(a);
+                    if main < n {
+                        dot = dot.wrapping_add(tail(t, i));
+                    }
+                    *fi += dot as f32 * scale;
+                }
+            }
+        }
+    }
+    if R * T == 8 {
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` is eight f32s.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), fv) };
+        for (k, v) in lanes.into_iter().enumerate() {
+            f[k / R][k % R] = v;
+        }
+    }
+    for (t, ft) in f.iter().enumerate() {
+        out[t * rows + r..t * rows + r + R].copy_from_slice(ft);
+    }
+}
+
+/// The wrapping sum of the eight `i32` lanes of `v`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Multi-token block-scaled GEMM (AVX-512 VNNI)
 // ---------------------------------------------------------------------------------------------------------------
 
@@ -363,7 +619,9 @@ pub const fn gemm_workspace_words(tokens: usize, cols: usize, block: usize) -> u
 pub fn vnni512_available() -> bool {
     #[cfg(feature = "std")]
     {
-        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni")
+        vnni_allowed()
+            && std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512vnni")
     }
     #[cfg(not(feature = "std"))]
     {
