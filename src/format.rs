@@ -734,6 +734,10 @@ fn parse_table(
                     scales_count * 4,
                     "scales out of range or misaligned",
                 )?;
+                // The kernels rely on it (a pair of products then fits 16 bits whatever the activation).
+                if data.contains(&0x80) {
+                    return Err(Error::BadTensor("int8 values must be in -127..=127"));
+                }
                 if s.chunks_exact(4).any(|c| {
                     let v = LE::read_f32(c);
                     !(v.is_finite() && v > 0.0)

