@@ -189,9 +189,10 @@ typedef struct {
    */
   float layer_norm_eps;
   /**
-   * Width of the int8 engine's activation blocks.
+   * The blob's format version: 2, or 1 for a blob converted before outlier side columns (it runs; reconverting
+   * the checkpoint adds them).
    */
-  uint32_t activation_block;
+  uint32_t format_version;
   /**
    * 1 if every weight matrix is int8 (`ALBERT_EDGE_PRECISION_INT8` works), else 0.
    */

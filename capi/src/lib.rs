@@ -102,8 +102,9 @@ pub struct albert_edge_config {
     pub hidden_act: u32,
     /// LayerNorm epsilon.
     pub layer_norm_eps: f32,
-    /// Width of the int8 engine's activation blocks.
-    pub activation_block: u32,
+    /// The blob's format version: 2, or 1 for a blob converted before outlier side columns (it runs; reconverting
+    /// the checkpoint adds them).
+    pub format_version: u32,
     /// 1 if every weight matrix is int8 (`ALBERT_EDGE_PRECISION_INT8` works), else 0.
     pub int8_weights: u32,
     /// 1 if the blob carries a tokenizer (the text functions work), else 0.
@@ -245,7 +246,7 @@ pub unsafe extern "C" fn albert_edge_get_config(
             num_labels: n(c.num_labels),
             hidden_act: c.hidden_act.code(),
             layer_norm_eps: c.layer_norm_eps,
-            activation_block: n(m.activation_block()),
+            format_version: m.format_version(),
             int8_weights: is_int8(m) as u32,
             has_tokenizer: m.tokenizer().is_some() as u32,
         };
