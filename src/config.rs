@@ -86,24 +86,6 @@ impl AlbertConfig {
         self.hidden_size / self.num_attention_heads
     }
 
-    /// The default width of the int8 engine's activation blocks: every activation row (hidden state, FFN
-    /// intermediate, pooler output) is quantised in blocks of this many values, each with its own scale; the
-    /// attention context uses one block per head. Half the head size (32 for ALBERT-base), at least 1: see
-    /// `QUANTIZATION.md` for the measurements behind it. A blob may ask for wider blocks
-    /// ([`Model::activation_block`](crate::Model::activation_block)), never narrower ones, so the arena sized
-    /// for this default always suffices.
-    pub const fn activation_block(&self) -> usize {
-        let d = match self.hidden_size.checked_div(self.num_attention_heads) {
-            Some(d) => d,
-            None => self.hidden_size,
-        };
-        if d >= 2 {
-            d / 2
-        } else {
-            1
-        }
-    }
-
     /// Checks the invariants the rest of the crate relies on.
     pub fn validate(&self) -> Result<(), Error> {
         let counts = [

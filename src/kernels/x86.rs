@@ -394,7 +394,7 @@ pub fn gemm_i8_blocks_avx2(
 /// (writing nothing) without AVX2 or where a slice is too short for these sizes. No activation may be -128
 /// ([`gemm_avx2_applies`] checks it).
 ///
-/// Tiles of [`AVX2_ROWS`] rows by [`AVX2_TOKENS`] tokens, 32 columns a step: `vpabsb` takes `|w|` once per weight
+/// Tiles of `AVX2_ROWS` rows by `AVX2_TOKENS` tokens, 32 columns a step: `vpabsb` takes `|w|` once per weight
 /// vector, and for each token `vpsignb` gives `x * sign(w)`, so `vpmaddubsw(|w|, x * sign(w))` adds pairs of
 /// products `w * x`. `|w| <= 128` as `u8` is exact for every weight, and `x * sign(w)` is exact in `i8` because
 /// `x != -128`, so each product is at most `128 * 127 = 16256` in magnitude and a pair at most 32512: the `i16`
@@ -405,7 +405,7 @@ pub fn gemm_i8_blocks_avx2(
 /// `vaddps`, unfused), blocks in order: the reference's arithmetic, lane by lane. Columns past the last multiple
 /// of 32 in a block go through the reference's dot product.
 ///
-/// Rows go in chunks of about [`AVX2_CHUNK`] bytes, each serving every token tile while it is in L1.
+/// Rows go in chunks of about `AVX2_CHUNK` bytes, each serving every token tile while it is in L1.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_rows_avx2(
     w: &[i8],

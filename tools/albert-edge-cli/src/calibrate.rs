@@ -204,7 +204,7 @@ impl SiteStats {
     /// columns (`f32`), out of the int8 activation's scale and out of the weights' rounding. None when `ratio` is
     /// not positive.
     pub fn outliers(&self, ratio: f32, limit: usize) -> Vec<u32> {
-        if !(ratio > 0.0) || self.max_abs.is_empty() || limit == 0 {
+        if ratio.is_nan() || ratio <= 0.0 || self.max_abs.is_empty() || limit == 0 {
             return Vec::new();
         }
         let mut sorted = self.max_abs.clone();
