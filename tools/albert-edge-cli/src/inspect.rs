@@ -228,15 +228,15 @@ pub fn render_text(r: &Report) -> String {
             .map(usize::to_string)
             .collect::<Vec<_>>()
             .join("x");
-        let err = if t.dtype == "int8" {
-            format!("{:.3e}", t.quant_error)
+        let (err, side) = if t.dtype == "int8" {
+            (format!("{:.3e}", t.quant_error), t.side_columns.to_string())
         } else {
-            "-".into()
+            ("-".into(), "-".into())
         };
         let _ = writeln!(
             s,
             "  {:<42} {:<5} {:>13} {:>10} {:>8} {:>11} {:>5}",
-            t.kind, t.dtype, shape, t.bytes, t.scale_bytes, err, t.side_columns
+            t.kind, t.dtype, shape, t.bytes, t.scale_bytes, err, side
         );
     }
     let x = &r.sections;

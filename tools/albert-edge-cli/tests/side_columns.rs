@@ -233,7 +233,8 @@ fn the_reader_refuses_malformed_side_columns() {
 
 #[test]
 fn format_v1_blobs_still_run() {
-    let blob = read(&repo_root().join("models/sst2-albert-mcu.blob"));
+    // The shipped Pi model was converted before format v2 (its fp32 checkpoint is not committed).
+    let blob = read(&repo_root().join("models/sst2-albert-pi.blob"));
     let bytes = blob.bytes();
     assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 1);
     let model = Model::from_bytes(bytes).unwrap();
