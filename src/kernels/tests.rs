@@ -672,7 +672,7 @@ fn one_block_cases(mut check: impl FnMut(&[i8], usize, &[i8], usize, &[f32], usi
         let tokens = if i % 16 == 15 { 32 } else { rng.below(14) };
         let rows = [1usize, 3, 4, 5, 7, 8, 9, 12, 64][rng.below(9)];
         let cols = match i % 6 {
-            0 => [1usize, 2, 15, 16, 17, 31, 32, 33][rng.below(8)],
+            0 => [1usize, 2, 15, 16, 17, 31, 32, 33, 80, 208][rng.below(10)],
             1 => 768,
             2 if rows < 10 && tokens < 14 => 3072,
             _ => 1 + rng.below(200),
@@ -771,6 +771,43 @@ fn neon_mull_block_kernels_reject_weights_of_minus_128() {
 #[test]
 fn neon_sdot_gemm_one_block_per_row_matches_reference() {
     gemm_twin_one_block(super::neon::gemm_i8_blocks_sdot);
+}
+
+/// [`one_block_cases`] through the dispatched GEMM on activations packed for `sdot` (AArch64 with `dotprod`):
+/// the whole GEMM and pieces at groups of four tokens, tiles of eight and off them, the same bits as the reference
+/// and nothing written past the outputs.
+#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+#[test]
+fn neon_sdot_packed_gemm_one_block_per_row_matches_reference() {
+    const UNTOUCHED: u32 = 0x7FC0_0006;
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    let mut packed = 0;
+    one_block_cases(|w, cols, x, block, scales, rows, tokens, case| {
+        let mut expected = std::vec![f32::from_bits(UNTOUCHED); tokens * rows];
+        reference::gemm_i8_blocks_f32(w, cols, x, block, scales, rows, &mut expected);
+        let mut work = std::vec![0u32; super::gemm_workspace_words(tokens, cols, block)];
+        let input = super::GemmInput::new(x, cols, block, scales, tokens, &mut work);
+        packed += usize::from(input.token_step() == 8);
+        for step in [tokens.max(1), 8, 4, 3] {
+            let mut got = std::vec![f32::from_bits(UNTOUCHED); tokens * rows + 1];
+            for first in (0..tokens).step_by(step) {
+                let n = step.min(tokens - first);
+                let out = &mut got[first * rows..(first + n) * rows];
+                super::gemm_i8_blocks_from(w, rows, &[], &input, first, out);
+            }
+            assert_eq!(
+                bits(&got[..tokens * rows]),
+                bits(&expected),
+                "pieces of {step}, {case}"
+            );
+            assert_eq!(
+                got[tokens * rows].to_bits(),
+                UNTOUCHED,
+                "wrote past, {case}"
+            );
+        }
+    });
+    assert!(packed > 20, "the packed kernel ran in only {packed} cases");
 }
 
 #[cfg(target_arch = "aarch64")]
