@@ -728,6 +728,26 @@ pub(super) mod tiles {
         };
     }
 
+    /// 16 columns of eight rows (pointers `{w0}`..`{w7}`) by two packed groups of four tokens (`{x0}`, `{x1}`)
+    /// into v0..v7 and v8..v15 ([`sdot_row`]).
+    #[cfg(target_feature = "dotprod")]
+    macro_rules! sdot_step {
+        () => {
+            concat!(
+                "ld1 {{v16.16b, v17.16b, v18.16b, v19.16b}}, [{x0}], #64\n",
+                "ld1 {{v20.16b, v21.16b, v22.16b, v23.16b}}, [{x1}], #64\n",
+                sdot_row!("w0", 24, 0, 8),
+                sdot_row!("w1", 25, 1, 9),
+                sdot_row!("w2", 26, 2, 10),
+                sdot_row!("w3", 27, 3, 11),
+                sdot_row!("w4", 28, 4, 12),
+                sdot_row!("w5", 29, 5, 13),
+                sdot_row!("w6", 30, 6, 14),
+                sdot_row!("w7", 31, 7, 15),
+            )
+        };
+    }
+
     /// As [`sdot_row`] for one group of four tokens (v16..v19), into `v$a`.
     #[cfg(target_feature = "dotprod")]
     macro_rules! sdot_row1 {
@@ -774,30 +794,28 @@ pub(super) mod tiles {
     unsafe fn sdot_tile(w: [*const i8; 8], x: [*const i8; 2], cols: usize) -> [[int32x4_t; 8]; 2] {
         // SAFETY: register-only, AArch64 baseline (the asm overwrites them all).
         let mut acc = [[unsafe { vdupq_n_s32(0) }; 8]; 2];
-        // SAFETY: `cols / 16 >= 1` iterations read 16 bytes from each weight pointer and 64 from each activation
-        // pointer (copies, advanced by the post-indexed loads): `cols` and `4 * cols` bytes; no alignment is
-        // needed. The asm writes only the registers it declares and touches no stack. `sdot` is there: this is
-        // compiled only with the `dotprod` target feature.
+        // SAFETY: `cols / 16` steps (two per iteration) read 16 bytes from each weight pointer and 64 from each
+        // activation pointer (copies, advanced by the post-indexed loads): `cols` and `4 * cols` bytes; no
+        // alignment is needed. The asm writes only the registers it declares and touches no stack. `sdot` is
+        // there: this is compiled only with the `dotprod` target feature.
         unsafe {
             core::arch::asm!(
                 "movi v0.4s, #0", "movi v1.4s, #0", "movi v2.4s, #0", "movi v3.4s, #0",
                 "movi v4.4s, #0", "movi v5.4s, #0", "movi v6.4s, #0", "movi v7.4s, #0",
                 "movi v8.4s, #0", "movi v9.4s, #0", "movi v10.4s, #0", "movi v11.4s, #0",
                 "movi v12.4s, #0", "movi v13.4s, #0", "movi v14.4s, #0", "movi v15.4s, #0",
+                "cbz {n}, 3f",
                 "2:",
-                "ld1 {{v16.16b, v17.16b, v18.16b, v19.16b}}, [{x0}], #64",
-                "ld1 {{v20.16b, v21.16b, v22.16b, v23.16b}}, [{x1}], #64",
-                sdot_row!("w0", 24, 0, 8),
-                sdot_row!("w1", 25, 1, 9),
-                sdot_row!("w2", 26, 2, 10),
-                sdot_row!("w3", 27, 3, 11),
-                sdot_row!("w4", 28, 4, 12),
-                sdot_row!("w5", 29, 5, 13),
-                sdot_row!("w6", 30, 6, 14),
-                sdot_row!("w7", 31, 7, 15),
+                sdot_step!(),
+                sdot_step!(),
                 "subs {n}, {n}, #1",
                 "b.ne 2b",
-                n = inout(reg) cols / 16 => _,
+                "3:",
+                "cbz {odd}, 4f",
+                sdot_step!(),
+                "4:",
+                n = inout(reg) cols / 32 => _,
+                odd = in(reg) cols / 16 % 2,
                 x0 = inout(reg) x[0] => _,
                 x1 = inout(reg) x[1] => _,
                 w0 = inout(reg) w[0] => _,
