@@ -25,7 +25,17 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
-pub use reference::{dot_f32, gemv_i16_i32, gemv_u8_i8_i32, layer_norm_f32, masked_softmax_f32};
+pub use reference::{dot_f32, gemv_u8_i8_i32, layer_norm_f32, masked_softmax_f32};
+
+/// 16-bit matrix-vector product with wrapping `i32` accumulation (the attention scores): always equal to
+/// [`reference::gemv_i16_i32`]; NEON on AArch64, elsewhere the reference.
+#[inline]
+#[allow(unreachable_code)]
+pub fn gemv_i16_i32(w: &[i16], cols: usize, x: &[i16], out: &mut [i32]) {
+    #[cfg(target_arch = "aarch64")]
+    return neon::gemv_i16_i32(w, cols, x, out);
+    reference::gemv_i16_i32(w, cols, x, out)
+}
 
 /// int8 matrix-vector product with `i32` accumulation: `out[r] = sum_c w[r * cols + c] * x[c]`.
 /// Dispatches to the best kernel compiled for this target; always equal to [`reference::gemv_i8_i32`].

@@ -1158,6 +1158,64 @@ pub(super) mod tiles {
     }
 }
 
+/// [`reference::gemv_i16_i32`](super::reference::gemv_i16_i32) for AArch64 (the attention scores): four rows at a
+/// time, 8 columns per step, `smlal` / `smlal2` adding each `i16` product into `i32` lanes (wrapping, like the
+/// reference's adds: integer addition modulo 2^32 does not depend on the order), the columns past the last
+/// multiple of 8 added one by one. Degenerate calls (`cols == 0`, `x` shorter than `cols`) go to the reference.
+#[cfg(target_arch = "aarch64")]
+pub fn gemv_i16_i32(w: &[i16], cols: usize, x: &[i16], out: &mut [i32]) {
+    use super::reference;
+    if cols == 0 || x.len() < cols {
+        return reference::gemv_i16_i32(w, cols, x, out);
+    }
+    let x = &x[..cols];
+    let rows = out.len().min(w.len() / cols);
+    let (mut quads, rest) = out[..rows].split_at_mut(rows / 4 * 4);
+    let mut r = 0;
+    while let Some((o, tail)) = quads.split_first_chunk_mut::<4>() {
+        *o = i16_dots(core::array::from_fn(|i| &w[(r + i) * cols..][..cols]), x);
+        quads = tail;
+        r += 4;
+    }
+    for o in rest {
+        [*o] = i16_dots([&w[r * cols..][..cols]], x);
+        r += 1;
+    }
+}
+
+/// The `R` rows' wrapping dot products with `x` (every row `x.len()` long), for [`gemv_i16_i32`].
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+fn i16_dots<const R: usize>(rows: [&[i16]; R], x: &[i16]) -> [i32; R] {
+    use a64::*;
+    let n = x.len();
+    assert!(rows.iter().all(|r| r.len() == n));
+    let main = n / 8 * 8;
+    // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
+    let mut acc = [unsafe { vdupq_n_s32(0) }; R];
+    let mut c = 0;
+    while c < main {
+        // SAFETY: `c + 8 <= main <= n`, the length of `x` and of every row (asserted above): each 16-byte load is
+        // in bounds; `ld1` has no alignment requirement beyond the `i16`s'.
+        unsafe {
+            let xv = vld1q_s16(x.as_ptr().add(c));
+            for (a, row) in acc.iter_mut().zip(rows) {
+                let wv = vld1q_s16(row.as_ptr().add(c));
+                *a = vmlal_high_s16(vmlal_s16(*a, vget_low_s16(wv), vget_low_s16(xv)), wv, xv);
+            }
+        }
+        c += 8;
+    }
+    core::array::from_fn(|i| {
+        let tail = rows[i][main..]
+            .iter()
+            .zip(&x[main..])
+            .fold(0i32, |s, (&a, &b)| s.wrapping_add(a as i32 * b as i32));
+        // SAFETY: register-only, AArch64 baseline.
+        unsafe { vaddvq_s32(acc[i]) }.wrapping_add(tail)
+    })
+}
+
 /// The `smull` / `sadalp` inner loop.
 #[cfg(target_arch = "aarch64")]
 struct Mull;

@@ -779,17 +779,17 @@ fn neon_sdot_gemm_one_block_per_row_matches_reference() {
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 #[test]
 fn neon_sdot_packed_gemm_one_block_per_row_matches_reference() {
-    const UNTOUCHED: u32 = 0x7FC0_0006;
+    const UNTOUCHED_F32: u32 = 0x7FC0_0006;
     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
     let mut packed = 0;
     one_block_cases(|w, cols, x, block, scales, rows, tokens, case| {
-        let mut expected = std::vec![f32::from_bits(UNTOUCHED); tokens * rows];
+        let mut expected = std::vec![f32::from_bits(UNTOUCHED_F32); tokens * rows];
         reference::gemm_i8_blocks_f32(w, cols, x, block, scales, rows, &mut expected);
         let mut work = std::vec![0u32; super::gemm_workspace_words(tokens, cols, block)];
         let input = super::GemmInput::new(x, cols, block, scales, tokens, &mut work);
         packed += usize::from(input.token_step() == 8);
         for step in [tokens.max(1), 8, 4, 3] {
-            let mut got = std::vec![f32::from_bits(UNTOUCHED); tokens * rows + 1];
+            let mut got = std::vec![f32::from_bits(UNTOUCHED_F32); tokens * rows + 1];
             for first in (0..tokens).step_by(step) {
                 let n = step.min(tokens - first);
                 let out = &mut got[first * rows..(first + n) * rows];
@@ -802,7 +802,7 @@ fn neon_sdot_packed_gemm_one_block_per_row_matches_reference() {
             );
             assert_eq!(
                 got[tokens * rows].to_bits(),
-                UNTOUCHED,
+                UNTOUCHED_F32,
                 "wrote past, {case}"
             );
         }
@@ -908,6 +908,38 @@ fn x86_avx2_gemm_matches_reference_edge_shapes() {
                 );
             }
         }
+    }
+}
+
+/// The dispatched 16-bit GEMV against the reference on random shapes: rows around the 4-row blocks, columns around
+/// the 8-column steps, values over the whole `i16` range (the sums wrap), `x` shorter than a row, `out` longer than
+/// `w` has rows (the rest left alone).
+#[test]
+fn gemv_i16_matches_reference() {
+    let mut rng = Rng::new(32);
+    for i in 0..300 {
+        let rows = rng.below(11);
+        let cols = [0usize, 1, 7, 8, 9, 16, 31, 64, 100][rng.below(9)];
+        let wide = i % 3 == 0;
+        let mut sample = |n: usize| -> Vec<i16> {
+            (0..n)
+                .map(|_| {
+                    if wide {
+                        rng.next_u64() as i16
+                    } else {
+                        (rng.below(11585) as i16) - 5792
+                    }
+                })
+                .collect()
+        };
+        let w = sample(rows * cols + usize::from(i % 5 == 0));
+        let x = sample(if i % 7 == 0 { cols / 2 } else { cols });
+        let n_out = rows + usize::from(i % 2 == 0) * 2;
+        let mut expected = std::vec![UNTOUCHED; n_out];
+        let mut got = expected.clone();
+        reference::gemv_i16_i32(&w, cols, &x, &mut expected);
+        super::gemv_i16_i32(&w, cols, &x, &mut got);
+        assert_eq!(got, expected, "rows {rows} cols {cols} x {}", x.len());
     }
 }
 
