@@ -1193,27 +1193,40 @@ fn i16_dots<const R: usize>(rows: [&[i16]; R], x: &[i16]) -> [i32; R] {
     let main = n / 8 * 8;
     // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
     let mut acc = [unsafe { vdupq_n_s32(0) }; R];
-    let mut c = 0;
-    while c < main {
-        // SAFETY: `c + 8 <= main <= n`, the length of `x` and of every row (asserted above): each 16-byte load is
-        // in bounds; `ld1` has no alignment requirement beyond the `i16`s'.
+    let (mut xp, mut wp) = (x.as_ptr(), rows.map(<[i16]>::as_ptr));
+    for _ in 0..main / 8 {
+        // SAFETY: `main / 8` steps of 8 values stay within `x` and every row (`main <= n`, the length of each,
+        // asserted above); `ld1` needs no alignment beyond the `i16`s'.
         unsafe {
-            let xv = vld1q_s16(x.as_ptr().add(c));
-            for (a, row) in acc.iter_mut().zip(rows) {
-                let wv = vld1q_s16(row.as_ptr().add(c));
+            let xv = vld1q_s16(xp);
+            xp = xp.add(8);
+            for (a, p) in acc.iter_mut().zip(&mut wp) {
+                let wv = vld1q_s16(*p);
+                *p = p.add(8);
                 *a = vmlal_high_s16(vmlal_s16(*a, vget_low_s16(wv), vget_low_s16(xv)), wv, xv);
             }
         }
-        c += 8;
     }
-    core::array::from_fn(|i| {
-        let tail = rows[i][main..]
-            .iter()
-            .zip(&x[main..])
-            .fold(0i32, |s, (&a, &b)| s.wrapping_add(a as i32 * b as i32));
+    let mut sums = [0i32; R];
+    if R == 4 {
+        // SAFETY: register-only, AArch64 baseline; `sums` is four i32s.
+        unsafe {
+            let s = vpaddq_s32(vpaddq_s32(acc[0], acc[1]), vpaddq_s32(acc[2], acc[3]));
+            vst1q_s32(sums.as_mut_ptr(), s);
+        }
+    } else {
         // SAFETY: register-only, AArch64 baseline.
-        unsafe { vaddvq_s32(acc[i]) }.wrapping_add(tail)
-    })
+        sums = acc.map(|a| unsafe { vaddvq_s32(a) });
+    }
+    if main < n {
+        for (s, row) in sums.iter_mut().zip(rows) {
+            *s = row[main..]
+                .iter()
+                .zip(&x[main..])
+                .fold(*s, |s, (&a, &b)| s.wrapping_add(a as i32 * b as i32));
+        }
+    }
+    sums
 }
 
 /// The `smull` / `sadalp` inner loop.
