@@ -25,7 +25,17 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
-pub use reference::{dot_f32, gemv_i16_i32, gemv_u8_i8_i32, layer_norm_f32, masked_softmax_f32};
+pub use reference::{dot_f32, gemv_u8_i8_i32, layer_norm_f32, masked_softmax_f32};
+
+/// 16-bit matrix-vector product with wrapping `i32` accumulation (the attention scores): always equal to
+/// [`reference::gemv_i16_i32`]; NEON on AArch64, elsewhere the reference.
+#[inline]
+#[allow(unreachable_code)]
+pub fn gemv_i16_i32(w: &[i16], cols: usize, x: &[i16], out: &mut [i32]) {
+    #[cfg(target_arch = "aarch64")]
+    return neon::gemv_i16_i32(w, cols, x, out);
+    reference::gemv_i16_i32(w, cols, x, out)
+}
 
 /// int8 matrix-vector product with `i32` accumulation: `out[r] = sum_c w[r * cols + c] * x[c]`.
 /// Dispatches to the best kernel compiled for this target; always equal to [`reference::gemv_i8_i32`].
@@ -92,14 +102,24 @@ pub fn gemv_u8_i8_i32_offset(
 }
 
 /// `u32` words of workspace [`GemmInput::new`] wants for `tokens` tokens of `cols` columns in blocks of `block` (0
-/// where no kernel uses one: every target but x86-64). With less, the GEMM still gives the same results, token by
-/// token.
+/// where no kernel uses one). x86-64: the AVX-512 VNNI kernel's packed activations and scales. AArch64 with
+/// `dotprod`: `cols` words per whole group of four tokens where `cols` is a multiple of 16, whatever `block`
+/// (the packed kernel takes one block per token; a workspace sized for the widest input serves the narrower
+/// ones). Elsewhere none. With less, the GEMM still gives the same results, token by token.
 pub const fn gemm_workspace_words(tokens: usize, cols: usize, block: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
         x86::gemm_workspace_words(tokens, cols, block)
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+    {
+        let _ = block;
+        neon::tiles::sdot_workspace_words(tokens, cols)
+    }
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        all(target_arch = "aarch64", target_feature = "dotprod")
+    )))]
     {
         let _ = (tokens, cols, block);
         0
@@ -110,7 +130,8 @@ pub const fn gemm_workspace_words(tokens: usize, cols: usize, block: usize) -> u
 /// weights: token `t` is `x[t * cols..][..cols]` in `block`-wide int8 blocks with scales
 /// `x_scales[t * nb..][..nb]` (`nb = cols.div_ceil(block)`). On x86-64 CPUs with AVX-512 VNNI they are packed into
 /// the workspace for the multi-token kernel; with AVX2 only, they are checked once for the AVX2 multi-token kernel
-/// (which reads them in place and needs no workspace).
+/// (which reads them in place and needs no workspace). On AArch64 with `dotprod`, one-block-per-token activations
+/// are packed in groups of four tokens for `sdot` by lane.
 pub struct GemmInput<'a> {
     x: &'a [i8],
     cols: usize,
@@ -123,6 +144,9 @@ pub struct GemmInput<'a> {
     /// Whether the AVX2 multi-token kernel takes these activations (where they are not packed for VNNI).
     #[cfg(target_arch = "x86_64")]
     avx2: bool,
+    /// What `neon::tiles::pack_sdot` wrote and how many groups of four tokens, when it did.
+    #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+    packed: Option<(&'a [u32], usize)>,
 }
 
 impl<'a> GemmInput<'a> {
@@ -139,7 +163,15 @@ impl<'a> GemmInput<'a> {
         let packed = x86::pack_vnni(x, cols, block, x_scales, tokens, work).then_some(&*work);
         #[cfg(target_arch = "x86_64")]
         let avx2 = packed.is_none() && x86::gemm_avx2_applies(x, cols, block, tokens);
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+        let packed = match neon::tiles::pack_sdot(x, cols, block, x_scales, tokens, work) {
+            0 => None,
+            groups => Some((&*work, groups)),
+        };
+        #[cfg(not(any(
+            target_arch = "x86_64",
+            all(target_arch = "aarch64", target_feature = "dotprod")
+        )))]
         let _ = work;
         GemmInput {
             x,
@@ -151,6 +183,8 @@ impl<'a> GemmInput<'a> {
             packed,
             #[cfg(target_arch = "x86_64")]
             avx2,
+            #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+            packed,
         }
     }
 
@@ -170,8 +204,8 @@ impl<'a> GemmInput<'a> {
     }
 
     /// The token step at which a GEMM on this input splits cheaply ([`gemm_i8_blocks_from`]'s `first`): a pass of
-    /// the AVX-512 VNNI kernel where the input is packed for it, a tile of the AVX2 kernel where that takes it,
-    /// otherwise 1.
+    /// the AVX-512 VNNI kernel where the input is packed for it, a tile of the AVX2 kernel where that takes it, a
+    /// tile of the AArch64 `sdot` kernel (eight tokens) where the input is packed for that, otherwise 1.
     pub fn token_step(&self) -> usize {
         #[cfg(target_arch = "x86_64")]
         if self.packed.is_some() {
@@ -180,6 +214,10 @@ impl<'a> GemmInput<'a> {
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             return x86::AVX2_TOKEN_STEP;
+        }
+        #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+        if self.packed.is_some() {
+            return 8;
         }
         1
     }
@@ -264,6 +302,29 @@ pub fn gemm_i8_blocks_from(
         }
     }
     let _ = sums;
+    // AArch64 with `dotprod`: the tokens of the packed groups, then the rest as below.
+    #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+    let (first, tokens, out) = match input.packed {
+        Some((packed, groups)) => {
+            let done = neon::tiles::gemm_packed_sdot(
+                w,
+                cols,
+                rows,
+                packed,
+                groups,
+                input.x,
+                input.x_scales,
+                first,
+                tokens,
+                out,
+            );
+            if done == tokens {
+                return;
+            }
+            (first + done, tokens - done, &mut out[done * rows..])
+        }
+        None => (first, tokens, out),
+    };
     let nb = cols.div_ceil(block.max(1));
     let x = input.x.get(first * cols..).unwrap_or(&[]);
     let x_scales = input.x_scales.get(first * nb..).unwrap_or(&[]);
@@ -287,7 +348,8 @@ pub fn gemm_i8_blocks_from(
             &mut out[..tokens * rows],
         );
     }
-    let chunk = (GEMM_WEIGHT_CHUNK / cols).max(1).next_multiple_of(4);
+    // A multiple of the AArch64 tiles' eight rows.
+    let chunk = (GEMM_WEIGHT_CHUNK / cols).max(1).next_multiple_of(8);
     for r0 in (0..rows).step_by(chunk) {
         let rn = chunk.min(rows - r0);
         let wc = w.get(r0 * cols..).unwrap_or(&[]);

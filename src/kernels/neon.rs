@@ -36,7 +36,10 @@
 //! With one scale per token (`block >= cols`) the tiles' K loop holds nothing but the loads and steps (`a64::row_tile`:
 //! 16 `sdot` and 8 loads, or 48 `smull` / `smlal2` / `sadalp` and 8 loads, per 16 columns), the columns past the
 //! last multiple of 16 are one more step with the activations masked, and the single-token GEMV uses the same
-//! tile with one token.
+//! tile with one token. Where `cols` is a multiple of 16, larger tiles in `asm!` take over (module `tiles`): eight
+//! rows by two tokens with `smull`, and with `dotprod` eight rows by eight tokens of activations packed once per
+//! [`GemmInput`](super::GemmInput) (four tokens by four columns per 16 bytes, each `sdot` taking a weight row's
+//! four columns by lane), so each accumulator lane is one token of one row.
 //!
 //! In the GEMVs, rows go four at a time so each load of `x` serves four weight rows; columns 16 at a time, then one
 //! step of 8 (attention rows are often 8 to 64 wide), then a scalar tail of at most 7 through
@@ -321,7 +324,7 @@ mod a64 {
     /// `stride >= rows` and `cols > 0`.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn row_gemm<const TM: usize>(
+    pub(super) fn row_gemm<const TM: usize>(
         w: &[i8],
         cols: usize,
         rows: usize,
@@ -383,7 +386,7 @@ mod a64 {
     /// GEMV token by token, which handles short inputs like the reference).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn gemm_tiles<const TM: usize>(
+    pub(super) fn gemm_tiles<const TM: usize, const MULL: bool>(
         w: &[i8],
         cols: usize,
         rows: usize,
@@ -408,7 +411,11 @@ mod a64 {
             if n == 0 || !fits(w.len(), rows.checked_mul(cols)) {
                 return 0;
             }
-            row_gemm::<TM>(w, cols, rows, x, scales, n, out, stride, step16);
+            if MULL {
+                super::tiles::mull_row_gemm(w, cols, rows, x, scales, n, out, stride);
+            } else {
+                row_gemm::<TM>(w, cols, rows, x, scales, n, out, stride, step16);
+            }
             return n;
         }
         let tiled = tokens / T * T;
@@ -501,7 +508,7 @@ mod a64 {
     /// reference slices them.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn gemm_blocks<const TM: usize>(
+    pub(super) fn gemm_blocks<const TM: usize, const MULL: bool>(
         w: &[i8],
         cols: usize,
         x: &[i8],
@@ -515,7 +522,8 @@ mod a64 {
             return;
         }
         let tokens = out.len() / rows;
-        let done = gemm_tiles::<TM>(w, cols, rows, x, block, scales, tokens, out, rows, step16);
+        let done =
+            gemm_tiles::<TM, MULL>(w, cols, rows, x, block, scales, tokens, out, rows, step16);
         let nb = cols.div_ceil(block.max(1));
         for (t, o) in out.chunks_exact_mut(rows).enumerate().skip(done) {
             let xt = x.get(t * cols..).unwrap_or(&[]);
@@ -524,6 +532,701 @@ mod a64 {
             gemv_blocks(w, cols, xt, block, st, o, step16);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// aarch64: the one-block-per-row GEMM tiles in inline assembly
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The linear layers' GEMM tiles (one activation scale per token, `cols` a multiple of 16) in `asm!`: the
+/// compiler spills tiles this size, which need all 32 vector registers.
+///
+/// * `smull` (every AArch64 core): eight rows by two tokens, 64 columns per iteration, one `ld1` of four
+///   registers per row and per token, each 16 columns then [`mull_pair_step`]'s three instructions: about 3.2
+///   instructions per 16 multiply-adds.
+/// * `sdot` (`dotprod`): eight rows by eight tokens on activations packed by `pack_sdot` (four tokens by four
+///   columns in each 16 bytes), the weights' 4-byte groups broadcast by `sdot`'s lane index, so each lane of an
+///   accumulator is one token of one row: 64 `sdot`, 8 weight loads and 2 activation loads per 16 columns.
+#[cfg(target_arch = "aarch64")]
+pub(super) mod tiles {
+    use super::a64::row_gemm;
+    use super::a64::*;
+
+    /// One [`mull_pair_step`](super::mull_pair_step) in assembly: 16 columns of weights `v$w` and activations
+    /// `v$x`, the `i16` pair sums in `v$t`, added pairwise into the four `i32` lanes of `v$acc`.
+    macro_rules! mull_step {
+        ($acc:literal, $w:literal, $x:literal, $t:literal) => {
+            concat!(
+                "smull v", $t, ".8h, v", $w, ".8b, v", $x, ".8b\n", "smlal2 v", $t, ".8h, v", $w,
+                ".16b, v", $x, ".16b\n", "sadalp v", $acc, ".4s, v", $t, ".8h\n",
+            )
+        };
+    }
+
+    /// One weight row's 64 columns (pointer `{$w}`, into v24..v27) against the two tokens' (v16..v19 and
+    /// v20..v23), into accumulators `v$a` (token 0) and `v$b` (token 1).
+    macro_rules! mull_row64 {
+        ($w:literal, $a:literal, $b:literal) => {
+            concat!(
+                "ld1 {{v24.16b, v25.16b, v26.16b, v27.16b}}, [{",
+                $w,
+                "}], #64\n",
+                mull_step!($a, 24, 16, 28),
+                mull_step!($b, 24, 20, 29),
+                mull_step!($a, 25, 17, 30),
+                mull_step!($b, 25, 21, 31),
+                mull_step!($a, 26, 18, 28),
+                mull_step!($b, 26, 22, 29),
+                mull_step!($a, 27, 19, 30),
+                mull_step!($b, 27, 23, 31),
+            )
+        };
+    }
+
+    /// As [`mull_row64`] for 16 columns (weights into v24, tokens in v16 and v20).
+    macro_rules! mull_row16 {
+        ($w:literal, $a:literal, $b:literal) => {
+            concat!(
+                "ldr q24, [{",
+                $w,
+                "}], #16\n",
+                mull_step!($a, 24, 16, 28),
+                mull_step!($b, 24, 20, 29),
+            )
+        };
+    }
+
+    /// The `i32` accumulators of eight rows by two tokens: the four lanes of `acc[t][r]` sum to the dot product
+    /// of row `r` (`cols` bytes at `w[r]`) and token `t` (`cols` bytes at `x[t]`).
+    ///
+    /// # Safety
+    ///
+    /// `cols` is a multiple of 16 and each of the ten pointers is valid for reading `cols` bytes. No weight is
+    /// -128 (see [`mull_pair_step`](super::mull_pair_step)), or the sums may wrap.
+    #[inline(always)]
+    unsafe fn mull_tile(w: [*const i8; 8], x: [*const i8; 2], cols: usize) -> [[int32x4_t; 8]; 2] {
+        // SAFETY: register-only, AArch64 baseline (the asm overwrites them all).
+        let mut acc = [[unsafe { vdupq_n_s32(0) }; 8]; 2];
+        // SAFETY: the loads read `64 * (cols / 64) + 16 * (cols % 64 / 16) = cols` bytes from each pointer (each
+        // a copy, advanced by the post-indexed loads); `ld1` and `ldr` need no alignment here. The asm writes only
+        // the registers it declares, touches no stack and no memory but those loads.
+        unsafe {
+            core::arch::asm!(
+                "movi v0.4s, #0", "movi v1.4s, #0", "movi v2.4s, #0", "movi v3.4s, #0",
+                "movi v4.4s, #0", "movi v5.4s, #0", "movi v6.4s, #0", "movi v7.4s, #0",
+                "movi v8.4s, #0", "movi v9.4s, #0", "movi v10.4s, #0", "movi v11.4s, #0",
+                "movi v12.4s, #0", "movi v13.4s, #0", "movi v14.4s, #0", "movi v15.4s, #0",
+                "cbz {n64}, 3f",
+                "2:",
+                "ld1 {{v16.16b, v17.16b, v18.16b, v19.16b}}, [{x0}], #64",
+                "ld1 {{v20.16b, v21.16b, v22.16b, v23.16b}}, [{x1}], #64",
+                mull_row64!("w0", 0, 8),
+                mull_row64!("w1", 1, 9),
+                mull_row64!("w2", 2, 10),
+                mull_row64!("w3", 3, 11),
+                mull_row64!("w4", 4, 12),
+                mull_row64!("w5", 5, 13),
+                mull_row64!("w6", 6, 14),
+                mull_row64!("w7", 7, 15),
+                "subs {n64}, {n64}, #1",
+                "b.ne 2b",
+                "3:",
+                "cbz {n16}, 5f",
+                "4:",
+                "ldr q16, [{x0}], #16",
+                "ldr q20, [{x1}], #16",
+                mull_row16!("w0", 0, 8),
+                mull_row16!("w1", 1, 9),
+                mull_row16!("w2", 2, 10),
+                mull_row16!("w3", 3, 11),
+                mull_row16!("w4", 4, 12),
+                mull_row16!("w5", 5, 13),
+                mull_row16!("w6", 6, 14),
+                mull_row16!("w7", 7, 15),
+                "subs {n16}, {n16}, #1",
+                "b.ne 4b",
+                "5:",
+                n64 = inout(reg) cols / 64 => _,
+                n16 = inout(reg) cols % 64 / 16 => _,
+                x0 = inout(reg) x[0] => _,
+                x1 = inout(reg) x[1] => _,
+                w0 = inout(reg) w[0] => _,
+                w1 = inout(reg) w[1] => _,
+                w2 = inout(reg) w[2] => _,
+                w3 = inout(reg) w[3] => _,
+                w4 = inout(reg) w[4] => _,
+                w5 = inout(reg) w[5] => _,
+                w6 = inout(reg) w[6] => _,
+                w7 = inout(reg) w[7] => _,
+                out("v0") acc[0][0], out("v1") acc[0][1], out("v2") acc[0][2], out("v3") acc[0][3],
+                out("v4") acc[0][4], out("v5") acc[0][5], out("v6") acc[0][6], out("v7") acc[0][7],
+                out("v8") acc[1][0], out("v9") acc[1][1], out("v10") acc[1][2], out("v11") acc[1][3],
+                out("v12") acc[1][4], out("v13") acc[1][5], out("v14") acc[1][6], out("v15") acc[1][7],
+                out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+                out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+                out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+                out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+                options(nostack, readonly),
+            );
+        }
+        acc
+    }
+
+    /// One weight row's 16 columns (pointer `{$w}`, into `v$wr`) against the packed activations of two groups of
+    /// four tokens (v16..v19 and v20..v23: `v(16 + j)` holds columns `4j..4j + 4` of each token), into
+    /// accumulators `v$a` and `v$b` (lane `i`: token `i` of the group).
+    #[cfg(target_feature = "dotprod")]
+    macro_rules! sdot_row {
+        ($w:literal, $wr:literal, $a:literal, $b:literal) => {
+            concat!(
+                "ldr q",
+                $wr,
+                ", [{",
+                $w,
+                "}], #16\n",
+                "sdot v",
+                $a,
+                ".4s, v16.16b, v",
+                $wr,
+                ".4b[0]\n",
+                "sdot v",
+                $b,
+                ".4s, v20.16b, v",
+                $wr,
+                ".4b[0]\n",
+                "sdot v",
+                $a,
+                ".4s, v17.16b, v",
+                $wr,
+                ".4b[1]\n",
+                "sdot v",
+                $b,
+                ".4s, v21.16b, v",
+                $wr,
+                ".4b[1]\n",
+                "sdot v",
+                $a,
+                ".4s, v18.16b, v",
+                $wr,
+                ".4b[2]\n",
+                "sdot v",
+                $b,
+                ".4s, v22.16b, v",
+                $wr,
+                ".4b[2]\n",
+                "sdot v",
+                $a,
+                ".4s, v19.16b, v",
+                $wr,
+                ".4b[3]\n",
+                "sdot v",
+                $b,
+                ".4s, v23.16b, v",
+                $wr,
+                ".4b[3]\n",
+            )
+        };
+    }
+
+    /// 16 columns of eight rows (pointers `{w0}`..`{w7}`) by two packed groups of four tokens (`{x0}`, `{x1}`)
+    /// into v0..v7 and v8..v15 ([`sdot_row`]).
+    #[cfg(target_feature = "dotprod")]
+    macro_rules! sdot_step {
+        () => {
+            concat!(
+                "ld1 {{v16.16b, v17.16b, v18.16b, v19.16b}}, [{x0}], #64\n",
+                "ld1 {{v20.16b, v21.16b, v22.16b, v23.16b}}, [{x1}], #64\n",
+                sdot_row!("w0", 24, 0, 8),
+                sdot_row!("w1", 25, 1, 9),
+                sdot_row!("w2", 26, 2, 10),
+                sdot_row!("w3", 27, 3, 11),
+                sdot_row!("w4", 28, 4, 12),
+                sdot_row!("w5", 29, 5, 13),
+                sdot_row!("w6", 30, 6, 14),
+                sdot_row!("w7", 31, 7, 15),
+            )
+        };
+    }
+
+    /// As [`sdot_row`] for one group of four tokens (v16..v19), into `v$a`.
+    #[cfg(target_feature = "dotprod")]
+    macro_rules! sdot_row1 {
+        ($w:literal, $wr:literal, $a:literal) => {
+            concat!(
+                "ldr q",
+                $wr,
+                ", [{",
+                $w,
+                "}], #16\n",
+                "sdot v",
+                $a,
+                ".4s, v16.16b, v",
+                $wr,
+                ".4b[0]\n",
+                "sdot v",
+                $a,
+                ".4s, v17.16b, v",
+                $wr,
+                ".4b[1]\n",
+                "sdot v",
+                $a,
+                ".4s, v18.16b, v",
+                $wr,
+                ".4b[2]\n",
+                "sdot v",
+                $a,
+                ".4s, v19.16b, v",
+                $wr,
+                ".4b[3]\n",
+            )
+        };
+    }
+
+    /// The exact dot products of eight weight rows (`cols` bytes at each `w[r]`) with two groups of four tokens
+    /// packed by [`pack_sdot`] (`4 * cols` bytes at each `x[h]`): lane `i` of `acc[h][r]` is row `r` times token
+    /// `i` of group `h`.
+    ///
+    /// # Safety
+    ///
+    /// `cols` is a positive multiple of 16, and the pointers are valid for reading those bytes.
+    #[cfg(target_feature = "dotprod")]
+    #[inline(always)]
+    unsafe fn sdot_tile(w: [*const i8; 8], x: [*const i8; 2], cols: usize) -> [[int32x4_t; 8]; 2] {
+        // SAFETY: register-only, AArch64 baseline (the asm overwrites them all).
+        let mut acc = [[unsafe { vdupq_n_s32(0) }; 8]; 2];
+        // SAFETY: `cols / 16` steps (two per iteration) read 16 bytes from each weight pointer and 64 from each
+        // activation pointer (copies, advanced by the post-indexed loads): `cols` and `4 * cols` bytes; no
+        // alignment is needed. The asm writes only the registers it declares and touches no stack. `sdot` is
+        // there: this is compiled only with the `dotprod` target feature.
+        unsafe {
+            core::arch::asm!(
+                "movi v0.4s, #0", "movi v1.4s, #0", "movi v2.4s, #0", "movi v3.4s, #0",
+                "movi v4.4s, #0", "movi v5.4s, #0", "movi v6.4s, #0", "movi v7.4s, #0",
+                "movi v8.4s, #0", "movi v9.4s, #0", "movi v10.4s, #0", "movi v11.4s, #0",
+                "movi v12.4s, #0", "movi v13.4s, #0", "movi v14.4s, #0", "movi v15.4s, #0",
+                "cbz {n}, 3f",
+                "2:",
+                sdot_step!(),
+                sdot_step!(),
+                "subs {n}, {n}, #1",
+                "b.ne 2b",
+                "3:",
+                "cbz {odd}, 4f",
+                sdot_step!(),
+                "4:",
+                n = inout(reg) cols / 32 => _,
+                odd = in(reg) cols / 16 % 2,
+                x0 = inout(reg) x[0] => _,
+                x1 = inout(reg) x[1] => _,
+                w0 = inout(reg) w[0] => _,
+                w1 = inout(reg) w[1] => _,
+                w2 = inout(reg) w[2] => _,
+                w3 = inout(reg) w[3] => _,
+                w4 = inout(reg) w[4] => _,
+                w5 = inout(reg) w[5] => _,
+                w6 = inout(reg) w[6] => _,
+                w7 = inout(reg) w[7] => _,
+                out("v0") acc[0][0], out("v1") acc[0][1], out("v2") acc[0][2], out("v3") acc[0][3],
+                out("v4") acc[0][4], out("v5") acc[0][5], out("v6") acc[0][6], out("v7") acc[0][7],
+                out("v8") acc[1][0], out("v9") acc[1][1], out("v10") acc[1][2], out("v11") acc[1][3],
+                out("v12") acc[1][4], out("v13") acc[1][5], out("v14") acc[1][6], out("v15") acc[1][7],
+                out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+                out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+                out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+                out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+                options(nostack, readonly),
+            );
+        }
+        acc
+    }
+
+    /// [`sdot_tile`] for one group of four tokens.
+    ///
+    /// # Safety
+    ///
+    /// As for [`sdot_tile`].
+    #[cfg(target_feature = "dotprod")]
+    #[inline(always)]
+    unsafe fn sdot_tile1(w: [*const i8; 8], x: *const i8, cols: usize) -> [int32x4_t; 8] {
+        // SAFETY: register-only, AArch64 baseline (the asm overwrites them all).
+        let mut acc = [unsafe { vdupq_n_s32(0) }; 8];
+        // SAFETY: as in `sdot_tile`, for one activation pointer.
+        unsafe {
+            core::arch::asm!(
+                "movi v0.4s, #0", "movi v1.4s, #0", "movi v2.4s, #0", "movi v3.4s, #0",
+                "movi v4.4s, #0", "movi v5.4s, #0", "movi v6.4s, #0", "movi v7.4s, #0",
+                "2:",
+                "ld1 {{v16.16b, v17.16b, v18.16b, v19.16b}}, [{x0}], #64",
+                sdot_row1!("w0", 24, 0),
+                sdot_row1!("w1", 25, 1),
+                sdot_row1!("w2", 26, 2),
+                sdot_row1!("w3", 27, 3),
+                sdot_row1!("w4", 28, 4),
+                sdot_row1!("w5", 29, 5),
+                sdot_row1!("w6", 30, 6),
+                sdot_row1!("w7", 31, 7),
+                "subs {n}, {n}, #1",
+                "b.ne 2b",
+                n = inout(reg) cols / 16 => _,
+                x0 = inout(reg) x => _,
+                w0 = inout(reg) w[0] => _,
+                w1 = inout(reg) w[1] => _,
+                w2 = inout(reg) w[2] => _,
+                w3 = inout(reg) w[3] => _,
+                w4 = inout(reg) w[4] => _,
+                w5 = inout(reg) w[5] => _,
+                w6 = inout(reg) w[6] => _,
+                w7 = inout(reg) w[7] => _,
+                out("v0") acc[0], out("v1") acc[1], out("v2") acc[2], out("v3") acc[3],
+                out("v4") acc[4], out("v5") acc[5], out("v6") acc[6], out("v7") acc[7],
+                out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+                out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+                out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+                options(nostack, readonly),
+            );
+        }
+        acc
+    }
+
+    /// `u32` words [`pack_sdot`] wants for `tokens` tokens of `cols` columns: `cols` per whole group of four
+    /// tokens where `cols` is a positive multiple of 16, else none.
+    #[cfg(target_feature = "dotprod")]
+    pub(crate) const fn sdot_workspace_words(tokens: usize, cols: usize) -> usize {
+        if cols >= 16 && cols.is_multiple_of(16) {
+            tokens / 4 * cols
+        } else {
+            0
+        }
+    }
+
+    /// Packs the activations of one-block-per-token inputs (`block >= cols`, `cols` a positive multiple of 16)
+    /// for [`gemm_packed_sdot`]: each group of four whole tokens (those with `cols` activations and a scale) is
+    /// `cols` words of `work`, 16 bytes per four columns `4j..4j + 4` of the group's tokens, in token order, then
+    /// the next four columns. Returns how many groups it packed (0: none, the input is read in place).
+    #[cfg(target_feature = "dotprod")]
+    pub(crate) fn pack_sdot(
+        x: &[i8],
+        cols: usize,
+        block: usize,
+        scales: &[f32],
+        tokens: usize,
+        work: &mut [u32],
+    ) -> usize {
+        if block < cols || sdot_workspace_words(4, cols) == 0 {
+            return 0;
+        }
+        let groups = (tokens.min(x.len() / cols).min(scales.len()) / 4).min(work.len() / cols);
+        for (g, dst) in work.chunks_exact_mut(cols).take(groups).enumerate() {
+            let src = &x[4 * g * cols..][..4 * cols];
+            for (c, d) in (0..cols).step_by(16).zip(dst.chunks_exact_mut(16)) {
+                // SAFETY: the four tokens' columns `c..c + 16` lie within `src` (`c + 16 <= cols`) and `d` is 16
+                // words (64 bytes); `st4` interleaves the four tokens' 4-byte groups, `ld1` / `st4` need no
+                // alignment beyond the words'.
+                unsafe {
+                    let v = core::array::from_fn::<_, 4, _>(|t| {
+                        vreinterpretq_s32_s8(vld1q_s8(src.as_ptr().add(t * cols + c)))
+                    });
+                    vst4q_s32(d.as_mut_ptr().cast(), int32x4x4_t(v[0], v[1], v[2], v[3]));
+                }
+            }
+        }
+        groups
+    }
+
+    /// Stores eight rows (`f[r]`, lane `j`: token `j`) of four tokens at `o`: token `j`'s rows at `o + j * stride`.
+    ///
+    /// # Safety
+    ///
+    /// `o + j * stride + r` is valid for writing for `j < 4`, `r < 8`.
+    #[cfg(target_feature = "dotprod")]
+    #[inline(always)]
+    unsafe fn store_by_token(f: [float32x4_t; 8], o: *mut f32, stride: usize) {
+        let [lo, hi] = [
+            float32x4x4_t(f[0], f[1], f[2], f[3]),
+            float32x4x4_t(f[4], f[5], f[6], f[7]),
+        ];
+        // SAFETY: the caller's.
+        unsafe {
+            vst4q_lane_f32::<0>(o, lo);
+            vst4q_lane_f32::<0>(o.add(4), hi);
+            let o = o.add(stride);
+            vst4q_lane_f32::<1>(o, lo);
+            vst4q_lane_f32::<1>(o.add(4), hi);
+            let o = o.add(stride);
+            vst4q_lane_f32::<2>(o, lo);
+            vst4q_lane_f32::<2>(o.add(4), hi);
+            let o = o.add(stride);
+            vst4q_lane_f32::<3>(o, lo);
+            vst4q_lane_f32::<3>(o.add(4), hi);
+        }
+    }
+
+    /// The one-block-per-row GEMM on activations packed by [`pack_sdot`] (`groups` groups in `packed`; `x` and
+    /// `scales` are the input's, unpacked): tokens `first..first + n` into `out[(t - first) * rows..][..rows]`
+    /// for the largest `n <= tokens` of whole packed groups, returned (0 where `first` is not a group's first
+    /// token or the lengths fall short: the caller then runs the rest as usual). Rows in chunks of about
+    /// [`GEMM_WEIGHT_CHUNK`](super::super::GEMM_WEIGHT_CHUNK) bytes, each serving the tokens eight at a time by
+    /// [`sdot_tile`] (a last group of four by [`sdot_tile1`]) in tiles of eight rows; the rows past the last
+    /// multiple of eight through [`row_gemm`](super::a64::row_gemm). Each lane's `i32` is the exact dot product,
+    /// then `0.0 + (p as f32) * scale` as in the reference.
+    #[cfg(target_feature = "dotprod")]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn gemm_packed_sdot(
+        w: &[i8],
+        cols: usize,
+        rows: usize,
+        packed: &[u32],
+        groups: usize,
+        x: &[i8],
+        scales: &[f32],
+        first: usize,
+        tokens: usize,
+        out: &mut [f32],
+    ) -> usize {
+        use super::{sdot, SDOT_TOKENS};
+        let g0 = first / 4;
+        let ng = (tokens / 4).min(groups.saturating_sub(g0));
+        let n = 4 * ng;
+        if !first.is_multiple_of(4)
+            || ng == 0
+            || sdot_workspace_words(4, cols) == 0
+            || packed.len() < (g0 + ng) * cols
+            || w.len() < rows * cols
+            || x.len() < (first + n) * cols
+            || scales.len() < first + n
+            || out.len() < n * rows
+        {
+            return 0;
+        }
+        let rows8 = rows / 8 * 8;
+        let chunk = (super::super::GEMM_WEIGHT_CHUNK / cols)
+            .max(1)
+            .next_multiple_of(8);
+        let (wb, xb, sb, ob) = (
+            w.as_ptr(),
+            packed[g0 * cols..].as_ptr().cast::<i8>(),
+            scales[first..].as_ptr(),
+            out.as_mut_ptr(),
+        );
+        for rc in (0..rows8).step_by(chunk) {
+            let re = rows8.min(rc + chunk);
+            for g in (0..ng).step_by(2) {
+                // SAFETY (the pointer arithmetic and accesses below): groups `g, g + 1 < ng` are `4 * cols`
+                // bytes each from `xb` (within `packed`), their tokens' scales `4 * g..4 * g + 8 <= n` from `sb`
+                // and outputs `(4 * g + j) * rows + r` (`r < rows`) from `ob` (within `out`), rows
+                // `r0..r0 + 8 <= rows8` of `w` `cols` bytes each (the lengths checked above); `cols` is a
+                // positive multiple of 16.
+                unsafe {
+                    let xg = xb.add(4 * g * cols);
+                    let sv = vld1q_f32(sb.add(4 * g));
+                    let og = ob.add(4 * g * rows);
+                    for r0 in (rc..re).step_by(8) {
+                        let wr = wb.add(r0 * cols);
+                        let wp: [*const i8; 8] = core::array::from_fn(|r| wr.add(r * cols));
+                        if g + 1 < ng {
+                            let acc = sdot_tile(wp, [xg, xg.add(4 * cols)], cols);
+                            let sv1 = vld1q_f32(sb.add(4 * g + 4));
+                            store_by_token(acc[0].map(|a| scale(a, sv)), og.add(r0), rows);
+                            let o1 = og.add(4 * rows + r0);
+                            store_by_token(acc[1].map(|a| scale(a, sv1)), o1, rows);
+                        } else {
+                            let acc = sdot_tile1(wp, xg, cols);
+                            store_by_token(acc.map(|a| scale(a, sv)), og.add(r0), rows);
+                        }
+                    }
+                }
+            }
+        }
+        if rows8 < rows {
+            row_gemm::<SDOT_TOKENS>(
+                &w[rows8 * cols..],
+                cols,
+                rows - rows8,
+                &x[first * cols..],
+                &scales[first..],
+                n,
+                &mut out[rows8..],
+                rows,
+                sdot,
+            );
+        }
+        n
+    }
+
+    /// `0.0 + (p as f32) * scale` for four `i32` sums `p` in a vector, with separate `scvtf`, `fmul` and `fadd`:
+    /// the reference's single-block sequence, lane by lane, so the same bits.
+    #[inline(always)]
+    fn scale(p: int32x4_t, scale: float32x4_t) -> float32x4_t {
+        // SAFETY: register-only, AArch64 baseline.
+        unsafe { vaddq_f32(vdupq_n_f32(0.0), vmulq_f32(vcvtq_f32_s32(p), scale)) }
+    }
+
+    /// [`row_gemm`]'s contract with the `smull` / `smlal2` / `sadalp` step: with `cols` a
+    /// multiple of 16, rows in tiles of eight by two tokens through [`mull_tile`], the last odd token and the
+    /// rows past the last multiple of eight through `row_gemm`. The caller has checked the lengths as for
+    /// `row_gemm`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn mull_row_gemm(
+        w: &[i8],
+        cols: usize,
+        rows: usize,
+        x: &[i8],
+        scales: &[f32],
+        tokens: usize,
+        out: &mut [f32],
+        stride: usize,
+    ) {
+        use super::{mull_pair_step, MULL_TOKENS};
+        if !cols.is_multiple_of(16) {
+            return row_gemm::<MULL_TOKENS>(
+                w,
+                cols,
+                rows,
+                x,
+                scales,
+                tokens,
+                out,
+                stride,
+                mull_pair_step,
+            );
+        }
+        let (rows8, pairs) = (rows / 8 * 8, tokens / 2 * 2);
+        assert!(
+            w.len() >= rows * cols
+                && x.len() >= tokens * cols
+                && scales.len() >= tokens
+                && (tokens == 0 || out.len() >= (tokens - 1) * stride + rows)
+        );
+        let (wb, xb, ob) = (w.as_ptr(), x.as_ptr(), out.as_mut_ptr());
+        for t0 in (0..pairs).step_by(2) {
+            // SAFETY: (all the pointer arithmetic and accesses below) tokens `t0, t0 + 1 < tokens` start within
+            // `x` and have `cols` bytes there, their outputs `(t0 + t) * stride + r` for `r < rows` are within
+            // `out`, and rows `r0..r0 + 8 <= rows` of `w` hold `cols` bytes each (the lengths asserted above).
+            let (xp, op) = unsafe {
+                (
+                    [xb.add(t0 * cols), xb.add((t0 + 1) * cols)],
+                    [ob.add(t0 * stride), ob.add((t0 + 1) * stride)],
+                )
+            };
+            // SAFETY: register-only, AArch64 baseline.
+            let sv = unsafe { [vdupq_n_f32(scales[t0]), vdupq_n_f32(scales[t0 + 1])] };
+            for r0 in (0..rows8).step_by(8) {
+                // SAFETY: as above; `cols` is a multiple of 16 and the weights' range is the caller's (the
+                // converter's -127..=127, checked in debug builds).
+                unsafe {
+                    let wr = wb.add(r0 * cols);
+                    let wp: [*const i8; 8] = core::array::from_fn(|r| wr.add(r * cols));
+                    let acc = mull_tile(wp, xp, cols);
+                    for t in 0..2 {
+                        let a = &acc[t];
+                        for q in 0..2 {
+                            let a = &a[4 * q..];
+                            let s = vpaddq_s32(vpaddq_s32(a[0], a[1]), vpaddq_s32(a[2], a[3]));
+                            vst1q_f32(op[t].add(r0 + 4 * q), scale(s, sv[t]));
+                        }
+                    }
+                }
+            }
+        }
+        if pairs < tokens {
+            let t = pairs;
+            row_gemm::<1>(
+                w,
+                cols,
+                rows8,
+                &x[t * cols..],
+                &scales[t..],
+                1,
+                &mut out[t * stride..],
+                stride,
+                mull_pair_step,
+            );
+        }
+        if rows8 < rows {
+            row_gemm::<MULL_TOKENS>(
+                &w[rows8 * cols..],
+                cols,
+                rows - rows8,
+                x,
+                scales,
+                tokens,
+                &mut out[rows8..],
+                stride,
+                mull_pair_step,
+            );
+        }
+    }
+}
+
+/// [`reference::gemv_i16_i32`](super::reference::gemv_i16_i32) for AArch64 (the attention scores): four rows at a
+/// time, 8 columns per step, `smlal` / `smlal2` adding each `i16` product into `i32` lanes (wrapping, like the
+/// reference's adds: integer addition modulo 2^32 does not depend on the order), the columns past the last
+/// multiple of 8 added one by one. Degenerate calls (`cols == 0`, `x` shorter than `cols`) go to the reference.
+#[cfg(target_arch = "aarch64")]
+pub fn gemv_i16_i32(w: &[i16], cols: usize, x: &[i16], out: &mut [i32]) {
+    use super::reference;
+    if cols == 0 || x.len() < cols {
+        return reference::gemv_i16_i32(w, cols, x, out);
+    }
+    let x = &x[..cols];
+    let rows = out.len().min(w.len() / cols);
+    let (mut quads, rest) = out[..rows].split_at_mut(rows / 4 * 4);
+    let mut r = 0;
+    while let Some((o, tail)) = quads.split_first_chunk_mut::<4>() {
+        *o = i16_dots(core::array::from_fn(|i| &w[(r + i) * cols..][..cols]), x);
+        quads = tail;
+        r += 4;
+    }
+    for o in rest {
+        [*o] = i16_dots([&w[r * cols..][..cols]], x);
+        r += 1;
+    }
+}
+
+/// The `R` rows' wrapping dot products with `x` (every row `x.len()` long), for [`gemv_i16_i32`].
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+fn i16_dots<const R: usize>(rows: [&[i16]; R], x: &[i16]) -> [i32; R] {
+    use a64::*;
+    let n = x.len();
+    assert!(rows.iter().all(|r| r.len() == n));
+    let main = n / 8 * 8;
+    // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
+    let mut acc = [unsafe { vdupq_n_s32(0) }; R];
+    let (mut xp, mut wp) = (x.as_ptr(), rows.map(<[i16]>::as_ptr));
+    for _ in 0..main / 8 {
+        // SAFETY: `main / 8` steps of 8 values stay within `x` and every row (`main <= n`, the length of each,
+        // asserted above); `ld1` needs no alignment beyond the `i16`s'.
+        unsafe {
+            let xv = vld1q_s16(xp);
+            xp = xp.add(8);
+            for (a, p) in acc.iter_mut().zip(&mut wp) {
+                let wv = vld1q_s16(*p);
+                *p = p.add(8);
+                *a = vmlal_high_s16(vmlal_s16(*a, vget_low_s16(wv), vget_low_s16(xv)), wv, xv);
+            }
+        }
+    }
+    let mut sums = [0i32; R];
+    if R == 4 {
+        // SAFETY: register-only, AArch64 baseline; `sums` is four i32s.
+        unsafe {
+            let s = vpaddq_s32(vpaddq_s32(acc[0], acc[1]), vpaddq_s32(acc[2], acc[3]));
+            vst1q_s32(sums.as_mut_ptr(), s);
+        }
+    } else {
+        // SAFETY: register-only, AArch64 baseline.
+        sums = acc.map(|a| unsafe { vaddvq_s32(a) });
+    }
+    if main < n {
+        for (s, row) in sums.iter_mut().zip(rows) {
+            *s = row[main..]
+                .iter()
+                .zip(&x[main..])
+                .fold(*s, |s, (&a, &b)| s.wrapping_add(a as i32 * b as i32));
+        }
+    }
+    sums
 }
 
 /// The `smull` / `sadalp` inner loop.
@@ -631,7 +1334,7 @@ pub fn gemm_i8_blocks_mull(
     out: &mut [f32],
 ) {
     debug_assert_weights(w, cols, rows);
-    a64::gemm_blocks::<MULL_TOKENS>(w, cols, x, block, scales, rows, out, mull_pair_step)
+    a64::gemm_blocks::<MULL_TOKENS, true>(w, cols, x, block, scales, rows, out, mull_pair_step)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -703,7 +1406,7 @@ pub fn gemm_i8_blocks_sdot(
     rows: usize,
     out: &mut [f32],
 ) {
-    a64::gemm_blocks::<SDOT_TOKENS>(w, cols, x, block, scales, rows, out, sdot)
+    a64::gemm_blocks::<SDOT_TOKENS, false>(w, cols, x, block, scales, rows, out, sdot)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -863,13 +1566,13 @@ pub(super) fn gemm_tiles(
     stride: usize,
 ) -> usize {
     #[cfg(target_feature = "dotprod")]
-    return a64::gemm_tiles::<SDOT_TOKENS>(
+    return a64::gemm_tiles::<SDOT_TOKENS, false>(
         w, cols, rows, x, block, scales, tokens, out, stride, sdot,
     );
     #[cfg(not(target_feature = "dotprod"))]
     debug_assert_weights(w, cols, rows);
     #[cfg(not(target_feature = "dotprod"))]
-    a64::gemm_tiles::<MULL_TOKENS>(
+    a64::gemm_tiles::<MULL_TOKENS, true>(
         w,
         cols,
         rows,

@@ -672,7 +672,7 @@ fn one_block_cases(mut check: impl FnMut(&[i8], usize, &[i8], usize, &[f32], usi
         let tokens = if i % 16 == 15 { 32 } else { rng.below(14) };
         let rows = [1usize, 3, 4, 5, 7, 8, 9, 12, 64][rng.below(9)];
         let cols = match i % 6 {
-            0 => [1usize, 2, 15, 16, 17, 31, 32, 33][rng.below(8)],
+            0 => [1usize, 2, 15, 16, 17, 31, 32, 33, 80, 208][rng.below(10)],
             1 => 768,
             2 if rows < 10 && tokens < 14 => 3072,
             _ => 1 + rng.below(200),
@@ -773,6 +773,43 @@ fn neon_sdot_gemm_one_block_per_row_matches_reference() {
     gemm_twin_one_block(super::neon::gemm_i8_blocks_sdot);
 }
 
+/// [`one_block_cases`] through the dispatched GEMM on activations packed for `sdot` (AArch64 with `dotprod`):
+/// the whole GEMM and pieces at groups of four tokens, tiles of eight and off them, the same bits as the reference
+/// and nothing written past the outputs.
+#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+#[test]
+fn neon_sdot_packed_gemm_one_block_per_row_matches_reference() {
+    const UNTOUCHED_F32: u32 = 0x7FC0_0006;
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    let mut packed = 0;
+    one_block_cases(|w, cols, x, block, scales, rows, tokens, case| {
+        let mut expected = std::vec![f32::from_bits(UNTOUCHED_F32); tokens * rows];
+        reference::gemm_i8_blocks_f32(w, cols, x, block, scales, rows, &mut expected);
+        let mut work = std::vec![0u32; super::gemm_workspace_words(tokens, cols, block)];
+        let input = super::GemmInput::new(x, cols, block, scales, tokens, &mut work);
+        packed += usize::from(input.token_step() == 8);
+        for step in [tokens.max(1), 8, 4, 3] {
+            let mut got = std::vec![f32::from_bits(UNTOUCHED_F32); tokens * rows + 1];
+            for first in (0..tokens).step_by(step) {
+                let n = step.min(tokens - first);
+                let out = &mut got[first * rows..(first + n) * rows];
+                super::gemm_i8_blocks_from(w, rows, &[], &input, first, out);
+            }
+            assert_eq!(
+                bits(&got[..tokens * rows]),
+                bits(&expected),
+                "pieces of {step}, {case}"
+            );
+            assert_eq!(
+                got[tokens * rows].to_bits(),
+                UNTOUCHED_F32,
+                "wrote past, {case}"
+            );
+        }
+    });
+    assert!(packed > 20, "the packed kernel ran in only {packed} cases");
+}
+
 #[cfg(target_arch = "aarch64")]
 #[test]
 fn neon_mull_gemm_matches_reference_bit_for_bit() {
@@ -871,6 +908,38 @@ fn x86_avx2_gemm_matches_reference_edge_shapes() {
                 );
             }
         }
+    }
+}
+
+/// The dispatched 16-bit GEMV against the reference on random shapes: rows around the 4-row blocks, columns around
+/// the 8-column steps, values over the whole `i16` range (the sums wrap), `x` shorter than a row, `out` longer than
+/// `w` has rows (the rest left alone).
+#[test]
+fn gemv_i16_matches_reference() {
+    let mut rng = Rng::new(32);
+    for i in 0..300 {
+        let rows = rng.below(11);
+        let cols = [0usize, 1, 7, 8, 9, 16, 31, 64, 100][rng.below(9)];
+        let wide = i % 3 == 0;
+        let mut sample = |n: usize| -> Vec<i16> {
+            (0..n)
+                .map(|_| {
+                    if wide {
+                        rng.next_u64() as i16
+                    } else {
+                        (rng.below(11585) as i16) - 5792
+                    }
+                })
+                .collect()
+        };
+        let w = sample(rows * cols + usize::from(i % 5 == 0));
+        let x = sample(if i % 7 == 0 { cols / 2 } else { cols });
+        let n_out = rows + usize::from(i % 2 == 0) * 2;
+        let mut expected = std::vec![UNTOUCHED; n_out];
+        let mut got = expected.clone();
+        reference::gemv_i16_i32(&w, cols, &x, &mut expected);
+        super::gemv_i16_i32(&w, cols, &x, &mut got);
+        assert_eq!(got, expected, "rows {rows} cols {cols} x {}", x.len());
     }
 }
 
