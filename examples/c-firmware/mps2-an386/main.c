@@ -17,7 +17,7 @@ extern const uint8_t model_blob[], model_blob_end[];
 #define MAX_SEQ 64
 #define MAX_WORD_BYTES 64
 /* albert_edge_text_scratch_size(&model, MAX_SEQ, MAX_WORD_BYTES, INT8) for the MCU blob, checked at start. */
-#define SCRATCH_BYTES 28675
+#define SCRATCH_BYTES 83939
 
 static albert_edge_model model;
 static uint8_t scratch[SCRATCH_BYTES] __attribute__((aligned(16)));
