@@ -3,13 +3,15 @@
 //! * Weights: symmetric int8, one scale per output channel (row): `scale = max|w_row| / 127` (1.0 for an all-zero
 //!   row, or one so small that its scale would not be a normal `f32`: [`scale_for`]),
 //!   `q = round_half_away_from_zero(w / scale)` clamped to `-127..=127`, so `w ≈ q * scale`.
-//! * Activations: symmetric int8 in blocks of the blob's activation block width, one scale per block, computed at
-//!   run time from the block's largest magnitude with the same rule ([`quantize_blocks`]); the attention's Q and K
-//!   in 16 bits ([`quantize_row_i16`]) and its probabilities in `0..=255` ([`quantize_row_u8`]). `QUANTIZATION.md`
-//!   has the measurements behind each choice.
-//! * Products: `i8 x i8` accumulated in `i32` exactly per block (no saturation is possible for blocks up to 2^17
-//!   long: `127 * 127 * 2^17 < 2^31`), then combined in `f32`: `y = (sum_b acc_b as f32 * s_x[b]) * s_w[row] +
-//!   bias[row]` (`model::linear_i8`, `kernels::gemv_i8_blocks`).
+//! * Activations (numeric contract 2): every linear layer's input is symmetric int8 with one scale per token row,
+//!   computed at run time from the row's largest magnitude with the same rule, the matrix's side (outlier) channels
+//!   left out ([`quantize_row_except`]); the attention's Q and K in 16 bits ([`quantize_row_i16`]) and its
+//!   probabilities in `0..=255` ([`quantize_row_u8`]). The residual stream stays `f32`. `QUANTIZATION.md` has the
+//!   measurements behind each choice.
+//! * Products: `i8 x i8` accumulated in `i32` exactly (no saturation is possible for rows up to 2^17 long:
+//!   `127 * 127 * 2^17 < 2^31`), then `y = (0.0 + acc as f32 * s_x) * s_w[row] + bias[row]`, then the side columns
+//!   in `f32` (`model::linear_i8`, `kernels::gemv_i8_blocks` with one block). [`quantize_blocks`] (several scales
+//!   per row) remains for the kernels' block form.
 
 /// Largest magnitude of a quantised value; `-128` is never produced, so negation is always exact.
 pub const QMAX: i32 = 127;

@@ -72,7 +72,7 @@ MEMBERS = [
     # the shipped, trained MCU model (fp32 checkpoint committed); converted with the same defaults as the others
     dict(name="sst2-albert-mcu", split="held-out", shipped=True, dir=MCU_HF),
 ]
-# The shipped MCU blob itself (round-to-nearest, --activation-block 128) is measured as an extra row, not a member.
+# The shipped MCU blob itself is measured as an extra row, not a member.
 EXTRA_BLOBS = [dict(name="sst2-albert-mcu (shipped blob)", of="sst2-albert-mcu", blob=MCU_BLOB)]
 
 
