@@ -80,7 +80,13 @@ fn max_where(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 /// Quantises one row `x` into `q` (same length) and returns its scale. `q` shorter than `x` quantises a prefix.
 #[inline(always)]
 pub fn quantize_row(x: &[f32], q: &mut [i8]) -> f32 {
-    let scale = scale_for(max_abs(x));
+    quantize_with_max(x, max_abs(x), q)
+}
+
+/// `q[i] = round_to_i8(x[i] / s)` with `s = scale_for(m)`; returns `s`.
+#[inline(always)]
+fn quantize_with_max(x: &[f32], m: f32, q: &mut [i8]) -> f32 {
+    let scale = scale_for(m);
     let inv = 1.0 / scale;
     q.iter_mut()
         .zip(x)
@@ -103,11 +109,7 @@ pub fn quantize_row_except(x: &[f32], side: &[u32], q: &mut [i8]) -> f32 {
         start = c + 1;
     }
     m = m.max(max_abs(x.get(start..).unwrap_or(&[])));
-    let scale = scale_for(m);
-    let inv = 1.0 / scale;
-    q.iter_mut()
-        .zip(x)
-        .for_each(|(q, &v)| *q = round_to_i8(v * inv));
+    let scale = quantize_with_max(x, m, q);
     for &c in side {
         if let Some(q) = q.get_mut(c as usize) {
             *q = 0;

@@ -914,6 +914,19 @@ fn x86_avx2_gemm_matches_reference_edge_shapes() {
 /// The dispatched 16-bit GEMV against the reference on random shapes: rows around the 4-row blocks, columns around
 /// the 8-column steps, values over the whole `i16` range (the sums wrap), `x` shorter than a row, `out` longer than
 /// `w` has rows (the rest left alone).
+/// `n` random 16-bit values: the whole `i16` range when `wide`, else the engine's range for `d` = 64 (±5792).
+fn i16_values(rng: &mut Rng, n: usize, wide: bool) -> Vec<i16> {
+    (0..n)
+        .map(|_| {
+            if wide {
+                rng.next_u64() as i16
+            } else {
+                (rng.below(11585) as i16) - 5792
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn gemv_i16_matches_reference() {
     let mut rng = Rng::new(32);
@@ -921,17 +934,7 @@ fn gemv_i16_matches_reference() {
         let rows = rng.below(11);
         let cols = [0usize, 1, 7, 8, 9, 16, 31, 64, 100][rng.below(9)];
         let wide = i % 3 == 0;
-        let mut sample = |n: usize| -> Vec<i16> {
-            (0..n)
-                .map(|_| {
-                    if wide {
-                        rng.next_u64() as i16
-                    } else {
-                        (rng.below(11585) as i16) - 5792
-                    }
-                })
-                .collect()
-        };
+        let mut sample = |n: usize| i16_values(&mut rng, n, wide);
         let w = sample(rows * cols + usize::from(i % 5 == 0));
         let x = sample(if i % 7 == 0 { cols / 2 } else { cols });
         let n_out = rows + usize::from(i % 2 == 0) * 2;
@@ -956,17 +959,7 @@ fn attention_products_match_the_reference() {
         let seq = [1usize, 2, 3, 4, 5, 15, 16, 17, 31, 33, 64, 100, 128, 130][rng.below(14)];
         let d = [1usize, 2, 3, 7, 8, 16, 17, 32, 63, 64, 100][rng.below(11)];
         let wide = i % 3 == 0;
-        let mut sample = |n: usize| -> Vec<i16> {
-            (0..n)
-                .map(|_| {
-                    if wide {
-                        rng.next_u64() as i16
-                    } else {
-                        (rng.below(11585) as i16) - 5792
-                    }
-                })
-                .collect()
-        };
+        let mut sample = |n: usize| i16_values(&mut rng, n, wide);
         let k = sample(seq * d);
         let q = sample(d);
         let mut kbuf = std::vec![0x5A5Ai16; keys_len(seq, d)];

@@ -426,6 +426,7 @@ impl<'a> Layer<'a> {
                     act: self.act,
                     c0,
                     cn,
+                    i_size,
                 };
                 let bufs = (inter, &mut [][..], &mut s.inter[..tn * i_size], &mut [][..]);
                 parallel::run_rows(s.par, tn, 2, bufs, (cn, 0, i_size, 0), &work);
@@ -679,17 +680,15 @@ struct Activate {
     act: Activation,
     c0: usize,
     cn: usize,
+    i_size: usize,
 }
 
 impl Activate {
     #[inline(always)]
     fn body(&self, r: Rows<'_>) {
         let (c0, cn) = (self.c0, self.cn);
-        let i_size = r.s.len() / (r.f.len() / cn.max(1)).max(1);
-        for (y, inter) in
-            r.f.chunks_exact_mut(cn)
-                .zip(r.s.chunks_exact_mut(i_size.max(1)))
-        {
+        let rows = r.f.chunks_exact_mut(cn.max(1));
+        for (y, inter) in rows.zip(r.s.chunks_exact_mut(self.i_size.max(1))) {
             math::activate(self.act, y);
             inter[c0..c0 + cn].copy_from_slice(y);
         }

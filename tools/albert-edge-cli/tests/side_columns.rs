@@ -132,8 +132,9 @@ fn side_blob(c: &albert_edge::AlbertConfig, qkv: &[u32]) -> BlobContents {
 
 /// The first table entry of `kind`'s offset in the blob.
 fn entry_of(bytes: &[u8], kind: TensorKind) -> usize {
-    let table = u32::from_le_bytes(bytes[72..76].try_into().unwrap()) as usize;
-    (0..27)
+    let at = header::TENSOR_TABLE_OFFSET;
+    let table = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    (0..TensorKind::ALL.len())
         .map(|i| table + i * 48)
         .find(|&e| u16::from_le_bytes(bytes[e..e + 2].try_into().unwrap()) == kind.code())
         .unwrap()
