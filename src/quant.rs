@@ -13,6 +13,30 @@
 //!   in `f32` (`model::linear_i8`, `kernels::gemv_i8_blocks` with one block). [`quantize_blocks`] (several scales
 //!   per row) remains for the kernels' block form.
 
+#[cfg(target_arch = "aarch64")]
+use crate::kernels::neon_rows as simd;
+
+/// Where no vector form exists, every value goes through the scalar code.
+#[cfg(not(target_arch = "aarch64"))]
+mod simd {
+    #[inline(always)]
+    pub(crate) fn max_prefix(_: &[f32], _: bool) -> (f32, usize) {
+        (0.0, 0)
+    }
+    #[inline(always)]
+    pub(crate) fn round_i8(_: &[f32], _: f32, _: &mut [i8]) -> usize {
+        0
+    }
+    #[inline(always)]
+    pub(crate) fn round_i16(_: &[f32], _: f32, _: i16, _: &mut [i16]) -> usize {
+        0
+    }
+    #[inline(always)]
+    pub(crate) fn round_u8(_: &[f32], _: f32, _: &mut [u8]) -> usize {
+        0
+    }
+}
+
 /// Largest magnitude of a quantised value; `-128` is never produced, so negation is always exact.
 pub const QMAX: i32 = 127;
 
@@ -54,7 +78,13 @@ pub fn scale_for(max_abs: f32) -> f32 {
 /// Largest `|x|` of a slice (0.0 for an empty slice; NaN is ignored).
 #[inline(always)]
 pub fn max_abs(xs: &[f32]) -> f32 {
-    max_where(xs, f32::abs)
+    let (m, n) = simd::max_prefix(xs, true);
+    let r = max_where(&xs[n..], f32::abs);
+    if r > m {
+        r
+    } else {
+        m
+    }
 }
 
 /// Largest `f(x)` over a slice, starting from 0.0 and skipping values that do not compare greater (NaN), for
@@ -88,8 +118,10 @@ pub fn quantize_row(x: &[f32], q: &mut [i8]) -> f32 {
 fn quantize_with_max(x: &[f32], m: f32, q: &mut [i8]) -> f32 {
     let scale = scale_for(m);
     let inv = 1.0 / scale;
-    q.iter_mut()
-        .zip(x)
+    let done = simd::round_i8(x, inv, q);
+    q[done..]
+        .iter_mut()
+        .zip(&x[done..])
         .for_each(|(q, &v)| *q = round_to_i8(v * inv));
     scale
 }
@@ -173,8 +205,10 @@ pub fn quantize_row_i16(x: &[f32], qmax: i32, q: &mut [i16]) -> f32 {
     };
     let inv = 1.0 / scale;
     let qmax = qmax as i16;
-    q.iter_mut()
-        .zip(x)
+    let done = simd::round_i16(x, inv, qmax, q);
+    q[done..]
+        .iter_mut()
+        .zip(&x[done..])
         .for_each(|(q, &v)| *q = round_to_i16(v * inv).clamp(-qmax, qmax));
     scale
 }
@@ -184,15 +218,19 @@ pub fn quantize_row_i16(x: &[f32], qmax: i32, q: &mut [i16]) -> f32 {
 #[inline(always)]
 pub fn quantize_row_u8(x: &[f32], q: &mut [u8]) -> f32 {
     // Values at or below 0 never win against the starting 0.0, so mapping them to +0.0 changes nothing.
-    let max = max_where(x, |v| if v > 0.0 { v } else { 0.0 });
+    let (m, n) = simd::max_prefix(x, false);
+    let r = max_where(&x[n..], |v| if v > 0.0 { v } else { 0.0 });
+    let max = if r > m { r } else { m };
     let scale = if max > 0.0 && max.is_finite() {
         max / 255.0
     } else {
         1.0
     };
     let inv = 1.0 / scale;
-    q.iter_mut()
-        .zip(x)
+    let done = simd::round_u8(x, inv, q);
+    q[done..]
+        .iter_mut()
+        .zip(&x[done..])
         .for_each(|(q, &v)| *q = trunc_clamp(v * inv + 0.5, 0.0, 255.0) as u8);
     scale
 }
@@ -265,6 +303,92 @@ mod tests {
                 1.0
             };
             assert_eq!(scale.to_bits(), expected.to_bits(), "len {len}");
+        }
+    }
+
+    /// The quantisers (with the target's vector forms, where it has them) equal their scalar definitions bit
+    /// for bit: lengths around the vector steps, exact halves and the values next to them, both zeros, NaN and
+    /// infinities, rows whose scale is 1 (so `x * inv` is `x`).
+    #[test]
+    fn quantisers_equal_their_scalar_definitions() {
+        let specials = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            f32::from_bits(0.5f32.to_bits() - 1),
+            -f32::from_bits(0.5f32.to_bits() - 1),
+            2.5,
+            -3.5,
+            126.5,
+            -126.5,
+            127.0,
+            200.0,
+        ];
+        let mut seed = 11u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            seed
+        };
+        for round in 0..6 {
+            for len in 0..80 {
+                let xs: Vec<f32> = (0..len)
+                    .map(|_| {
+                        let r = next();
+                        match (round, r % 7) {
+                            (0..=1, 0) => specials[(r >> 8) as usize % specials.len()],
+                            (2..=3, _) => ((r >> 8) % 255) as f32 * 0.5 - 63.5,
+                            _ => ((r >> 8) as f32 / 16_777_216.0 - 0.5) * 9.0,
+                        }
+                    })
+                    .collect();
+                let fold_abs = xs
+                    .iter()
+                    .fold(0.0f32, |m, &x| if x.abs() > m { x.abs() } else { m });
+                let scale = scale_for(fold_abs);
+                let inv = 1.0 / scale;
+                let want: Vec<i8> = xs.iter().map(|&v| round_to_i8(v * inv)).collect();
+                let mut got = vec![0i8; len];
+                assert_eq!(quantize_row(&xs, &mut got).to_bits(), scale.to_bits());
+                assert_eq!(got, want, "i8, round {round}, len {len}");
+
+                for qmax in [1, 5792, QMAX16] {
+                    let s16 = if fold_abs > 0.0 && fold_abs.is_finite() {
+                        fold_abs / qmax as f32
+                    } else {
+                        1.0
+                    };
+                    let (inv, m) = (1.0 / s16, qmax as i16);
+                    let want: Vec<i16> = xs
+                        .iter()
+                        .map(|&v| round_to_i16(v * inv).clamp(-m, m))
+                        .collect();
+                    let mut got = vec![0i16; len];
+                    assert_eq!(
+                        quantize_row_i16(&xs, qmax, &mut got).to_bits(),
+                        s16.to_bits()
+                    );
+                    assert_eq!(got, want, "i16 {qmax}, round {round}, len {len}");
+                }
+
+                let fold = xs.iter().fold(0.0f32, |m, &v| if v > m { v } else { m });
+                let s8 = if fold > 0.0 && fold.is_finite() {
+                    fold / 255.0
+                } else {
+                    1.0
+                };
+                let inv = 1.0 / s8;
+                let want: Vec<u8> = xs
+                    .iter()
+                    .map(|&v| trunc_clamp(v * inv + 0.5, 0.0, 255.0) as u8)
+                    .collect();
+                let mut got = vec![0u8; len];
+                assert_eq!(quantize_row_u8(&xs, &mut got).to_bits(), s8.to_bits());
+                assert_eq!(got, want, "u8, round {round}, len {len}");
+            }
         }
     }
 

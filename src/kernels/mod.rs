@@ -19,6 +19,8 @@ pub mod helium;
     all(target_arch = "arm", feature = "arm-neon")
 ))]
 pub mod neon;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon_rows;
 pub mod reference;
 #[cfg(test)]
 mod tests;
@@ -384,47 +386,19 @@ pub fn gemm_i8_blocks_from(
     }
 }
 
-/// [`reference::layer_norm_f32`] on each `cols`-wide row of `x` (a trailing partial row is left alone), the same
-/// bits row by row. The reference's two sums (mean, then variance) run left to right, a chain of dependent
-/// additions; here eight rows go side by side, so eight chains overlap in the pipeline (each row's additions in
-/// the same order as alone).
+/// [`reference::layer_norm_f32`] on each `cols`-wide row of `x` (a trailing partial row is left alone).
 #[inline(always)]
 pub fn layer_norm_rows(x: &mut [f32], cols: usize, gamma: &[f32], beta: &[f32], eps: f32) {
-    const L: usize = 8;
     if cols == 0 {
         return;
     }
-    let n = cols as f32;
-    let mut groups = x.chunks_exact_mut(L * cols);
-    for group in &mut groups {
-        // `Iterator::sum` for `f32` starts from -0.0; so does each lane.
-        let mut sum = [-0.0f32; L];
-        for c in 0..cols {
-            for (l, s) in sum.iter_mut().enumerate() {
-                *s += group[l * cols + c];
-            }
-        }
-        let mean = sum.map(|s| s / n);
-        let mut var = [-0.0f32; L];
-        for c in 0..cols {
-            for (l, v) in var.iter_mut().enumerate() {
-                let d = group[l * cols + c] - mean[l];
-                *v += d * d;
-            }
-        }
-        for (l, row) in group.chunks_exact_mut(cols).enumerate() {
-            reference::layer_norm_apply(row, mean[l], var[l] / n, gamma, beta, eps);
-        }
-    }
-    for row in groups.into_remainder().chunks_exact_mut(cols) {
+    for row in x.chunks_exact_mut(cols) {
         reference::layer_norm_f32(row, gamma, beta, eps);
     }
 }
 
-/// [`reference::masked_softmax_f32`] on `rows` rows of `n` values that start `width` apart in `x` (`rows` at
-/// most 8 and `width >= n`; other values are left alone), the same bits row by row. The reference's sum runs left
-/// to right, a chain of dependent additions; here the rows' chains run side by side (each row's additions in the
-/// same order as alone).
+/// [`reference::masked_softmax_f32`] on `rows` rows of `n` values that start `width` apart in `x` (a row that
+/// runs past the end of `x` is cut short; values past `n` in a row are left alone).
 #[inline(always)]
 pub fn masked_softmax_rows(
     x: &mut [f32],
@@ -433,52 +407,9 @@ pub fn masked_softmax_rows(
     rows: usize,
     keep: impl Fn(usize) -> bool,
 ) {
-    const L: usize = 8;
-    let rows = rows.min(L);
-    // One row (small arenas, firmware): the reference itself.
-    if rows <= 1 || n == 0 || width < n || x.len() < (rows.max(1) - 1) * width + n {
-        for row in x.chunks_mut(width.max(1)).take(rows) {
-            let m = n.min(row.len());
-            reference::masked_softmax_f32(&mut row[..m], &keep);
-        }
-        return;
-    }
-    for row in x.chunks_mut(width).take(rows) {
-        // The maximum over the kept entries in eight lanes. A maximum does not depend on the order it is taken in,
-        // except for which of +0.0 and -0.0 wins a tie, and `v - max` is then the same for every `v` but ±0.0,
-        // whose exponential is 1 either way.
-        let pick = |m: f32, i: usize, v: f32| if keep(i) && v > m { v } else { m };
-        let mut lanes = [f32::NEG_INFINITY; L];
-        let mut chunks = row[..n].chunks_exact(L);
-        for (c, chunk) in (&mut chunks).enumerate() {
-            for (l, (m, &v)) in lanes.iter_mut().zip(chunk).enumerate() {
-                *m = pick(*m, c * L + l, v);
-            }
-        }
-        let tail = n - chunks.remainder().len();
-        let max = chunks
-            .remainder()
-            .iter()
-            .enumerate()
-            .fold(f32::NEG_INFINITY, |m, (i, &v)| pick(m, tail + i, v));
-        let max = lanes.iter().fold(max, |m, &l| if l > m { l } else { m });
-        row[..n]
-            .iter_mut()
-            .for_each(|v| *v = crate::math::exp(*v - max));
-    }
-    let mut sum = [0.0f32; L];
-    for i in 0..n {
-        let k = keep(i);
-        for (l, s) in sum.iter_mut().enumerate().take(rows) {
-            let v = &mut x[l * width + i];
-            if !k {
-                *v = 0.0;
-            }
-            *s += *v;
-        }
-    }
-    for (l, row) in x.chunks_mut(width).take(rows).enumerate() {
-        reference::softmax_scale(&mut row[..n], sum[l]);
+    for row in x.chunks_mut(width.max(1)).take(rows) {
+        let m = n.min(row.len());
+        reference::masked_softmax_f32(&mut row[..m], &keep);
     }
 }
 

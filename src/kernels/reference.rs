@@ -86,16 +86,36 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0.0, |acc, (&x, &y)| acc + x * y)
 }
 
-/// LayerNorm in place: `x = (x - mean) / sqrt(var + eps) * gamma + beta`, population variance, as PyTorch.
+/// LayerNorm in place: `x = (x - mean) / sqrt(var + eps) * gamma + beta`, population variance, as PyTorch. The
+/// two sums run in [`lane_sum`]'s fixed order.
 #[inline(always)]
 pub fn layer_norm_f32(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = x.len() as f32;
     if x.is_empty() {
         return;
     }
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = lane_sum(x, |v| v) / n;
+    let var = lane_sum(x, |v| (v - mean) * (v - mean)) / n;
     layer_norm_apply(x, mean, var, gamma, beta, eps);
+}
+
+/// `sum_i f(x[i])` in a fixed order that the compiler vectorises without changing a bit: eight lanes, lane `l`
+/// summing elements `8 k + l` of the whole chunks of eight in order (from -0.0, as `Iterator::sum`), the
+/// remainder summed left to right, then `((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7))` plus the remainder.
+/// Every target and every kernel that sums a row this way gets the same bits.
+#[inline(always)]
+pub fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    const L: usize = 8;
+    let mut lanes = [-0.0f32; L];
+    let mut chunks = xs.chunks_exact(L);
+    for c in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += f(x);
+        }
+    }
+    let tail = chunks.remainder().iter().fold(-0.0f32, |s, &x| s + f(x));
+    let l = lanes;
+    (((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))) + tail
 }
 
 /// The end of [`layer_norm_f32`] once the row's `mean` and (population) `var` are known.
@@ -118,23 +138,34 @@ pub(crate) fn layer_norm_apply(
 /// Hugging Face adds the dtype minimum to masked scores, whose exponent underflows to exactly 0).
 #[inline(always)]
 pub fn masked_softmax_f32(x: &mut [f32], keep: impl Fn(usize) -> bool) {
-    let mut max = f32::NEG_INFINITY;
-    for (i, &v) in x.iter().enumerate() {
-        if keep(i) && v > max {
-            max = v;
+    // The maximum over the kept entries in eight lanes. A maximum does not depend on the order it is taken in,
+    // except for which of +0.0 and -0.0 wins a tie, and `v - max` is then the same for every `v` but ±0.0, whose
+    // exponential is 1 either way.
+    const L: usize = 8;
+    let pick = |m: f32, i: usize, v: f32| if keep(i) && v > m { v } else { m };
+    let mut lanes = [f32::NEG_INFINITY; L];
+    let mut chunks = x.chunks_exact(L);
+    for (c, chunk) in (&mut chunks).enumerate() {
+        for (l, (m, &v)) in lanes.iter_mut().zip(chunk).enumerate() {
+            *m = pick(*m, c * L + l, v);
         }
     }
-    // The exponentials first, in a loop of their own that vectorises; then the masked entries and the sum, left to
-    // right.
+    let tail = x.len() - chunks.remainder().len();
+    let max = chunks
+        .remainder()
+        .iter()
+        .enumerate()
+        .fold(f32::NEG_INFINITY, |m, (i, &v)| pick(m, tail + i, v));
+    let max = lanes.iter().fold(max, |m, &l| if l > m { l } else { m });
+    // The exponentials, the masked entries and the sum each in a loop of their own that vectorises (with every
+    // entry kept, the second one disappears).
     x.iter_mut().for_each(|v| *v = math::exp(*v - max));
-    let mut sum = 0.0;
     for (i, v) in x.iter_mut().enumerate() {
         if !keep(i) {
             *v = 0.0;
         }
-        sum += *v;
     }
-    softmax_scale(x, sum);
+    softmax_scale(x, lane_sum(x, |v| v));
 }
 
 /// The end of [`masked_softmax_f32`] once the exponentials' `sum` is known.

@@ -153,7 +153,11 @@ impl<'a> Layer<'a> {
                 for (j, score) in scores.iter_mut().enumerate() {
                     *score = dot_f32(q, &s.k[j * h..][cols.clone()]) / sqrt_d;
                 }
-                masked_softmax_f32(scores, |j| inputs.attends(j));
+                if inputs.all_attend() {
+                    masked_softmax_f32(scores, |_| true);
+                } else {
+                    masked_softmax_f32(scores, |j| inputs.attends(j));
+                }
                 let out = &mut s.ctx[t * h..][cols.clone()];
                 out.iter_mut().for_each(|o| *o = 0.0);
                 for (j, &p) in scores.iter().enumerate() {
@@ -697,7 +701,7 @@ impl Activate {
 
 token_work!(Activate);
 
-/// Query rows whose softmax sums run side by side ([`kernels::masked_softmax_rows`]), given the scratch.
+/// Query rows whose scores are computed before their softmaxes run ([`kernels::masked_softmax_rows`]).
 const SOFTMAX_ROWS: usize = 8;
 
 /// `f32` values of scratch one attention job needs ([`AttentionRows`]): a query row (`d` `i16`), the scores and
@@ -770,7 +774,11 @@ impl AttentionRows<'_> {
                 return;
             }
             let scores = as_f32(&mut acc[..n * w]);
-            kernels::masked_softmax_rows(scores, w, seq, n, |j| self.inputs.attends(j));
+            if self.inputs.all_attend() {
+                kernels::masked_softmax_rows(scores, w, seq, n, |_| true);
+            } else {
+                kernels::masked_softmax_rows(scores, w, seq, n, |j| self.inputs.attends(j));
+            }
             for (slot, taken) in acc.chunks_exact_mut(w).zip(&mut taken[..n]) {
                 let Some(ctx) = taken.take() else {
                     continue;

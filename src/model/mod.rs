@@ -70,6 +70,11 @@ impl<'a> Inputs<'a> {
     fn attends(&self, t: usize) -> bool {
         self.attention_mask.get(t).is_none_or(|&m| m != 0)
     }
+
+    /// Whether every token attends (no padding): the softmax then runs without a mask, which vectorises.
+    fn all_attend(&self) -> bool {
+        self.attention_mask.iter().all(|&m| m != 0)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,109 @@
+//! AArch64 NEON forms of the row quantisers in [`crate::quant`]: the row maximum and the float → integer
+//! conversions, 16 (or 8) values per step. Each returns how many leading values it handled; `quant` finishes the
+//! rest with its scalar code, which is the specification these agree with bit for bit (tests in `quant`).
+//!
+//! The scalar rules and their lane-wise equals:
+//! - the maximum `v > m ? v : m` from 0.0 is `fcmgt` + `bsl` per lane (NaN never compares greater), and the
+//!   lanes' maxima combine with `fmaxv`: they are never NaN or -0.0, so any order gives the same value;
+//! - `round_half_away(r)` = `trunc(r >= 0 ? r + 0.5 : r - 0.5)` is `fcvtzs(r + copysign(0.5, r))`: the sums are
+//!   the same IEEE additions (for `r = -0.0` the scalar adds +0.5 and this -0.5, both truncating to 0), and
+//!   `fcvtzs` truncates, saturates and maps NaN to 0, as the scalar `trunc_clamp` does once clamped to the
+//!   integer range;
+//! - `trunc(clamp(r, 0, 255))` is `fcvtzu(r)` then unsigned saturating narrowing (negative values and NaN give 0).
+
+use core::arch::aarch64::*;
+
+/// Largest `|x|` of `x[..n]` for the returned `n` (a multiple of 16), from 0.0, NaN skipped: `quant::max_abs`'s
+/// rule. With `abs` false, the largest `x` above 0.0 (`quant::quantize_row_u8`'s maximum).
+#[inline(always)]
+pub(crate) fn max_prefix(x: &[f32], abs: bool) -> (f32, usize) {
+    let n = x.len() / 16 * 16;
+    if n == 0 {
+        return (0.0, 0);
+    }
+    // SAFETY: each step loads 16 `f32` at `i` with `i + 16 <= n <= x.len()`; `ld1` needs only `f32` alignment.
+    // The rest is register-only, and NEON is part of the AArch64 baseline.
+    unsafe {
+        let mut m = [vdupq_n_f32(0.0); 4];
+        let p = x.as_ptr();
+        for i in (0..n).step_by(16) {
+            for (k, m) in m.iter_mut().enumerate() {
+                let v = vld1q_f32(p.add(i + 4 * k));
+                let v = if abs { vabsq_f32(v) } else { v };
+                *m = vbslq_f32(vcgtq_f32(v, *m), v, *m);
+            }
+        }
+        let m = vmaxq_f32(vmaxq_f32(m[0], m[1]), vmaxq_f32(m[2], m[3]));
+        (vmaxvq_f32(m), n)
+    }
+}
+
+/// `q[i] = round_half_away(x[i] * inv)` saturated to `-127..=127`, for `i < n`, the returned multiple of 16.
+#[inline(always)]
+pub(crate) fn round_i8(x: &[f32], inv: f32, q: &mut [i8]) -> usize {
+    let n = x.len().min(q.len()) / 16 * 16;
+    // SAFETY: each step reads 16 `f32` from `x` and writes 16 bytes to `q` at `i`, `i + 16 <= n`, within both;
+    // the rest is register-only (AArch64 baseline).
+    unsafe {
+        let (inv, half, sign) = (vdupq_n_f32(inv), vdupq_n_f32(0.5), vdupq_n_u32(0x8000_0000));
+        let (xp, qp) = (x.as_ptr(), q.as_mut_ptr());
+        for i in (0..n).step_by(16) {
+            let r: [int32x4_t; 4] = core::array::from_fn(|k| {
+                let r = vmulq_f32(vld1q_f32(xp.add(i + 4 * k)), inv);
+                vcvtq_s32_f32(vaddq_f32(r, vbslq_f32(sign, r, half)))
+            });
+            let lo = vcombine_s16(vqmovn_s32(r[0]), vqmovn_s32(r[1]));
+            let hi = vcombine_s16(vqmovn_s32(r[2]), vqmovn_s32(r[3]));
+            let b = vcombine_s8(vqmovn_s16(lo), vqmovn_s16(hi));
+            vst1q_s8(qp.add(i), vmaxq_s8(b, vdupq_n_s8(-127)));
+        }
+    }
+    n
+}
+
+/// `q[i] = round_half_away(x[i] * inv)` clamped to `-qmax..=qmax` (`qmax` in `1..=32767`), for `i < n`, the
+/// returned multiple of 8.
+#[inline(always)]
+pub(crate) fn round_i16(x: &[f32], inv: f32, qmax: i16, q: &mut [i16]) -> usize {
+    let n = x.len().min(q.len()) / 8 * 8;
+    // SAFETY: each step reads 8 `f32` from `x` and writes 8 `i16` to `q` at `i`, `i + 8 <= n`, within both; the
+    // rest is register-only (AArch64 baseline).
+    unsafe {
+        let (inv, half, sign) = (vdupq_n_f32(inv), vdupq_n_f32(0.5), vdupq_n_u32(0x8000_0000));
+        let (hi, lo) = (vdupq_n_s32(qmax as i32), vdupq_n_s32(-(qmax as i32)));
+        let (xp, qp) = (x.as_ptr(), q.as_mut_ptr());
+        for i in (0..n).step_by(8) {
+            let r: [int16x4_t; 2] = core::array::from_fn(|k| {
+                let r = vmulq_f32(vld1q_f32(xp.add(i + 4 * k)), inv);
+                let r = vcvtq_s32_f32(vaddq_f32(r, vbslq_f32(sign, r, half)));
+                vmovn_s32(vmaxq_s32(vminq_s32(r, hi), lo))
+            });
+            vst1q_s16(qp.add(i), vcombine_s16(r[0], r[1]));
+        }
+    }
+    n
+}
+
+/// `q[i] = trunc(clamp(x[i] * inv + 0.5, 0, 255))` (NaN gives 0), for `i < n`, the returned multiple of 16.
+#[inline(always)]
+pub(crate) fn round_u8(x: &[f32], inv: f32, q: &mut [u8]) -> usize {
+    let n = x.len().min(q.len()) / 16 * 16;
+    // SAFETY: each step reads 16 `f32` from `x` and writes 16 bytes to `q` at `i`, `i + 16 <= n`, within both;
+    // the rest is register-only (AArch64 baseline).
+    unsafe {
+        let (inv, half) = (vdupq_n_f32(inv), vdupq_n_f32(0.5));
+        let (xp, qp) = (x.as_ptr(), q.as_mut_ptr());
+        for i in (0..n).step_by(16) {
+            let r: [uint32x4_t; 4] = core::array::from_fn(|k| {
+                vcvtq_u32_f32(vaddq_f32(
+                    vmulq_f32(vld1q_f32(xp.add(i + 4 * k)), inv),
+                    half,
+                ))
+            });
+            let lo = vcombine_u16(vqmovn_u32(r[0]), vqmovn_u32(r[1]));
+            let hi = vcombine_u16(vqmovn_u32(r[2]), vqmovn_u32(r[3]));
+            vst1q_u8(qp.add(i), vcombine_u8(vqmovn_u16(lo), vqmovn_u16(hi)));
+        }
+    }
+    n
+}
