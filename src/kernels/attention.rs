@@ -106,6 +106,22 @@ impl<'a> Keys<'a> {
         }
         super::gemv_i16_i32(&self.buf[..seq * d], d, q, out)
     }
+
+    /// [`Self::scores`] for `queries` queries at once: query `i` is `q[i * d..][..d]`, its scores go to
+    /// `out[i * stride..]` (at most `min(seq, stride)` of them). On AArch64 the products run in tiles of four
+    /// queries by four keys.
+    pub fn scores_many(&self, q: &[i16], queries: usize, out: &mut [i32], stride: usize) {
+        let (seq, d) = (self.seq, self.d);
+        #[cfg(target_arch = "x86_64")]
+        if self.packed {
+            for (i, o) in out.chunks_mut(stride.max(1)).take(queries).enumerate() {
+                let qi = q.get(i.saturating_mul(d)..).unwrap_or(&[]);
+                self.scores(&qi[..d.min(qi.len())], o);
+            }
+            return;
+        }
+        super::gemm_i16_i32(&self.buf[..seq * d], d, seq, q, queries, out, stride)
+    }
 }
 
 /// The values of one head: `seq` rows of `d` 8-bit values in `buf` ([`values_len`]).
@@ -142,8 +158,15 @@ impl<'a> Values<'a> {
                 self.buf[base + c * 4] = v;
             }
         } else {
-            for (c, &v) in row.iter().take(d).enumerate() {
-                self.buf[c * seq + t] = v;
+            // Channel c of token t is byte t of row c. A strided store per byte: with bounds checks it took 9
+            // instructions per value on AArch64, a tenth of the attention's cost at 32 tokens.
+            let n = d.min(row.len());
+            assert!(self.buf.len() >= seq * d);
+            let p = self.buf.as_mut_ptr();
+            for (c, &v) in row[..n].iter().enumerate() {
+                // SAFETY: `c < n <= d` and `t < seq` (checked above), so `c * seq + t < seq * d <= buf.len()`
+                // (asserted above).
+                unsafe { *p.add(c * seq + t) = v };
             }
         }
     }

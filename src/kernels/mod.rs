@@ -39,6 +39,25 @@ pub fn gemv_i16_i32(w: &[i16], cols: usize, x: &[i16], out: &mut [i32]) {
     reference::gemv_i16_i32(w, cols, x, out)
 }
 
+/// [`gemv_i16_i32`] for several rows of `x` at once (the attention's queries against one head's keys): always
+/// equal to [`reference::gemm_i16_i32`]; NEON tiles of four queries by four keys on AArch64, elsewhere the
+/// reference.
+#[inline]
+#[allow(unreachable_code)]
+pub fn gemm_i16_i32(
+    w: &[i16],
+    cols: usize,
+    rows: usize,
+    x: &[i16],
+    queries: usize,
+    out: &mut [i32],
+    stride: usize,
+) {
+    #[cfg(target_arch = "aarch64")]
+    return neon::gemm_i16_i32(w, cols, rows, x, queries, out, stride);
+    reference::gemm_i16_i32(w, cols, rows, x, queries, out, stride)
+}
+
 /// int8 matrix-vector product with `i32` accumulation: `out[r] = sum_c w[r * cols + c] * x[c]`.
 /// Dispatches to the best kernel compiled for this target; always equal to [`reference::gemv_i8_i32`].
 #[inline]

@@ -1183,6 +1183,105 @@ pub fn gemv_i16_i32(w: &[i16], cols: usize, x: &[i16], out: &mut [i32]) {
     }
 }
 
+/// [`reference::gemm_i16_i32`](super::reference::gemm_i16_i32) for AArch64: tiles of four queries by four keys
+/// ([`i16_tile`]: each 8-column step loads four query and four key vectors for 32 `smlal` / `smlal2`, against
+/// 8 loads per 8 in the one-query [`gemv_i16_i32`]), the keys past the last multiple of four and the queries past
+/// the last multiple of four through [`i16_dots`]. Degenerate or short calls go to the reference.
+#[cfg(target_arch = "aarch64")]
+pub fn gemm_i16_i32(
+    w: &[i16],
+    cols: usize,
+    rows: usize,
+    x: &[i16],
+    queries: usize,
+    out: &mut [i32],
+    stride: usize,
+) {
+    use super::reference;
+    let fits = cols > 0
+        && queries > 0
+        && stride >= rows
+        && rows.checked_mul(cols).is_some_and(|n| w.len() >= n)
+        && queries.checked_mul(cols).is_some_and(|n| x.len() >= n)
+        && (queries - 1)
+            .checked_mul(stride)
+            .and_then(|n| n.checked_add(rows))
+            .is_some_and(|n| out.len() >= n);
+    if !fits {
+        return reference::gemm_i16_i32(w, cols, rows, x, queries, out, stride);
+    }
+    let key = |j: usize| &w[j * cols..][..cols];
+    let query = |i: usize| &x[i * cols..][..cols];
+    let (q4, r4) = (queries / 4 * 4, rows / 4 * 4);
+    for i0 in (0..q4).step_by(4) {
+        let qs: [&[i16]; 4] = core::array::from_fn(|a| query(i0 + a));
+        for j0 in (0..r4).step_by(4) {
+            let tile = i16_tile(qs, core::array::from_fn(|b| key(j0 + b)));
+            for (a, sums) in tile.iter().enumerate() {
+                out[(i0 + a) * stride + j0..][..4].copy_from_slice(sums);
+            }
+        }
+        for j in r4..rows {
+            for (a, &q) in qs.iter().enumerate() {
+                [out[(i0 + a) * stride + j]] = i16_dots([key(j)], q);
+            }
+        }
+    }
+    for i in q4..queries {
+        gemv_i16_i32(
+            &w[..rows * cols],
+            cols,
+            query(i),
+            &mut out[i * stride..][..rows],
+        );
+    }
+}
+
+/// The wrapping dot products of four queries with four keys (all the same length), for [`gemm_i16_i32`]:
+/// `result[a][b] = q[a] . k[b]`.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+fn i16_tile(q: [&[i16]; 4], k: [&[i16]; 4]) -> [[i32; 4]; 4] {
+    use a64::*;
+    let n = q[0].len();
+    assert!(q.iter().chain(&k).all(|r| r.len() == n));
+    let main = n / 8 * 8;
+    // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
+    let mut acc = [[unsafe { vdupq_n_s32(0) }; 4]; 4];
+    for c in (0..main).step_by(8) {
+        // SAFETY: `c + 8 <= main <= n`, the length of every row (asserted above); `ld1` needs no alignment
+        // beyond the `i16`s'. The rest is register-only.
+        unsafe {
+            let qv = q.map(|r| vld1q_s16(r.as_ptr().add(c)));
+            let kv = k.map(|r| vld1q_s16(r.as_ptr().add(c)));
+            for (acc, qv) in acc.iter_mut().zip(qv) {
+                for (a, kv) in acc.iter_mut().zip(kv) {
+                    *a = vmlal_high_s16(vmlal_s16(*a, vget_low_s16(kv), vget_low_s16(qv)), kv, qv);
+                }
+            }
+        }
+    }
+    let mut sums = [[0i32; 4]; 4];
+    for (s, a) in sums.iter_mut().zip(acc) {
+        // SAFETY: register-only, AArch64 baseline; `s` is four i32s.
+        unsafe {
+            let v = vpaddq_s32(vpaddq_s32(a[0], a[1]), vpaddq_s32(a[2], a[3]));
+            vst1q_s32(s.as_mut_ptr(), v);
+        }
+    }
+    if main < n {
+        for (s, qr) in sums.iter_mut().zip(q) {
+            for (s, kr) in s.iter_mut().zip(k) {
+                *s = kr[main..]
+                    .iter()
+                    .zip(&qr[main..])
+                    .fold(*s, |s, (&a, &b)| s.wrapping_add(a as i32 * b as i32));
+            }
+        }
+    }
+    sums
+}
+
 /// The `R` rows' wrapping dot products with `x` (every row `x.len()` long), for [`gemv_i16_i32`].
 #[cfg(target_arch = "aarch64")]
 #[inline(always)]

@@ -946,6 +946,33 @@ fn gemv_i16_matches_reference() {
     }
 }
 
+/// The multi-query 16-bit product against the reference: query counts around the 4-query tiles, key counts
+/// around the 4-key tiles, column counts around the 8-column steps, strides equal to and wider than the key count,
+/// and short inputs (which take the reference's reading of them).
+#[test]
+fn gemm_i16_matches_reference() {
+    let mut rng = Rng::new(33);
+    for i in 0..400 {
+        let rows = rng.below(11);
+        let cols = [0usize, 1, 7, 8, 9, 16, 31, 64, 100][rng.below(9)];
+        let queries = rng.below(10);
+        let stride = rows + [0, 0, 1, 5][rng.below(4)];
+        let wide = i % 3 == 0;
+        let mut sample = |n: usize| i16_values(&mut rng, n, wide);
+        let w = sample(rows * cols + usize::from(i % 5 == 0));
+        let x = sample(queries * cols - usize::from(i % 11 == 0 && queries * cols > 0));
+        let n_out = (queries * stride).saturating_sub(usize::from(i % 13 == 0));
+        let mut expected = std::vec![UNTOUCHED; n_out];
+        let mut got = expected.clone();
+        reference::gemm_i16_i32(&w, cols, rows, &x, queries, &mut expected, stride);
+        super::gemm_i16_i32(&w, cols, rows, &x, queries, &mut got, stride);
+        assert_eq!(
+            got, expected,
+            "rows {rows} cols {cols} queries {queries} stride {stride}"
+        );
+    }
+}
+
 /// A head's K and V through `attention::Keys` / `attention::Values` (packed for AVX-512 VNNI where the CPU has
 /// it, row-major / transposed elsewhere) against the reference products on plain layouts: sequence lengths around
 /// the 16-key groups and 4-token words, head sizes odd and even, below and above 16, the full `i16` and `i8`
@@ -972,6 +999,20 @@ fn attention_products_match_the_reference() {
         reference::gemv_i16_i32(&k, d, &q, &mut expected);
         keys.scores(&q, &mut got);
         assert_eq!(got, expected, "scores seq {seq} d {d}");
+        // Several queries at once, the scores `seq + 3` apart.
+        let queries = 1 + i % 9;
+        let qs = sample(queries * d);
+        let stride = seq + 3;
+        let mut expected = std::vec![UNTOUCHED; queries * stride];
+        let mut got = expected.clone();
+        for (qi, o) in qs.chunks_exact(d).zip(expected.chunks_exact_mut(stride)) {
+            reference::gemv_i16_i32(&k, d, qi, &mut o[..seq]);
+        }
+        keys.scores_many(&qs, queries, &mut got, stride);
+        assert_eq!(
+            got, expected,
+            "scores of {queries} queries, seq {seq} d {d}"
+        );
 
         let v: Vec<i8> = (0..seq * d).map(|_| rng.i8()).collect();
         let n_probs = if i % 7 == 0 { seq - 1 } else { seq };

@@ -377,7 +377,7 @@ impl<'a> Layer<'a> {
                     } else {
                         &mut s.acc[..seq.max(d)]
                     };
-                    let scratch = (&mut s.q[..d], acc, &mut s.probs[..seq]);
+                    let scratch = (&mut *s.q, acc, &mut s.probs[..seq]);
                     rows.body_with(y, ctx, scratch);
                 }
             }
@@ -702,13 +702,13 @@ impl Activate {
 token_work!(Activate);
 
 /// Query rows whose scores are computed before their softmaxes run ([`kernels::masked_softmax_rows`]).
-const SOFTMAX_ROWS: usize = 8;
+pub(crate) const SOFTMAX_ROWS: usize = 8;
 
-/// `f32` values of scratch one attention job needs ([`AttentionRows`]): a query row (`d` `i16`), the scores and
-/// then the context of [`SOFTMAX_ROWS`] queries (`max(seq, d)` `i32` each) and the quantised probabilities (`seq`
-/// `u8`).
+/// `f32` values of scratch one attention job needs ([`AttentionRows`]): [`SOFTMAX_ROWS`] quantised query rows
+/// (`d` `i16` each), their scores and then their contexts (`max(seq, d)` `i32` each) and the quantised
+/// probabilities (`seq` `u8`).
 pub(crate) const fn attention_scratch_len(seq: usize, d: usize) -> usize {
-    d.div_ceil(2) + SOFTMAX_ROWS * if seq > d { seq } else { d } + seq.div_ceil(4)
+    (SOFTMAX_ROWS * d).div_ceil(2) + SOFTMAX_ROWS * if seq > d { seq } else { d } + seq.div_ceil(4)
 }
 
 /// One head's attention for a range of query tokens: rows `f` are the queries (`d` per token, `f32`) and `s` the
@@ -731,7 +731,9 @@ impl AttentionRows<'_> {
     #[inline(always)]
     fn body(&self, r: Rows<'_>) {
         let (seq, d) = (self.k_scale.len(), self.d);
-        let (q, rest) = r.scratch.split_at_mut(d.div_ceil(2).min(r.scratch.len()));
+        let (q, rest) = r
+            .scratch
+            .split_at_mut((SOFTMAX_ROWS * d).div_ceil(2).min(r.scratch.len()));
         let (acc, probs) = rest.split_at_mut((SOFTMAX_ROWS * seq.max(d)).min(rest.len()));
         let q: &mut [i16] = bytemuck::cast_slice_mut(q);
         let acc: &mut [i32] = bytemuck::cast_slice_mut(acc);
@@ -739,12 +741,13 @@ impl AttentionRows<'_> {
         if q.len() < d || acc.len() < seq.max(d) || probs.len() < seq {
             return; // `run_rows` gives every job `attention_scratch_len` values
         }
-        self.body_with(r.f, r.s, (&mut q[..d], acc, &mut probs[..seq]));
+        self.body_with(r.f, r.s, (q, acc, &mut probs[..seq]));
     }
 
     /// For each query row of `y`: the scores against every key, the masked softmax, P.V with V's per-token scales
-    /// folded into P, and the context into the token's columns of `ctx`. `acc` holds `max(seq, d)` values for
-    /// each of up to [`SOFTMAX_ROWS`] queries whose softmax runs together (at least one).
+    /// folded into P, and the context into the token's columns of `ctx`. Up to [`SOFTMAX_ROWS`] queries at a
+    /// time (as many as `q` holds rows of `d` and `acc` slots of `max(seq, d)`, at least one): quantised into
+    /// `q`, their scores computed together, then each one's softmax and context.
     #[inline(always)]
     fn body_with(
         &self,
@@ -752,26 +755,33 @@ impl AttentionRows<'_> {
         ctx: &mut [f32],
         (q, acc, probs): (&mut [i16], &mut [i32], &mut [u8]),
     ) {
-        let (seq, d, r0) = (self.k_scale.len(), self.d, self.r0);
+        let (seq, d, r0) = (self.k_scale.len(), self.d.max(1), self.r0);
         let w = seq.max(d);
-        let group = (acc.len() / w.max(1)).clamp(1, SOFTMAX_ROWS);
+        let group = (acc.len() / w).min(q.len() / d).clamp(1, SOFTMAX_ROWS);
         let mut rows = y.chunks_exact(d).zip(ctx.chunks_exact_mut(self.h));
         loop {
-            // Up to `group` queries: their scores, one slot of `acc` each.
+            // Up to `group` queries: quantised, then their scores, one slot of `acc` each.
             let mut taken: [Option<&mut [f32]>; SOFTMAX_ROWS] = Default::default();
+            let mut q_scale = [0.0f32; SOFTMAX_ROWS];
             let mut n = 0;
-            for (slot, (y, ctx)) in acc.chunks_exact_mut(w).zip(&mut rows).take(group) {
-                let qs = quant::quantize_row_i16(y, self.qmax, q) * self.inv_sqrt_d;
-                let scores = &mut slot[..seq];
-                self.keys.scores(q, scores);
-                for (a, &ks) in scores.iter_mut().zip(self.k_scale) {
-                    *a = (*a as f32 * (qs * ks)).to_bits() as i32;
-                }
+            for ((qrow, (y, ctx)), qs) in q
+                .chunks_exact_mut(d)
+                .zip(&mut rows)
+                .take(group)
+                .zip(&mut q_scale)
+            {
+                *qs = quant::quantize_row_i16(y, self.qmax, qrow) * self.inv_sqrt_d;
                 taken[n] = Some(ctx);
                 n += 1;
             }
             if n == 0 {
                 return;
+            }
+            self.keys.scores_many(&q[..n * d], n, &mut acc[..n * w], w);
+            for (slot, &qs) in acc.chunks_exact_mut(w).zip(&q_scale[..n]) {
+                for (a, &ks) in slot[..seq].iter_mut().zip(self.k_scale) {
+                    *a = (*a as f32 * (qs * ks)).to_bits() as i32;
+                }
             }
             let scores = as_f32(&mut acc[..n * w]);
             if self.inputs.all_attend() {

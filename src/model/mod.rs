@@ -115,7 +115,8 @@ struct Int8Plan {
     mapping_t: usize, // (E, H) i8: `mapping_in` transposed (tiles of more than one token)
     keys: usize, // (seq, d) i16, in the attention kernels' layout (`attention::keys_len`), one head at a time
     values: usize, // (seq, d) i8, likewise (`attention::values_len`)
-    q: usize,    // (d) i16: one query row; also (d) i32: the row sums of V transposed
+    q: usize,    // (queries, d) i16: query rows quantised together (K's rows one at a time)
+    v_sum: usize, // (d) i32: the row sums of V transposed
     head_scale: usize, // (seq) f32, for each of K and V
     probs: usize, // (seq) u8: one row of quantised attention probabilities
 }
@@ -148,7 +149,9 @@ impl Int8Plan {
             mapping_t: if tile > 1 { e * h } else { 0 },
             keys: kernels::attention::keys_len(seq, d),
             values: kernels::attention::values_len(seq, d),
-            q: d,
+            // Tiles of several tokens score up to eight queries together.
+            q: if tile > 1 { layer::SOFTMAX_ROWS * d } else { d },
+            v_sum: d,
             head_scale: seq,
             probs: seq,
         }
@@ -171,7 +174,7 @@ impl Int8Plan {
             + round16(2 * self.keys)
             + round16(self.values)
             + round16(2 * self.q)
-            + round16(4 * self.q)
+            + round16(4 * self.v_sum)
             + 2 * round16(4 * self.head_scale)
             + round16(self.probs)
     }
@@ -476,7 +479,7 @@ fn forward(
                 vt: a.i8s(p.values),
                 k_scale: a.f32s(p.head_scale),
                 v_scale: a.f32s(p.head_scale),
-                v_sum: a.i32s(p.q),
+                v_sum: a.i32s(p.v_sum),
                 probs: a.u8s(p.probs),
                 par,
             };
