@@ -210,6 +210,51 @@ impl<'a> Values<'a> {
         probs.iter_mut().for_each(|p| *p ^= 0x80);
         super::gemv_u8_i8_i32_offset(vt, seq, bytemuck::cast_slice(probs), &sums[..m], out);
     }
+
+    /// [`Self::attend`] for `queries` probability rows at once: row `i` is `probs[i * seq..][..seq]`, its context
+    /// goes to `out[i * stride..]` (at most `min(d, stride)` values). On AArch64 the products run in tiles of
+    /// four queries by four channels.
+    pub fn attend_many(
+        &self,
+        probs: &mut [u8],
+        queries: usize,
+        sums: &[i32],
+        out: &mut [i32],
+        stride: usize,
+    ) {
+        let (seq, d) = (self.seq, self.d);
+        let whole = !self.packed
+            && sums.len() >= d
+            && stride >= d
+            && queries.checked_mul(seq).is_some_and(|n| probs.len() >= n)
+            && queries
+                .checked_sub(1)
+                .and_then(|q| q.checked_mul(stride)?.checked_add(d))
+                .is_some_and(|n| out.len() >= n);
+        if !whole {
+            for (p, o) in probs
+                .chunks_mut(seq.max(1))
+                .zip(out.chunks_mut(stride.max(1)))
+                .take(queries)
+            {
+                self.attend(p, sums, o);
+            }
+            return;
+        }
+        // P.V with the int8 kernel: p - 128 (the top bit flipped), plus 128 times V's row sums.
+        let probs = &mut probs[..queries * seq];
+        probs.iter_mut().for_each(|p| *p ^= 0x80);
+        super::gemm_u8_i8_i32_offset(
+            &self.buf[..seq * d],
+            seq,
+            d,
+            bytemuck::cast_slice(probs),
+            queries,
+            &sums[..d],
+            out,
+            stride,
+        );
+    }
 }
 
 /// `out[c] = sum_{j < probs.len()} vt[c][j] probs[j]` on the transposed layout (short `probs`).

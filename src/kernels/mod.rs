@@ -122,6 +122,38 @@ pub fn gemv_u8_i8_i32_offset(
     }
 }
 
+/// [`gemv_u8_i8_i32_offset`] for several rows of `x_off` at once (the probabilities of several queries against
+/// one head's V): for each `i < queries` whose row `x_off[i * cols..][..cols]` is whole, that row into
+/// `out[i * stride..][..rows]` (the offset needs every column; a row cut short by the end of `x_off` is left
+/// out). Always equal to [`reference::gemm_i8_i32`] plus the offset; NEON tiles of four queries by four rows on
+/// AArch64, elsewhere [`gemv_i8_i32`] query by query.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_u8_i8_i32_offset(
+    w: &[i8],
+    cols: usize,
+    rows: usize,
+    x_off: &[i8],
+    queries: usize,
+    row_sums: &[i32],
+    out: &mut [i32],
+    stride: usize,
+) {
+    let queries = queries.min(x_off.len().checked_div(cols).unwrap_or(queries));
+    #[cfg(target_arch = "aarch64")]
+    neon::gemm_i8_i32(w, cols, rows, x_off, queries, out, stride);
+    #[cfg(not(target_arch = "aarch64"))]
+    for (i, o) in out.chunks_mut(stride.max(1)).take(queries).enumerate() {
+        let xi = x_off.get(i.saturating_mul(cols)..).unwrap_or(&[]);
+        let n = rows.min(o.len());
+        gemv_i8_i32(w, cols, &xi[..cols.min(xi.len())], &mut o[..n]);
+    }
+    for o in out.chunks_mut(stride.max(1)).take(queries) {
+        for (o, &s) in o.iter_mut().take(rows).zip(row_sums) {
+            *o = o.wrapping_add(s.wrapping_mul(128));
+        }
+    }
+}
+
 /// `u32` words of workspace [`GemmInput::new`] wants for `tokens` tokens of `cols` columns in blocks of `block` (0
 /// where no kernel uses one). x86-64: the AVX-512 VNNI kernel's packed activations and scales. AArch64 with
 /// `dotprod`: `cols` words per whole group of four tokens where `cols` is a multiple of 16, whatever `block`

@@ -68,6 +68,11 @@ trait RowDots {
     fn full_dot(row: &[i8], x: &[i8]) -> i32 {
         Self::full_dots([row], x)[0]
     }
+
+    /// [`Self::dots`] of four rows with each of four `xs` (all the same length): `result[a][b] = xs[a] . rows[b]`
+    /// over columns `0..done`, and `done`. AArch64 only.
+    #[cfg(target_arch = "aarch64")]
+    fn tile(rows: [&[i8]; 4], xs: [&[i8]; 4]) -> ([[i32; 4]; 4], usize);
 }
 
 /// The shared driver ([`blocked::gemv_rows`]) with this kernel's dot products and the scalar tail.
@@ -133,6 +138,56 @@ mod a64 {
         }
         // SAFETY: register-only, AArch64 baseline (see above).
         (acc.map(|a| unsafe { vaddvq_s32(a) }), c)
+    }
+
+    /// [`dots`] for four rows and four `xs` at once: each step loads four vectors of each for 16 accumulators
+    /// (`acc[a][b]`: `xs[a]` times `rows[b]`), reduced four at a time with two rounds of `addp`.
+    #[inline(always)]
+    pub(super) fn tile_dots(
+        rows: [&[i8]; 4],
+        xs: [&[i8]; 4],
+        step16: impl Fn(int32x4_t, int8x16_t, int8x16_t) -> int32x4_t,
+        step8: impl Fn(int32x4_t, int8x8_t, int8x8_t) -> int32x4_t,
+    ) -> ([[i32; 4]; 4], usize) {
+        let n = xs[0].len();
+        assert!(rows.iter().chain(&xs).all(|r| r.len() == n));
+        // SAFETY (the loads): every row and x holds `n` bytes (asserted above) and each load reads 16 (8) bytes at
+        // `c` with `c + 16 <= n` (`c + 8 <= n`); `ld1` has no alignment requirement.
+        let load16 = |s: &[i8], c: usize| unsafe { vld1q_s8(s.as_ptr().add(c)) };
+        let load8 = |s: &[i8], c: usize| unsafe { vld1_s8(s.as_ptr().add(c)) };
+        // SAFETY (this and the other register-only intrinsics below): no memory is touched, and NEON is part of
+        // the AArch64 baseline.
+        let mut acc = [[unsafe { vdupq_n_s32(0) }; 4]; 4];
+        let mut c = 0;
+        while n - c >= 16 {
+            let (xv, wv) = (xs.map(|x| load16(x, c)), rows.map(|r| load16(r, c)));
+            for (acc, xv) in acc.iter_mut().zip(xv) {
+                for (a, wv) in acc.iter_mut().zip(wv) {
+                    *a = step16(*a, wv, xv);
+                }
+            }
+            c += 16;
+        }
+        if n - c >= 8 {
+            let (xv, wv) = (xs.map(|x| load8(x, c)), rows.map(|r| load8(r, c)));
+            for (acc, xv) in acc.iter_mut().zip(xv) {
+                for (a, wv) in acc.iter_mut().zip(wv) {
+                    *a = step8(*a, wv, xv);
+                }
+            }
+            c += 8;
+        }
+        let mut sums = [[0i32; 4]; 4];
+        for (s, a) in sums.iter_mut().zip(acc) {
+            // SAFETY: register-only (AArch64 baseline); `s` is four `i32`s.
+            unsafe {
+                vst1q_s32(
+                    s.as_mut_ptr(),
+                    vpaddq_s32(vpaddq_s32(a[0], a[1]), vpaddq_s32(a[2], a[3])),
+                )
+            };
+        }
+        (sums, c)
     }
 
     /// [`reference::gemv_i8_blocks_f32`](super::super::reference::gemv_i8_blocks_f32) for AArch64: four rows per
@@ -1345,6 +1400,92 @@ impl RowDots for Mull {
             |acc, w, x| unsafe { vpadalq_s16(acc, vmull_s8(w, x)) },
         )
     }
+
+    #[inline(always)]
+    fn tile(rows: [&[i8]; 4], xs: [&[i8]; 4]) -> ([[i32; 4]; 4], usize) {
+        use a64::*;
+        a64::tile_dots(
+            rows,
+            xs,
+            mull_step,
+            // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
+            |acc, w, x| unsafe { vpadalq_s16(acc, vmull_s8(w, x)) },
+        )
+    }
+}
+
+/// [`reference::gemm_i8_i32`](super::reference::gemm_i8_i32) for AArch64 (the attention's P.V for several
+/// queries): tiles of four `x` rows by four `w` rows, each 16-column step loading four vectors of each for 16
+/// products (`sdot` where the CPU has it, else `smull` / `sadalp`), against five loads per four products in the
+/// one-row GEMV; rows past the last multiple of four and rows of `x` past the last multiple of four through the
+/// GEMV's dot products. Degenerate or short calls go to the reference.
+#[cfg(target_arch = "aarch64")]
+pub fn gemm_i8_i32(
+    w: &[i8],
+    cols: usize,
+    rows: usize,
+    x: &[i8],
+    queries: usize,
+    out: &mut [i32],
+    stride: usize,
+) {
+    #[cfg(target_feature = "dotprod")]
+    return gemm_tiled::<Sdot>(w, cols, rows, x, queries, out, stride);
+    #[allow(unreachable_code)]
+    gemm_tiled::<Mull>(w, cols, rows, x, queries, out, stride)
+}
+
+/// [`gemm_i8_i32`] with `K`'s steps.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+fn gemm_tiled<K: RowDots>(
+    w: &[i8],
+    cols: usize,
+    rows: usize,
+    x: &[i8],
+    queries: usize,
+    out: &mut [i32],
+    stride: usize,
+) {
+    let fits = cols > 0
+        && queries > 0
+        && stride >= rows
+        && rows.checked_mul(cols).is_some_and(|n| w.len() >= n)
+        && queries.checked_mul(cols).is_some_and(|n| x.len() >= n)
+        && (queries - 1)
+            .checked_mul(stride)
+            .and_then(|n| n.checked_add(rows))
+            .is_some_and(|n| out.len() >= n);
+    if !fits {
+        return super::reference::gemm_i8_i32(w, cols, rows, x, queries, out, stride);
+    }
+    let row = |j: usize| &w[j * cols..][..cols];
+    let xrow = |i: usize| &x[i * cols..][..cols];
+    let (q4, r4) = (queries / 4 * 4, rows / 4 * 4);
+    for i0 in (0..q4).step_by(4) {
+        let xs: [&[i8]; 4] = core::array::from_fn(|a| xrow(i0 + a));
+        for j0 in (0..r4).step_by(4) {
+            let ws: [&[i8]; 4] = core::array::from_fn(|b| row(j0 + b));
+            let (tile, done) = K::tile(ws, xs);
+            for (a, (sums, x)) in tile.into_iter().zip(xs).enumerate() {
+                let sums = blocked::with_tail(ws, (sums, done), x);
+                out[(i0 + a) * stride + j0..][..4].copy_from_slice(&sums);
+            }
+        }
+        for j in r4..rows {
+            for (a, &x) in xs.iter().enumerate() {
+                out[(i0 + a) * stride + j] = K::full_dot(row(j), x);
+            }
+        }
+    }
+    for i in q4..queries {
+        gemv_blocked::<K>(
+            &w[..rows * cols],
+            cols,
+            xrow(i),
+            &mut out[i * stride..][..rows],
+        );
+    }
 }
 
 /// [`reference::gemv_i8_i32`](super::reference::gemv_i8_i32) with `smull` / `sadalp`: 16 columns per step, each `i16` product vector added
@@ -1471,6 +1612,14 @@ impl RowDots for Sdot {
         // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
         let widen = |v: int8x8_t| unsafe { vcombine_s8(v, vdup_n_s8(0)) };
         a64::dots(rows, x, sdot, |acc, w, x| sdot(acc, widen(w), widen(x)))
+    }
+
+    #[inline(always)]
+    fn tile(rows: [&[i8]; 4], xs: [&[i8]; 4]) -> ([[i32; 4]; 4], usize) {
+        use a64::*;
+        // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
+        let widen = |v: int8x8_t| unsafe { vcombine_s8(v, vdup_n_s8(0)) };
+        a64::tile_dots(rows, xs, sdot, |acc, w, x| sdot(acc, widen(w), widen(x)))
     }
 }
 

@@ -87,6 +87,25 @@ pub fn gemm_i16_i32(
     }
 }
 
+/// [`gemv_i8_i32`] for several `x` rows (the attention's probability rows): for `i < queries`, `x`'s row `i`
+/// (`x[i * cols..][..cols]`, shorter where `x` ends) times the first `rows` rows of `w` into
+/// `out[i * stride..][..rows]` (shorter where `out` ends).
+pub fn gemm_i8_i32(
+    w: &[i8],
+    cols: usize,
+    rows: usize,
+    x: &[i8],
+    queries: usize,
+    out: &mut [i32],
+    stride: usize,
+) {
+    for (i, o) in out.chunks_mut(stride.max(1)).take(queries).enumerate() {
+        let xi = x.get(i.saturating_mul(cols)..).unwrap_or(&[]);
+        let n = rows.min(o.len());
+        gemv_i8_i32(w, cols, &xi[..cols.min(xi.len())], &mut o[..n]);
+    }
+}
+
 /// `out[r] = sum_c w[r * cols + c] * x[c]` with unsigned `x` (the attention probabilities, `0..=255`), exact in
 /// `i32` (no overflow below 2^16 columns). Rows as [`gemv_i8_i32`].
 pub fn gemv_u8_i8_i32(w: &[i8], cols: usize, x: &[u8], out: &mut [i32]) {

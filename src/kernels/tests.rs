@@ -1041,6 +1041,63 @@ fn attention_products_match_the_reference() {
         let mut p = probs.clone();
         values.attend(&mut p, &sums, &mut got);
         assert_eq!(got, expected, "values seq {seq} d {d} probs {n_probs}");
+
+        // Several probability rows at once, the contexts `d + 2` apart.
+        let queries = 1 + i % 9;
+        let rows: Vec<u8> = (0..queries * seq).map(|_| rng.next_u64() as u8).collect();
+        let stride = d + 2;
+        let mut expected = std::vec![UNTOUCHED; queries * stride];
+        let mut got = expected.clone();
+        for (p, o) in rows
+            .chunks_exact(seq)
+            .zip(expected.chunks_exact_mut(stride))
+        {
+            reference::gemv_u8_i8_i32(&vt, seq, p, &mut o[..d]);
+        }
+        let mut p = rows.clone();
+        values.attend_many(&mut p, queries, &sums, &mut got, stride);
+        assert_eq!(
+            got, expected,
+            "values of {queries} queries, seq {seq} d {d}"
+        );
+    }
+}
+
+/// The multi-row int8 product against the reference: row counts of `x` around the 4-row tiles, `w` rows around
+/// the 4-row tiles, column counts around the 8- and 16-column steps, strides equal to and wider than the row
+/// count, and short inputs (which take the reference's reading of them).
+#[test]
+fn gemm_u8_offset_matches_reference() {
+    let mut rng = Rng::new(34);
+    for i in 0..400 {
+        let rows = rng.below(11);
+        let cols = [0usize, 1, 7, 8, 9, 16, 24, 31, 64, 100][rng.below(10)];
+        let queries = rng.below(10);
+        let stride = rows + [0, 0, 1, 5][rng.below(4)];
+        let w: Vec<i8> = (0..rows * cols + usize::from(i % 5 == 0))
+            .map(|_| rng.i8())
+            .collect();
+        let x: Vec<u8> = (0..(queries * cols).saturating_sub(usize::from(i % 11 == 0)))
+            .map(|_| rng.next_u64() as u8)
+            .collect();
+        let sums: Vec<i32> = (0..rows)
+            .map(|r| w[r * cols..][..cols].iter().map(|&v| v as i32).sum())
+            .collect();
+        let n_out = (queries * stride).saturating_sub(usize::from(i % 13 == 0));
+        let mut expected = std::vec![UNTOUCHED; n_out];
+        let mut got = expected.clone();
+        // Rows of `x` cut short are left out.
+        let whole = queries.min(x.len().checked_div(cols).unwrap_or(queries));
+        for (k, o) in expected.chunks_mut(stride.max(1)).take(whole).enumerate() {
+            let n = rows.min(o.len());
+            reference::gemv_u8_i8_i32(&w, cols, &x[k * cols..][..cols], &mut o[..n]);
+        }
+        let x_off: Vec<i8> = x.iter().map(|&p| (p ^ 0x80) as i8).collect();
+        super::gemm_u8_i8_i32_offset(&w, cols, rows, &x_off, queries, &sums, &mut got, stride);
+        assert_eq!(
+            got, expected,
+            "rows {rows} cols {cols} queries {queries} stride {stride}"
+        );
     }
 }
 

@@ -377,7 +377,7 @@ impl<'a> Layer<'a> {
                     } else {
                         &mut s.acc[..seq.max(d)]
                     };
-                    let scratch = (&mut *s.q, acc, &mut s.probs[..seq]);
+                    let scratch = (&mut *s.q, acc, &mut *s.probs);
                     rows.body_with(y, ctx, scratch);
                 }
             }
@@ -704,11 +704,13 @@ token_work!(Activate);
 /// Query rows whose scores are computed before their softmaxes run ([`kernels::masked_softmax_rows`]).
 pub(crate) const SOFTMAX_ROWS: usize = 8;
 
-/// `f32` values of scratch one attention job needs ([`AttentionRows`]): [`SOFTMAX_ROWS`] quantised query rows
-/// (`d` `i16` each), their scores and then their contexts (`max(seq, d)` `i32` each) and the quantised
+/// `f32` values of scratch one attention job needs ([`AttentionRows`]): for each of [`SOFTMAX_ROWS`] queries its
+/// quantised row (`d` `i16`), its scores and then its context (`max(seq, d)` `i32`) and its quantised
 /// probabilities (`seq` `u8`).
 pub(crate) const fn attention_scratch_len(seq: usize, d: usize) -> usize {
-    (SOFTMAX_ROWS * d).div_ceil(2) + SOFTMAX_ROWS * if seq > d { seq } else { d } + seq.div_ceil(4)
+    (SOFTMAX_ROWS * d).div_ceil(2)
+        + SOFTMAX_ROWS * if seq > d { seq } else { d }
+        + (SOFTMAX_ROWS * seq).div_ceil(4)
 }
 
 /// One head's attention for a range of query tokens: rows `f` are the queries (`d` per token, `f32`) and `s` the
@@ -741,7 +743,7 @@ impl AttentionRows<'_> {
         if q.len() < d || acc.len() < seq.max(d) || probs.len() < seq {
             return; // `run_rows` gives every job `attention_scratch_len` values
         }
-        self.body_with(r.f, r.s, (q, acc, &mut probs[..seq]));
+        self.body_with(r.f, r.s, (q, acc, probs));
     }
 
     /// For each query row of `y`: the scores against every key, the masked softmax, P.V with V's per-token scales
@@ -757,7 +759,10 @@ impl AttentionRows<'_> {
     ) {
         let (seq, d, r0) = (self.k_scale.len(), self.d.max(1), self.r0);
         let w = seq.max(d);
-        let group = (acc.len() / w).min(q.len() / d).clamp(1, SOFTMAX_ROWS);
+        let group = (acc.len() / w)
+            .min(q.len() / d)
+            .min(probs.len() / seq.max(1))
+            .clamp(1, SOFTMAX_ROWS);
         let mut rows = y.chunks_exact(d).zip(ctx.chunks_exact_mut(self.h));
         loop {
             // Up to `group` queries: quantised, then their scores, one slot of `acc` each.
@@ -789,19 +794,28 @@ impl AttentionRows<'_> {
             } else {
                 kernels::masked_softmax_rows(scores, w, seq, n, |j| self.inputs.attends(j));
             }
-            for (slot, taken) in acc.chunks_exact_mut(w).zip(&mut taken[..n]) {
-                let Some(ctx) = taken.take() else {
-                    continue;
-                };
+            // The probabilities with V's per-token scales folded in, quantised; then the contexts of all `n`
+            // queries together, into their slots of `acc` (the scores are no longer needed).
+            let mut p_scale = [0.0f32; SOFTMAX_ROWS];
+            for ((slot, ps), pr) in acc
+                .chunks_exact_mut(w)
+                .zip(&mut p_scale[..n])
+                .zip(probs.chunks_exact_mut(seq.max(1)))
+            {
                 let scores = as_f32(&mut slot[..seq]);
                 scores
                     .iter_mut()
                     .zip(self.v_scale)
                     .for_each(|(p, &vs)| *p *= vs);
-                let ps = quant::quantize_row_u8(scores, probs);
-                let context = &mut slot[..d];
-                self.values.attend(probs, self.v_sum, context);
-                for (c, &a) in ctx[r0..r0 + d].iter_mut().zip(context.iter()) {
+                *ps = quant::quantize_row_u8(scores, pr);
+            }
+            self.values
+                .attend_many(&mut probs[..n * seq], n, self.v_sum, &mut acc[..n * w], w);
+            for ((slot, taken), &ps) in acc.chunks_exact_mut(w).zip(&mut taken[..n]).zip(&p_scale) {
+                let Some(ctx) = taken.take() else {
+                    continue;
+                };
+                for (c, &a) in ctx[r0..r0 + d].iter_mut().zip(&slot[..d]) {
                     *c = a as f32 * ps;
                 }
             }

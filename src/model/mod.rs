@@ -118,7 +118,7 @@ struct Int8Plan {
     q: usize,    // (queries, d) i16: query rows quantised together (K's rows one at a time)
     v_sum: usize, // (d) i32: the row sums of V transposed
     head_scale: usize, // (seq) f32, for each of K and V
-    probs: usize, // (seq) u8: one row of quantised attention probabilities
+    probs: usize, // (queries, seq) u8: quantised attention probabilities, as many queries as `q`
 }
 
 impl Int8Plan {
@@ -153,7 +153,11 @@ impl Int8Plan {
             q: if tile > 1 { layer::SOFTMAX_ROWS * d } else { d },
             v_sum: d,
             head_scale: seq,
-            probs: seq,
+            probs: if tile > 1 {
+                layer::SOFTMAX_ROWS * seq
+            } else {
+                seq
+            },
         }
     }
 
