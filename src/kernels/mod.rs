@@ -39,6 +39,47 @@ pub fn gemv_i16_i32(w: &[i16], cols: usize, x: &[i16], out: &mut [i32]) {
     reference::gemv_i16_i32(w, cols, x, out)
 }
 
+/// `mapping_in` on `tokens` `f32` embedding rows with its int8 values transposed: always equal to
+/// [`reference::gemm_t_i8_f32`]; on AArch64 four tokens by sixteen outputs at a time held in registers (each
+/// weight vector converted to `f32` once for the four), the rest by the reference.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn gemm_t_i8_f32(
+    wt: &[i8],
+    h: usize,
+    x: &[f32],
+    e: usize,
+    tokens: usize,
+    scales: &[f32],
+    bias: &[f32],
+    y: &mut [f32],
+) {
+    #[cfg(target_arch = "aarch64")]
+    let (done_tokens, done) = neon_rows::gemm_t_i8_f32(wt, h, x, e, tokens, scales, bias, y);
+    #[cfg(not(target_arch = "aarch64"))]
+    let (done_tokens, done) = (0, 0);
+    // The outputs `done..h` of the tokens the vector form covered, then the other tokens whole.
+    if done < h {
+        let (scales, bias) = (
+            scales.get(done..).unwrap_or(&[]),
+            bias.get(done..).unwrap_or(&[]),
+        );
+        let wt = wt.get(done..).unwrap_or(&[]);
+        for (x, y) in x
+            .chunks_exact(e.max(1))
+            .zip(y.chunks_exact_mut(h.max(1)))
+            .take(done_tokens)
+        {
+            reference::gemv_t_i8_f32(wt, h, &x[..e], scales, bias, &mut y[done..]);
+        }
+    }
+    let (x, y) = (
+        x.get(done_tokens * e..).unwrap_or(&[]),
+        y.get_mut(done_tokens * h..).unwrap_or(&mut []),
+    );
+    reference::gemm_t_i8_f32(wt, h, x, e, tokens - done_tokens, scales, bias, y);
+}
+
 /// [`gemv_i16_i32`] for several rows of `x` at once (the attention's queries against one head's keys): always
 /// equal to [`reference::gemm_i16_i32`]; NEON tiles of four queries by four keys on AArch64, elsewhere the
 /// reference.

@@ -1,6 +1,7 @@
-//! AArch64 NEON forms of the row quantisers in [`crate::quant`]: the row maximum and the float → integer
-//! conversions, 16 (or 8) values per step. Each returns how many leading values it handled; `quant` finishes the
-//! rest with its scalar code, which is the specification these agree with bit for bit (tests in `quant`).
+//! AArch64 NEON forms of the row quantisers in [`crate::quant`] (the row maximum and the float → integer
+//! conversions, 16 (or 8) values per step; each returns how many leading values it handled, and `quant` finishes
+//! the rest with its scalar code, which is the specification these agree with bit for bit: tests in `quant`), and
+//! of [`gemv_t_i8_f32`](super::reference::gemv_t_i8_f32), `mapping_in` on the `f32` embedding row.
 //!
 //! The scalar rules and their lane-wise equals:
 //! - the maximum `v > m ? v : m` from 0.0 is `fcmgt` + `bsl` per lane (NaN never compares greater), and the
@@ -106,4 +107,72 @@ pub(crate) fn round_u8(x: &[f32], inv: f32, q: &mut [u8]) -> usize {
         }
     }
     n
+}
+
+/// [`reference::gemm_t_i8_f32`](super::reference::gemm_t_i8_f32) for the first `4 * (tokens / 4)` tokens
+/// (`done_tokens`, returned with `n`), outputs `0..n`, `n` a multiple of 16; the caller runs the reference on the
+/// rest. Four tokens by 16 outputs stay in 16 registers while every row of `wt` adds its products: the 16 int8
+/// weights widened (`sxtl` twice) and converted (`scvtf`) once for the four tokens, then per token `fmul` and
+/// `fadd` separately (the reference's two roundings); then the scale and the bias.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn gemm_t_i8_f32(
+    wt: &[i8],
+    h: usize,
+    x: &[f32],
+    e: usize,
+    tokens: usize,
+    scales: &[f32],
+    bias: &[f32],
+    y: &mut [f32],
+) -> (usize, usize) {
+    const T: usize = 4;
+    let groups = tokens / T;
+    // Only where every row is whole and every token's input and output rows exist.
+    let fits = e.checked_mul(h).is_some_and(|n| wt.len() >= n)
+        && (groups * T).checked_mul(e).is_some_and(|n| x.len() >= n)
+        && (groups * T).checked_mul(h).is_some_and(|n| y.len() >= n);
+    if !fits || groups == 0 || e == 0 {
+        return (0, 0);
+    }
+    let n = h.min(scales.len()).min(bias.len()) / 16 * 16;
+    for g in 0..groups {
+        let xs: [&[f32]; T] = core::array::from_fn(|t| &x[(g * T + t) * e..][..e]);
+        for j in (0..n).step_by(16) {
+            // SAFETY: for `k < e`, `k * h + j + 16 <= e * h <= wt.len()` (`j + 16 <= n <= h`); token rows of `y`
+            // hold `h >= j + 16` values from `(g * T + t) * h` (within `y`, checked above), `scales` and `bias` at
+            // least `n`. `ld1` / `st1` need only the elements' alignment. The rest is register-only (AArch64
+            // baseline).
+            unsafe {
+                let mut acc = [[vdupq_n_f32(0.0); 4]; T];
+                let mut p = wt.as_ptr().add(j);
+                for k in 0..e {
+                    let q = vld1q_s8(p);
+                    p = p.add(h);
+                    let (lo, hi) = (vmovl_s8(vget_low_s8(q)), vmovl_high_s8(q));
+                    let w = [
+                        vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))),
+                        vcvtq_f32_s32(vmovl_high_s16(lo)),
+                        vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))),
+                        vcvtq_f32_s32(vmovl_high_s16(hi)),
+                    ];
+                    for (acc, x) in acc.iter_mut().zip(&xs) {
+                        let xk = *x.get_unchecked(k);
+                        for (a, &w) in acc.iter_mut().zip(&w) {
+                            *a = vaddq_f32(*a, vmulq_n_f32(w, xk));
+                        }
+                    }
+                }
+                for (t, acc) in acc.into_iter().enumerate() {
+                    let yp = y.as_mut_ptr().add((g * T + t) * h + j);
+                    for (i, a) in acc.into_iter().enumerate() {
+                        let o = j + 4 * i;
+                        let v = vmulq_f32(vld1q_f32(scales.as_ptr().add(o)), a);
+                        vst1q_f32(yp.add(4 * i), vaddq_f32(v, vld1q_f32(bias.as_ptr().add(o))));
+                    }
+                }
+            }
+        }
+    }
+    (groups * T, n)
 }

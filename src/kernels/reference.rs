@@ -68,6 +68,47 @@ pub fn gemv_i16_i32(w: &[i16], cols: usize, x: &[i16], out: &mut [i32]) {
     }
 }
 
+/// `y[j] = scales[j] * (sum_k wt[k * h + j] * x[k]) + bias[j]` for `j < min(h, y.len())`, the sum in `f32`
+/// from 0.0 in the order of `k` (each product `wt as f32 * x[k]` rounded, then added): `mapping_in` on the `f32`
+/// embedding row, with `wt` its int8 values transposed (row `k` of `h` values for each `x[k]`). A `wt` that ends
+/// early cuts the sums short; `scales` or `bias` shorter than `y` leave the rest of `y` unscaled.
+pub fn gemv_t_i8_f32(wt: &[i8], h: usize, x: &[f32], scales: &[f32], bias: &[f32], y: &mut [f32]) {
+    let n = h.min(y.len());
+    let y = &mut y[..n];
+    y.iter_mut().for_each(|y| *y = 0.0);
+    for (k, &x) in x.iter().enumerate() {
+        let Some(col) = k.checked_mul(h).and_then(|s| wt.get(s..)) else {
+            break;
+        };
+        y.iter_mut().zip(col).for_each(|(y, &q)| *y += q as f32 * x);
+    }
+    for ((y, &sc), &b) in y.iter_mut().zip(scales).zip(bias) {
+        *y = sc * *y + b;
+    }
+}
+
+/// [`gemv_t_i8_f32`] for `tokens` input rows of `e` values (`x[t * e..][..e]`) into output rows of `h`
+/// (`y[t * h..][..h]`), token by token; tokens whose rows run past the end of `x` or `y` are left out.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_t_i8_f32(
+    wt: &[i8],
+    h: usize,
+    x: &[f32],
+    e: usize,
+    tokens: usize,
+    scales: &[f32],
+    bias: &[f32],
+    y: &mut [f32],
+) {
+    for (x, y) in x
+        .chunks_exact(e.max(1))
+        .zip(y.chunks_exact_mut(h.max(1)))
+        .take(tokens)
+    {
+        gemv_t_i8_f32(wt, h, &x[..e], scales, bias, y);
+    }
+}
+
 /// [`gemv_i16_i32`] for several `x` rows (the attention's queries): for `i < queries`, `x`'s row `i`
 /// (`x[i * cols..][..cols]`, shorter where `x` ends) times the first `rows` rows of `w` into
 /// `out[i * stride..][..rows]` (shorter where `out` ends).

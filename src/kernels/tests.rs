@@ -946,6 +946,43 @@ fn gemv_i16_matches_reference() {
     }
 }
 
+/// The transposed int8 x f32 projection (`mapping_in`) against the reference: token counts around the groups of
+/// four, widths around the 16-output steps, input lengths from 0, scales and biases shorter than the width, `wt`
+/// one row short, outputs short of the last token, values over the full int8 range and `f32` inputs of mixed
+/// magnitude.
+#[test]
+fn gemm_t_i8_f32_matches_reference() {
+    let mut rng = Rng::new(35);
+    for i in 0..300 {
+        let h = [0usize, 1, 15, 16, 17, 32, 47, 64, 100][rng.below(9)];
+        let e = [0usize, 1, 3, 8, 33][rng.below(5)];
+        let tokens = rng.below(10);
+        let rows = if i % 7 == 0 { e.saturating_sub(1) } else { e };
+        let wt: Vec<i8> = (0..rows * h).map(|_| rng.i8()).collect();
+        let x: Vec<f32> = (0..tokens * e)
+            .map(|_| (rng.next_u64() >> 40) as f32 / 1e5 - 80.0)
+            .collect();
+        let short = usize::from(i % 5 == 0);
+        let scales: Vec<f32> = (0..h.saturating_sub(short))
+            .map(|_| (rng.next_u64() >> 40) as f32 / 1e9)
+            .collect();
+        let bias: Vec<f32> = (0..h)
+            .map(|_| (rng.next_u64() >> 40) as f32 / 1e6 - 8.0)
+            .collect();
+        let n_out = (tokens * h).saturating_sub(usize::from(i % 11 == 0));
+        let mut expected = std::vec![f32::from_bits(0x7FC0_1234); n_out];
+        let mut got = expected.clone();
+        reference::gemm_t_i8_f32(&wt, h, &x, e, tokens, &scales, &bias, &mut expected);
+        super::gemm_t_i8_f32(&wt, h, &x, e, tokens, &scales, &bias, &mut got);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&got),
+            bits(&expected),
+            "h {h} e {e} rows {rows} tokens {tokens}"
+        );
+    }
+}
+
 /// The multi-query 16-bit product against the reference: query counts around the 4-query tiles, key counts
 /// around the 4-key tiles, column counts around the 8-column steps, strides equal to and wider than the key count,
 /// and short inputs (which take the reference's reading of them).

@@ -6,7 +6,10 @@ use super::linear::{add_side, as_f32, linear_f32};
 use super::observer::{Observer, Site};
 use super::Inputs;
 use crate::format::{Matrix, MatrixData, Model};
-use crate::kernels::layer_norm_f32;
+use crate::kernels::{self, layer_norm_f32};
+
+/// Tokens whose `mapping_in` projections run together in the speed arena ([`kernels::gemm_t_i8_f32`]).
+pub(crate) const EMBED_TOKENS: usize = 4;
 
 /// The embedding block's weights, borrowed from the blob.
 #[derive(Debug, Clone, Copy)]
@@ -74,8 +77,9 @@ impl<'a> Embeddings<'a> {
     /// is about 1 % of the multiply-adds, and an 8-bit embedding row costs accuracy.
     ///
     /// With `s.mapping_t` (the speed arena: `mapping_in`'s int8 values transposed, see [`Self::prepare_mapping_t`])
-    /// the projection runs one input column at a time over all H rows, which vectorises across rows; each row's sum
-    /// still adds the same products in the same order from 0.0, so the bits are [`linear_f32`]'s. On x86-64 with
+    /// the projection runs one input column at a time over all H rows ([`kernels::gemv_t_i8_f32`]), which
+    /// vectorises across rows; each row's sum still adds the same products in the same order from 0.0, so the bits
+    /// are [`linear_f32`]'s. On x86-64 with
     /// `std` it is compiled for AVX2 as well and chosen at run time.
     pub(crate) fn forward_i8(&self, inputs: &Inputs, s: &mut Int8Scratch) {
         #[cfg(all(target_arch = "x86_64", feature = "std"))]
@@ -100,23 +104,31 @@ impl<'a> Embeddings<'a> {
             MatrixData::I8 { scales, .. } if s.mapping_t.len() == e * h => Some(scales),
             _ => None,
         };
-        for t in 0..inputs.input_ids.len() {
-            // The token-type and position rows pass through the accumulator, viewed as f32.
-            let row = &mut s.row[..e];
-            self.embed(inputs, t, row, &mut as_f32(s.acc)[..e]);
-            let y = &mut s.hidden[t * h..(t + 1) * h];
-            match transposed {
-                Some(scales) => {
-                    y.iter_mut().for_each(|y| *y = 0.0);
-                    for (col, &x) in s.mapping_t.chunks_exact(h).zip(row.iter()) {
-                        y.iter_mut().zip(col).for_each(|(y, &q)| *y += q as f32 * x);
+        let seq = inputs.input_ids.len();
+        match transposed {
+            Some(scales) => {
+                // As many tokens at a time as `s.row` holds embedding rows (four in the speed arena).
+                let group = (s.row.len() / e.max(1)).clamp(1, EMBED_TOKENS);
+                for t0 in (0..seq).step_by(group) {
+                    let n = group.min(seq - t0);
+                    for (t, row) in (t0..t0 + n).zip(s.row.chunks_exact_mut(e.max(1))) {
+                        // The token-type and position rows pass through the accumulator, viewed as f32.
+                        self.embed(inputs, t, &mut row[..e], &mut as_f32(s.acc)[..e]);
                     }
-                    for ((y, &sc), &b) in y.iter_mut().zip(scales).zip(self.mapping_bias) {
-                        *y = sc * *y + b;
+                    let (x, y) = (&s.row[..n * e], &mut s.hidden[t0 * h..(t0 + n) * h]);
+                    kernels::gemm_t_i8_f32(s.mapping_t, h, x, e, n, scales, self.mapping_bias, y);
+                    for (x, y) in x.chunks_exact(e.max(1)).zip(y.chunks_exact_mut(h.max(1))) {
+                        add_side(&self.mapping_in, 0, h, x, y);
                     }
-                    add_side(&self.mapping_in, 0, h, row, y);
                 }
-                None => linear_f32(&self.mapping_in, 0, row, self.mapping_bias, y),
+            }
+            None => {
+                for t in 0..seq {
+                    let row = &mut s.row[..e];
+                    self.embed(inputs, t, row, &mut as_f32(s.acc)[..e]);
+                    let y = &mut s.hidden[t * h..(t + 1) * h];
+                    linear_f32(&self.mapping_in, 0, row, self.mapping_bias, y);
+                }
             }
         }
     }

@@ -104,7 +104,7 @@ struct Int8Plan {
     hidden: usize, // (seq, H) f32: the residual stream; (seq, H) f32 the attention context; (seq, H) i8 the QKV input
     seq_scale: usize, // (seq) f32: the QKV input's scales
     acc: usize,    // (max(H, E, seq, labels)) i32, reused in place as f32
-    row: usize,    // (max(E, H)) f32
+    row: usize,    // (tokens, max(E, H)) f32: embedding rows (one token at a time without tiles)
     qrow: usize,   // (tile, max(I, H)) i8: a linear layer's quantised input
     qrow_scale: usize, // (tile) f32
     inter: usize,  // (tile, I) f32: the FFN's activation
@@ -129,7 +129,12 @@ impl Int8Plan {
             hidden: seq * h,
             seq_scale: seq,
             acc: max(max(h, e), max(seq, c.num_labels)),
-            row: max(e, h),
+            // The speed arena embeds several tokens at a time.
+            row: if tile > 1 {
+                embeddings::EMBED_TOKENS * max(e, h)
+            } else {
+                max(e, h)
+            },
             qrow: tile * max(i, h),
             qrow_scale: tile,
             inter: tile * i,
