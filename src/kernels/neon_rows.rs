@@ -4,8 +4,8 @@
 //! of [`gemv_t_i8_f32`](super::reference::gemv_t_i8_f32), `mapping_in` on the `f32` embedding row.
 //!
 //! The scalar rules and their lane-wise equals:
-//! - the maximum `v > m ? v : m` from 0.0 is `fcmgt` + `bsl` per lane (NaN never compares greater), and the
-//!   lanes' maxima combine with `fmaxv`: they are never NaN or -0.0, so any order gives the same value;
+//! - the maximum `v > m ? v : m` from 0.0 is `fmax` per lane where no value is NaN (rows with a NaN go the
+//!   scalar way);
 //! - `round_half_away(r)` = `trunc(r >= 0 ? r + 0.5 : r - 0.5)` is `fcvtzs(r + copysign(0.5, r))`: the sums are
 //!   the same IEEE additions (for `r = -0.0` the scalar adds +0.5 and this -0.5, both truncating to 0), and
 //!   `fcvtzs` truncates, saturates and maps NaN to 0, as the scalar `trunc_clamp` does once clamped to the
@@ -15,7 +15,9 @@
 use core::arch::aarch64::*;
 
 /// Largest `|x|` of `x[..n]` for the returned `n` (a multiple of 16), from 0.0, NaN skipped: `quant::max_abs`'s
-/// rule. With `abs` false, the largest `x` above 0.0 (`quant::quantize_row_u8`'s maximum).
+/// rule. With `abs` false, the largest `x` above 0.0 (`quant::quantize_row_u8`'s maximum). Without NaN the
+/// scalar `v > m ? v : m` from 0.0 is `fmax` lane by lane (`fmax(+0, -0)` is +0, and order does not matter); a
+/// NaN makes `fmax`'s result NaN, and then the prefix is taken again the scalar way.
 #[inline(always)]
 pub(crate) fn max_prefix(x: &[f32], abs: bool) -> (f32, usize) {
     let n = x.len() / 16 * 16;
@@ -24,19 +26,25 @@ pub(crate) fn max_prefix(x: &[f32], abs: bool) -> (f32, usize) {
     }
     // SAFETY: each step loads 16 `f32` at `i` with `i + 16 <= n <= x.len()`; `ld1` needs only `f32` alignment.
     // The rest is register-only, and NEON is part of the AArch64 baseline.
-    unsafe {
+    let m = unsafe {
         let mut m = [vdupq_n_f32(0.0); 4];
         let p = x.as_ptr();
         for i in (0..n).step_by(16) {
             for (k, m) in m.iter_mut().enumerate() {
                 let v = vld1q_f32(p.add(i + 4 * k));
-                let v = if abs { vabsq_f32(v) } else { v };
-                *m = vbslq_f32(vcgtq_f32(v, *m), v, *m);
+                *m = vmaxq_f32(*m, if abs { vabsq_f32(v) } else { v });
             }
         }
-        let m = vmaxq_f32(vmaxq_f32(m[0], m[1]), vmaxq_f32(m[2], m[3]));
-        (vmaxvq_f32(m), n)
+        vmaxvq_f32(vmaxq_f32(vmaxq_f32(m[0], m[1]), vmaxq_f32(m[2], m[3])))
+    };
+    if !m.is_nan() {
+        return (m, n);
     }
+    let pick = |m: f32, v: f32| if v > m { v } else { m };
+    let m = x[..n]
+        .iter()
+        .fold(0.0f32, |m, &v| pick(m, if abs { v.abs() } else { v }));
+    (m, n)
 }
 
 /// `q[i] = round_half_away(x[i] * inv)` saturated to `-127..=127`, for `i < n`, the returned multiple of 16.

@@ -139,10 +139,17 @@ impl<'a> Embeddings<'a> {
         let (e, h) = (self.mapping_in.cols, self.mapping_in.rows);
         if let MatrixData::I8 { values, .. } = self.mapping_in.data {
             if mapping_t.len() == e * h && values.len() >= e * h {
-                for (r, row) in values.chunks_exact(e).take(h).enumerate() {
-                    for (k, &q) in row.iter().enumerate() {
-                        mapping_t[k * h + r] = q;
+                // Eight rows of the matrix at a time: each column `k` then writes eight neighbouring bytes of
+                // row `k` of `mapping_t`.
+                let mut r0 = 0;
+                for rows in values[..e * h].chunks(8 * e.max(1)) {
+                    let n = rows.len() / e.max(1);
+                    for (k, dst) in mapping_t.chunks_exact_mut(h.max(1)).enumerate() {
+                        for (d, row) in dst[r0..r0 + n].iter_mut().zip(rows.chunks_exact(e.max(1))) {
+                            *d = row[k];
+                        }
                     }
+                    r0 += n;
                 }
             }
         }
