@@ -144,7 +144,8 @@ impl<'a> Values<'a> {
         })
     }
 
-    /// Stores token `t`'s values (`row[..d]`; a shorter row leaves the rest as it was).
+    /// Stores token `t`'s values (`row[..d]`; a shorter row leaves the rest as it was), -128 as -127 (the
+    /// quantiser never produces it, and the multi-query product's 16-bit pairs need it absent).
     pub fn set(&mut self, t: usize, row: &[i8]) {
         if t >= self.seq {
             return;
@@ -155,7 +156,7 @@ impl<'a> Values<'a> {
             let d16 = d.div_ceil(16) * 16;
             let base = (t / 4) * d16 * 4 + t % 4;
             for (c, &v) in row.iter().take(d).enumerate() {
-                self.buf[base + c * 4] = v;
+                self.buf[base + c * 4] = v.max(-127);
             }
         } else {
             // Channel c of token t is byte t of row c. A strided store per byte: with bounds checks it took 9
@@ -166,7 +167,7 @@ impl<'a> Values<'a> {
             for (c, &v) in row[..n].iter().enumerate() {
                 // SAFETY: `c < n <= d` and `t < seq` (checked above), so `c * seq + t < seq * d <= buf.len()`
                 // (asserted above).
-                unsafe { *p.add(c * seq + t) = v };
+                unsafe { *p.add(c * seq + t) = v.max(-127) };
             }
         }
     }

@@ -166,7 +166,8 @@ pub fn gemv_u8_i8_i32_offset(
 /// [`gemv_u8_i8_i32_offset`] for several rows of `x_off` at once (the probabilities of several queries against
 /// one head's V): for each `i < queries` whose row `x_off[i * cols..][..cols]` is whole, that row into
 /// `out[i * stride..][..rows]` (the offset needs every column; a row cut short by the end of `x_off` is left
-/// out). Always equal to [`reference::gemm_i8_i32`] plus the offset; NEON tiles of four queries by four rows on
+/// out). `w` must hold no -128 (V comes from `quant::quantize_row`; [`attention::Values`] clamps it): then
+/// always equal to [`reference::gemm_i8_i32`] plus the offset; NEON tiles of four queries by four rows on
 /// AArch64, elsewhere [`gemv_i8_i32`] query by query.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_u8_i8_i32_offset(

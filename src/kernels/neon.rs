@@ -1415,10 +1415,11 @@ impl RowDots for Mull {
 }
 
 /// [`reference::gemm_i8_i32`](super::reference::gemm_i8_i32) for AArch64 (the attention's P.V for several
-/// queries): tiles of four `x` rows by four `w` rows, each 16-column step loading four vectors of each for 16
-/// products (`sdot` where the CPU has it, else `smull` / `sadalp`), against five loads per four products in the
-/// one-row GEMV; rows past the last multiple of four and rows of `x` past the last multiple of four through the
-/// GEMV's dot products. Degenerate or short calls go to the reference.
+/// queries) where `w` holds no -128 (V, from `quant::quantize_row`): tiles of four `x` rows by four `w` rows,
+/// each 16-column step loading four vectors of each for 16 products (`sdot` where the CPU has it, else
+/// [`mull_pair_step`], which needs the missing -128), against five loads per four products in the one-row GEMV;
+/// rows past the last multiple of four and rows of `x` past the last multiple of four through the GEMV's dot
+/// products. Degenerate or short calls go to the reference. Debug builds assert the precondition.
 #[cfg(target_arch = "aarch64")]
 pub fn gemm_i8_i32(
     w: &[i8],
@@ -1429,10 +1430,42 @@ pub fn gemm_i8_i32(
     out: &mut [i32],
     stride: usize,
 ) {
+    debug_assert_weights(w, cols, rows);
     #[cfg(target_feature = "dotprod")]
     return gemm_tiled::<Sdot>(w, cols, rows, x, queries, out, stride);
     #[allow(unreachable_code)]
-    gemm_tiled::<Mull>(w, cols, rows, x, queries, out, stride)
+    gemm_tiled::<MullPair>(w, cols, rows, x, queries, out, stride)
+}
+
+/// The [`mull_pair_step`] inner loop (`smull` / `smlal2` / `sadalp`): rows without -128 only.
+#[cfg(target_arch = "aarch64")]
+struct MullPair;
+
+#[cfg(target_arch = "aarch64")]
+impl RowDots for MullPair {
+    #[inline(always)]
+    fn dots<const R: usize>(rows: [&[i8]; R], x: &[i8]) -> ([i32; R], usize) {
+        use a64::*;
+        a64::dots(
+            rows,
+            x,
+            mull_pair_step,
+            // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
+            |acc, w, x| unsafe { vpadalq_s16(acc, vmull_s8(w, x)) },
+        )
+    }
+
+    #[inline(always)]
+    fn tile(rows: [&[i8]; 4], xs: [&[i8]; 4]) -> ([[i32; 4]; 4], usize) {
+        use a64::*;
+        a64::tile_dots(
+            rows,
+            xs,
+            mull_pair_step,
+            // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
+            |acc, w, x| unsafe { vpadalq_s16(acc, vmull_s8(w, x)) },
+        )
+    }
 }
 
 /// [`gemm_i8_i32`] with `K`'s steps.
