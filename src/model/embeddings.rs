@@ -1,9 +1,9 @@
 //! ALBERT's factorised embeddings: word + token type + position (width E), LayerNorm, then the E→H projection
 //! (`encoder.embedding_hidden_mapping_in`).
 
-use super::layer::Int8Scratch;
 use super::linear::{add_side, as_f32, linear_f32};
 use super::observer::{Observer, Site};
+use super::plan::Int8Scratch;
 use super::Inputs;
 use crate::format::{Matrix, MatrixData, Model};
 use crate::kernels::layer_norm_f32;
