@@ -37,7 +37,7 @@ impl<'a> Embeddings<'a> {
         }
     }
 
-    /// LayerNorm(word[id] + token_type[type] + position[t]) into `e` (E).
+    /// `LayerNorm(word[id] + token_type[type] + position[t])` into `e` (E).
     fn embed(&self, inputs: &Inputs, t: usize, e: &mut [f32], tmp: &mut [f32]) {
         let id = inputs.input_ids.get(t).map_or(0, |&v| v as usize);
         self.word.row_f32(id, e);

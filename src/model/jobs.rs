@@ -1,6 +1,6 @@
-//! The int8 engine's token-by-token steps as [`TokenWork`] on named per-token buffers ([`TokenRows`]), for
-//! [`parallel::run_tokens`]: quantisation, add & LayerNorm, and the FFN's activation. (Attention rows are in
-//! [`super::attention`].)
+//! The int8 engine's token-by-token steps as [`crate::parallel::TokenWork`] on named per-token buffers
+//! ([`TokenRows`]), for [`parallel::run_tokens`]: quantisation, add & LayerNorm, and the FFN's activation.
+//! (Attention rows are in [`super::attention`].)
 
 use crate::config::Activation;
 use crate::parallel::{self, split_rows, Parallel, TokenRows};

@@ -1,7 +1,7 @@
 //! Scratch plans: the exact buffers each precision needs for a sequence length, from which come both the arena's
 //! size ([`scratch_size`], a `const fn`) and its carving into typed buffers for the forward pass.
 //!
-//! Each buffer is declared once, in a [`scratch_plan!`] list (name, element type, element count): the plan's
+//! Each buffer is declared once, in a `scratch_plan!` list (name, element type, element count): the plan's
 //! element counts, its byte total, the carving and the scratch struct the layer reads all come from that list, so
 //! they cannot drift apart.
 

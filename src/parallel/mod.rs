@@ -3,10 +3,10 @@
 //! This module cuts ranges and runs jobs; the arithmetic stays in [`crate::model`], which describes each step of
 //! the layer through one of two interfaces and hands it to a [`Parallel`]:
 //!
-//! - a matrix product over a tile of tokens ([`GemmWork`]): one job per range of tokens (or, for short sequences,
-//!   of weight rows), see [`run_gemm`];
-//! - work done token by token ([`TokenWork`] on per-token buffers, [`TokenRows`]): the attention rows, the FFN
-//!   activation, quantisation and LayerNorm, one job per range of tokens, see [`run_tokens`].
+//! - a matrix product over a tile of tokens (`GemmWork`): one job per range of tokens (or, for short sequences, of
+//!   weight rows), see `run_gemm`;
+//! - work done token by token (`TokenWork` on per-token buffers, `TokenRows`): the attention rows, the FFN
+//!   activation, quantisation and LayerNorm, one job per range of tokens, see `run_tokens`.
 //!
 //! Each job writes only its own outputs and reads only data that nobody writes meanwhile. So the results are the
 //! same bits however the jobs run: one after another, on several threads, in any order. [`Sequential`] runs them on
