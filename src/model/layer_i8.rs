@@ -10,7 +10,7 @@ use super::weight_sums::{LayerSums, Proj};
 use super::Inputs;
 use crate::kernels::attention::{Keys, Values};
 use crate::kernels::GemmInput;
-use crate::parallel;
+use crate::parallel::{self, Parallel};
 use crate::{math, quant};
 
 impl Layer<'_> {
@@ -45,24 +45,46 @@ impl Layer<'_> {
     #[inline(always)]
     fn forward_i8_body(&self, inputs: &Inputs, s: &mut Int8Scratch, outputs: usize) {
         let seq = inputs.input_ids.len();
-        let outputs = if (1..=seq).contains(&outputs) {
-            outputs
-        } else {
-            seq
+        let step = Step {
+            seq,
+            outputs: if (1..=seq).contains(&outputs) {
+                outputs
+            } else {
+                seq
+            },
+            tile: s.tile.clamp(1, seq.max(1)),
+            h: self.query.rows,
         };
-        let h = self.query.rows;
+        self.attention_i8(inputs, s, step);
+        self.dense_i8(s, step);
+        self.ffn_i8(s, step);
+    }
+
+    /// What the linear layers of a sub-step share, from the scratch.
+    #[inline(always)]
+    fn gemms<'e>(&self, sums: &'e [i32], par: &'e dyn Parallel, stage: &'e mut [f32]) -> Gemms<'e> {
+        Gemms {
+            sums: LayerSums::new(self, sums),
+            par,
+            stage,
+        }
+    }
+
+    /// Self-attention into `s.ctx` for the first `step.outputs` tokens: Q, K and V from the hidden state quantised
+    /// once, then head by head K and V for every token and each output token's attention row.
+    #[inline(always)]
+    fn attention_i8(&self, inputs: &Inputs, s: &mut Int8Scratch, step: Step) {
+        let Step {
+            seq,
+            outputs,
+            tile,
+            h,
+        } = step;
         let heads = self.heads;
         let d = h / heads;
-        let i_size = self.ffn.rows;
         let inv_sqrt_d = 1.0 / math::sqrt(d as f32);
         let qmax = quant::qmax_i16_for_dot(d);
-
-        let tile = s.tile.clamp(1, seq.max(1));
-        let mut gemms = Gemms {
-            sums: LayerSums::new(self, s.sums),
-            par: s.par,
-            stage: &mut *s.stage,
-        };
+        let mut gemms = self.gemms(s.sums, s.par, s.stage);
 
         // Q, K and V read the hidden state quantised once, one scale per token, the query's side columns out.
         let (x, xq, xs) = (&s.hidden[..seq * h], &mut s.xq[..seq * h], &mut s.xs[..seq]);
@@ -156,9 +178,16 @@ impl Layer<'_> {
                 }
             }
         }
+    }
 
-        // Dense on the context (quantised per token, the dense layer's side columns out), then add & LayerNorm,
-        // `tile` tokens per GEMM.
+    /// Dense on the context (quantised per token, the dense layer's side columns out), then add & LayerNorm,
+    /// `tile` tokens per GEMM.
+    #[inline(always)]
+    fn dense_i8(&self, s: &mut Int8Scratch, step: Step) {
+        let Step {
+            outputs, tile, h, ..
+        } = step;
+        let mut gemms = self.gemms(s.sums, s.par, s.stage);
         for t0 in (0..outputs).step_by(tile) {
             let tn = tile.min(outputs - t0);
             let ctx = &s.ctx[t0 * h..(t0 + tn) * h];
@@ -169,10 +198,18 @@ impl Layer<'_> {
             let ln = (self.attention_ln_weight, self.attention_ln_bias);
             self.add_norm(s.out, &mut s.hidden[t0 * h..(t0 + tn) * h], s.par, ln);
         }
+    }
 
-        // FFN, add & LayerNorm, `tile` tokens at a time: the intermediate exists for the tile's tokens only; the
-        // first GEMM runs in chunks of at most H rows (what `out` holds per token), the activation written into
-        // the tile's `f32` intermediate rows, which are then quantised whole, one scale per token.
+    /// FFN, add & LayerNorm, `tile` tokens at a time: the intermediate exists for the tile's tokens only; the
+    /// first GEMM runs in chunks of at most H rows (what `out` holds per token), the activation written into the
+    /// tile's `f32` intermediate rows, which are then quantised whole, one scale per token.
+    #[inline(always)]
+    fn ffn_i8(&self, s: &mut Int8Scratch, step: Step) {
+        let Step {
+            outputs, tile, h, ..
+        } = step;
+        let i_size = self.ffn.rows;
+        let mut gemms = self.gemms(s.sums, s.par, s.stage);
         for t0 in (0..outputs).step_by(tile) {
             let tn = tile.min(outputs - t0);
             let x = &s.hidden[t0 * h..(t0 + tn) * h];
@@ -199,6 +236,19 @@ impl Layer<'_> {
             self.add_norm(s.out, &mut s.hidden[t0 * h..(t0 + tn) * h], s.par, ln);
         }
     }
+}
+
+/// The sizes of one application of the layer.
+#[derive(Clone, Copy)]
+struct Step {
+    /// Tokens in the sequence.
+    seq: usize,
+    /// Tokens whose outputs are computed (`1..=seq`).
+    outputs: usize,
+    /// Tokens per GEMM (`1..=seq`).
+    tile: usize,
+    /// H
+    h: usize,
 }
 
 /// The GEMM input for a tile of the quantised hidden state: `shared` when it covers the whole sequence, otherwise
