@@ -49,6 +49,17 @@ impl TokenRows for QueryRows<'_> {
     }
 }
 
+/// What one run of [`HeadAttention::body_with`] works in.
+pub(super) struct AttentionScratch<'a> {
+    /// (d): one query row in 16 bits.
+    pub q: &'a mut [i16],
+    /// (group, max(seq, d)): the scores, then the context, of up to [`SOFTMAX_ROWS`] queries whose softmax runs
+    /// together (at least one); the scores as `f32` bits.
+    pub acc: &'a mut [i32],
+    /// (seq): one query's quantised probabilities.
+    pub probs: &'a mut [u8],
+}
+
 /// One head's attention for a range of query tokens ([`QueryRows`]).
 pub(super) struct HeadAttention<'a> {
     pub keys: &'a Keys<'a>,
@@ -77,19 +88,19 @@ impl HeadAttention<'_> {
         if q.len() < d || acc.len() < seq.max(d) || probs.len() < seq {
             return; // `run_tokens` gives every job `attention_scratch_len` values
         }
-        self.body_with(r.queries, r.ctx, (&mut q[..d], acc, &mut probs[..seq]));
+        let scratch = AttentionScratch {
+            q: &mut q[..d],
+            acc,
+            probs: &mut probs[..seq],
+        };
+        self.body_with(r.queries, r.ctx, scratch);
     }
 
     /// For each query row of `y`: the scores against every key, the masked softmax, P.V with V's per-token scales
-    /// folded into P, and the context into the token's columns of `ctx`. `acc` holds `max(seq, d)` values for
-    /// each of up to [`SOFTMAX_ROWS`] queries whose softmax runs together (at least one).
+    /// folded into P, and the context into the token's columns of `ctx`.
     #[inline(always)]
-    pub(super) fn body_with(
-        &self,
-        y: &mut [f32],
-        ctx: &mut [f32],
-        (q, acc, probs): (&mut [i16], &mut [i32], &mut [u8]),
-    ) {
+    pub(super) fn body_with(&self, y: &mut [f32], ctx: &mut [f32], scratch: AttentionScratch) {
+        let AttentionScratch { q, acc, probs } = scratch;
         let (seq, d, r0) = (self.k_scale.len(), self.d, self.r0);
         let w = seq.max(d);
         let group = (acc.len() / w.max(1)).clamp(1, SOFTMAX_ROWS);

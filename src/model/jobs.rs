@@ -144,16 +144,15 @@ impl AddNorm<'_> {
 
 token_work!(AddNorm<'_>, AddNormRows);
 
-/// The end of a sub-layer for a tile of tokens: `hidden[t] = LayerNorm(out[t] + hidden[t])`, with `out` the
-/// sub-layer's outputs (H per token) and `hidden` the tile's rows of the residual stream (`ln`: LayerNorm's
-/// weight and bias). Tokens are shared out between threads by `par`.
+/// The end of a sub-layer for a tile of tokens: `hidden[t] = LayerNorm(out[t] + hidden[t])` (`norm`), with `out`
+/// the sub-layer's outputs (H per token) and `hidden` the tile's rows of the residual stream. Tokens are shared
+/// out between threads by `par`.
 pub(super) fn add_norm(
     par: &dyn Parallel,
     out: &mut [f32],
     hidden: &mut [f32],
     h: usize,
-    (gamma, beta): (&[f32], &[f32]),
-    eps: f32,
+    norm: &AddNorm,
 ) {
     let tn = hidden.len() / h.max(1);
     let rows = AddNormRows {
@@ -161,7 +160,7 @@ pub(super) fn add_norm(
         hidden,
         h,
     };
-    parallel::run_tokens(par, tn, 4, rows, &AddNorm { gamma, beta, eps });
+    parallel::run_tokens(par, tn, 4, rows, norm);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 //! add & LayerNorm. Stored once in the blob; [`super::classify`] applies it `num_hidden_layers` times. Its two
 //! passes live next door: `layer_f32` (the reference) and `layer_i8` (the engine).
 
-use super::jobs;
+use super::jobs::AddNorm;
 use super::linear::{add_side, linear_i8_tokens, Exec};
 use super::weight_sums::{LayerSums, Proj};
 use crate::config::Activation;
@@ -99,17 +99,21 @@ impl<'a> Layer<'a> {
         y
     }
 
-    /// The end of a sub-layer for a tile of tokens: `hidden[t] = LayerNorm(out[t] + hidden[t])`, with `out` the
-    /// sub-layer's outputs (H per token), `hidden` the tile's rows of the residual stream and `ln` LayerNorm's
-    /// weight and bias. Tokens are shared out between threads by `par`.
-    #[inline(always)]
-    pub(super) fn add_norm(
-        &self,
-        out: &mut [f32],
-        hidden: &mut [f32],
-        par: &dyn Parallel,
-        ln: (&[f32], &[f32]),
-    ) {
-        jobs::add_norm(par, out, hidden, self.query.rows, ln, self.eps);
+    /// Add & LayerNorm at the end of the attention sub-layer.
+    pub(super) fn attention_norm(&self) -> AddNorm<'a> {
+        AddNorm {
+            gamma: self.attention_ln_weight,
+            beta: self.attention_ln_bias,
+            eps: self.eps,
+        }
+    }
+
+    /// Add & LayerNorm at the end of the FFN sub-layer.
+    pub(super) fn ffn_norm(&self) -> AddNorm<'a> {
+        AddNorm {
+            gamma: self.full_ln_weight,
+            beta: self.full_ln_bias,
+            eps: self.eps,
+        }
     }
 }

@@ -2,8 +2,8 @@
 //! and K in 16 bits, attention probabilities u8 and V int8, the residual stream, LayerNorm, softmax and the
 //! activation in `f32`; attention head by head, the linear layers `tile` tokens at a time.
 
-use super::attention::{attention_scratch_len, HeadAttention, QueryRows};
-use super::jobs::{quantize_rows, Activate, ActivateRows};
+use super::attention::{attention_scratch_len, AttentionScratch, HeadAttention, QueryRows};
+use super::jobs::{add_norm, quantize_rows, Activate, ActivateRows};
 use super::layer::{Gemms, Layer};
 use super::plan::Int8Scratch;
 use super::weight_sums::{LayerSums, Proj};
@@ -173,7 +173,11 @@ impl Layer<'_> {
                     } else {
                         &mut s.acc[..seq.max(d)]
                     };
-                    let scratch = (&mut s.row_i16[..d], acc, &mut s.probs[..seq]);
+                    let scratch = AttentionScratch {
+                        q: &mut s.row_i16[..d],
+                        acc,
+                        probs: &mut s.probs[..seq],
+                    };
                     work.body_with(y, ctx, scratch);
                 }
             }
@@ -195,8 +199,8 @@ impl Layer<'_> {
             quantize_rows(s.par, ctx, h, self.dense.side.cols, qx, qs);
             let input = GemmInput::new(qx, h, h, qs, tn, s.work);
             self.project(Proj::Dense, 0..h, &input, ctx, s.out, &mut gemms);
-            let ln = (self.attention_ln_weight, self.attention_ln_bias);
-            self.add_norm(s.out, &mut s.hidden[t0 * h..(t0 + tn) * h], s.par, ln);
+            let hidden = &mut s.hidden[t0 * h..(t0 + tn) * h];
+            add_norm(s.par, s.out, hidden, h, &self.attention_norm());
         }
     }
 
@@ -232,8 +236,8 @@ impl Layer<'_> {
             quantize_rows(s.par, inter, i_size, self.ffn_output.side.cols, qx, qs);
             let input = GemmInput::new(qx, i_size, i_size, qs, tn, s.work);
             self.project(Proj::FfnOutput, 0..h, &input, inter, s.out, &mut gemms);
-            let ln = (self.full_ln_weight, self.full_ln_bias);
-            self.add_norm(s.out, &mut s.hidden[t0 * h..(t0 + tn) * h], s.par, ln);
+            let hidden = &mut s.hidden[t0 * h..(t0 + tn) * h];
+            add_norm(s.par, s.out, hidden, h, &self.ffn_norm());
         }
     }
 }
