@@ -253,9 +253,8 @@ fn forward(
     let mut a = Arena::new(arena);
     match precision {
         Precision::F32 => {
-            let s = F32Plan::new(c, seq).carve(&mut a);
+            let mut s = F32Plan::new(c, seq).carve(&mut a);
             embeddings.forward_f32(inputs, s.hidden, s.row, s.row2, obs);
-            let mut s = s;
             for pass in 0..c.num_hidden_layers {
                 layer.forward_f32(inputs, &mut s, pass, obs);
             }

@@ -66,6 +66,14 @@ macro_rules! scratch_plan {
             }
         }
 
+        #[cfg(test)]
+        impl $scratch<'_> {
+            /// Whether every buffer got the whole element count `plan` asks for.
+            pub(super) fn is_complete(&self, plan: &$plan) -> bool {
+                true $(&& self.$name.len() == plan.$name)*
+            }
+        }
+
         $(#[$scratch_doc])*
         pub(crate) struct $scratch<'s> {
             $($(#[$doc])* pub $name: &'s mut [$ty],)*

@@ -154,3 +154,30 @@ fn threads_give_the_same_bits() {
         }
     }
 }
+
+/// An arena of exactly the plan's size, at any alignment, gives every buffer all it asks for: the byte total and
+/// the carving agree.
+#[test]
+fn plans_carve_every_buffer_whole_from_an_arena_of_their_size() {
+    let model = Model::from_bytes(&MCU.0).unwrap();
+    let c = *model.config();
+    let par = Sequential;
+    let mut buf =
+        std::vec![0u8; 16 + scratch_size_for_speed(&c, c.max_position_embeddings, Precision::Int8)];
+    for seq in [1, 2, 7, 33, c.max_position_embeddings] {
+        for skip in 0..16 {
+            for tile in [1, 2, seq.min(MAX_TILE)] {
+                let plan = Int8Plan::new(&c, seq, tile);
+                let mut a = Arena::new(&mut buf[skip..skip + arena::ALIGN_SLACK + plan.bytes()]);
+                assert!(
+                    plan.carve(&mut a, tile, &par).is_complete(&plan),
+                    "seq {seq} tile {tile}"
+                );
+            }
+            let plan = F32Plan::new(&c, seq);
+            let size = scratch_size(&c, seq, Precision::F32);
+            let mut a = Arena::new(&mut buf[skip..skip + size]);
+            assert!(plan.carve(&mut a).is_complete(&plan), "seq {seq}");
+        }
+    }
+}
