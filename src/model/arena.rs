@@ -31,35 +31,11 @@ impl<'a> Arena<'a> {
         &mut head[..usable]
     }
 
-    fn words(&mut self, n: usize) -> &'a mut [u8] {
-        let bytes = self.take(n.saturating_mul(4));
-        let whole = bytes.len() & !3;
-        &mut bytes[..whole]
-    }
-
-    pub(crate) fn f32s(&mut self, n: usize) -> &'a mut [f32] {
-        bytemuck::cast_slice_mut(self.words(n))
-    }
-
-    pub(crate) fn i32s(&mut self, n: usize) -> &'a mut [i32] {
-        bytemuck::cast_slice_mut(self.words(n))
-    }
-
-    pub(crate) fn u32s(&mut self, n: usize) -> &'a mut [u32] {
-        bytemuck::cast_slice_mut(self.words(n))
-    }
-
-    pub(crate) fn i16s(&mut self, n: usize) -> &'a mut [i16] {
-        let bytes = self.take(n.saturating_mul(2));
-        let whole = bytes.len() & !1;
+    /// `n` values of `T` (fewer only if the arena ran out), starting on a 16-byte boundary.
+    pub(crate) fn slice<T: bytemuck::Pod>(&mut self, n: usize) -> &'a mut [T] {
+        let size = core::mem::size_of::<T>().max(1);
+        let bytes = self.take(n.saturating_mul(size));
+        let whole = bytes.len() / size * size;
         bytemuck::cast_slice_mut(&mut bytes[..whole])
-    }
-
-    pub(crate) fn u8s(&mut self, n: usize) -> &'a mut [u8] {
-        self.take(n)
-    }
-
-    pub(crate) fn i8s(&mut self, n: usize) -> &'a mut [i8] {
-        bytemuck::cast_slice_mut(self.take(n))
     }
 }

@@ -1,9 +1,9 @@
 //! ALBERT's factorised embeddings: word + token type + position (width E), LayerNorm, then the E→H projection
 //! (`encoder.embedding_hidden_mapping_in`).
 
-use super::layer::Int8Scratch;
 use super::linear::{add_side, as_f32, linear_f32};
 use super::observer::{Observer, Site};
+use super::plan::Int8Scratch;
 use super::Inputs;
 use crate::format::{Matrix, MatrixData, Model};
 use crate::kernels::{self, layer_norm_f32};
@@ -40,7 +40,7 @@ impl<'a> Embeddings<'a> {
         }
     }
 
-    /// LayerNorm(word[id] + token_type[type] + position[t]) into `e` (E).
+    /// `LayerNorm(word[id] + token_type[type] + position[t])` into `e` (E).
     fn embed(&self, inputs: &Inputs, t: usize, e: &mut [f32], tmp: &mut [f32]) {
         let id = inputs.input_ids.get(t).map_or(0, |&v| v as usize);
         self.word.row_f32(id, e);
@@ -145,7 +145,8 @@ impl<'a> Embeddings<'a> {
                 for rows in values[..e * h].chunks(8 * e.max(1)) {
                     let n = rows.len() / e.max(1);
                     for (k, dst) in mapping_t.chunks_exact_mut(h.max(1)).enumerate() {
-                        for (d, row) in dst[r0..r0 + n].iter_mut().zip(rows.chunks_exact(e.max(1))) {
+                        for (d, row) in dst[r0..r0 + n].iter_mut().zip(rows.chunks_exact(e.max(1)))
+                        {
                             *d = row[k];
                         }
                     }

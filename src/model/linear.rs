@@ -1,8 +1,9 @@
 //! `y = W x + b` for one row of activations, in both precisions. Weight rows `row0..row0 + out.len()` of `w`.
 
 use crate::format::{Matrix, MatrixData};
-use crate::kernels::GemmInput;
-use crate::parallel::{self, Linear, Parallel, Sequential};
+use crate::kernels::{self, GemmInput};
+use crate::parallel::{self, GemmPart, GemmWork, Parallel, Sequential};
+use core::ops::Range;
 
 /// `out[r] = w[row0 + r] . x + bias[r]` with `f32` activations; an int8 `w` is dequantised on the fly
 /// (`scale[row] * sum(q * x) + bias`, then its side columns added: [`add_side`]).
@@ -67,16 +68,13 @@ pub(crate) fn linear_i8<'s>(
     let rows = acc.len();
     let scales = [x_scale];
     let input = GemmInput::new(x, w.cols, w.cols, &scales, 1, &mut []);
-    linear_i8_tokens(
-        w,
-        row0,
-        rows,
-        &[],
-        &input,
-        bias,
-        acc,
-        (&Sequential, &mut []),
-    )
+    let exec = Exec {
+        par: &Sequential,
+        stage: &mut [],
+    };
+    let out = as_f32(acc);
+    linear_i8_tokens(w, row0..row0 + rows, &[], &input, bias, &mut *out, exec);
+    out
 }
 
 /// Reinterprets an accumulator whose words hold `f32` bit patterns (see [`linear_i8`]).
@@ -113,40 +111,146 @@ fn dots4<T: Copy>(w: &[T], cols: usize, x: &[f32], out: &mut [f32], f: impl Fn(T
     }
 }
 
-/// [`linear_i8`] for several tokens at once: rows `row0..row0 + rows` of `w` applied to the tokens of `input`,
-/// token `t`'s outputs in `out[t * rows..][..rows]` (reinterpreted as `f32`, returned). `sums` are those rows'
-/// block sums ([`crate::kernels::gemm_weight_sums`]; may be empty). Every output has the bits [`linear_i8`] gives it
-/// ([`crate::kernels::gemm_i8_blocks`] equals the GEMV token by token), however `par` shares the work out (`stage`: room
-/// for the threads' rows, see [`parallel::run_linear`]).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn linear_i8_tokens<'s>(
+/// Who computes a linear layer's outputs: `par` shares the work out, with `stage` as room for the threads' rows
+/// (see [`parallel::run_gemm`]; may be empty).
+pub(crate) struct Exec<'e> {
+    pub par: &'e dyn Parallel,
+    pub stage: &'e mut [f32],
+}
+
+/// [`linear_i8`] for several tokens at once: weight rows `rows` of `w` applied to the tokens of `input`, token
+/// `t`'s outputs in `out[t * rows.len()..][..rows.len()]`. `sums` are those rows' block sums
+/// ([`crate::kernels::gemm_weight_sums`]; may be empty). Every output has the bits [`linear_i8`] gives it
+/// ([`crate::kernels::gemm_i8_blocks`] equals the GEMV token by token), however `exec` shares the work out.
+pub(crate) fn linear_i8_tokens(
     w: &Matrix,
-    row0: usize,
-    rows: usize,
+    rows: Range<usize>,
     sums: &[i32],
     input: &GemmInput,
     bias: &[f32],
-    out: &'s mut [i32],
-    (par, stage): (&dyn Parallel, &mut [f32]),
-) -> &'s mut [f32] {
+    out: &mut [f32],
+    exec: Exec,
+) {
     let cols = w.cols;
     let (values, scales) = match w.data {
         MatrixData::I8 { values, scales } => (values, scales),
         MatrixData::F32(_) => (&[][..], &[][..]),
     };
-    let values = values.get(row0 * cols..(row0 + rows) * cols).unwrap_or(&[]);
-    let scales = scales.get(row0..row0 + rows).unwrap_or(&[]);
-    let y: &mut [f32] = bytemuck::cast_slice_mut(out);
-    let linear = Linear {
-        w: values,
-        w_scales: scales,
+    let work = LinearI8 {
+        w: values
+            .get(rows.start * cols..rows.end * cols)
+            .unwrap_or(&[]),
+        w_scales: scales.get(rows.clone()).unwrap_or(&[]),
         bias,
-        rows,
+        rows: rows.len(),
         sums,
         input,
-        first: 0,
-        out: &mut *y,
     };
-    parallel::run_linear(par, linear, stage);
-    y
+    parallel::run_gemm(exec.par, &work, out, exec.stage);
+}
+
+/// `out[t][r] = (w[r] . x[t]) * w_scales[r] + bias[r]` for a GEMM input's tokens `x`: the block-scaled int8
+/// linear layer, computed in whatever parts [`parallel::run_gemm`] asks for.
+struct LinearI8<'a> {
+    /// (rows, cols)
+    w: &'a [i8],
+    /// (rows)
+    w_scales: &'a [f32],
+    /// (rows)
+    bias: &'a [f32],
+    rows: usize,
+    /// (rows, blocks), or empty.
+    sums: &'a [i32],
+    input: &'a GemmInput<'a>,
+}
+
+impl GemmWork for LinearI8<'_> {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn token_step(&self) -> usize {
+        self.input.token_step()
+    }
+
+    fn run(&self, part: GemmPart<'_>) {
+        let (r0, rows) = (part.rows.start, part.rows.len());
+        let (cols, blocks) = (self.input.cols(), self.input.blocks());
+        let w = self.w.get(r0 * cols..).unwrap_or(&[]);
+        let w_scales = self.w_scales.get(r0..).unwrap_or(&[]);
+        let bias = self.bias.get(r0..).unwrap_or(&[]);
+        let sums = self.sums.get(r0 * blocks..).unwrap_or(&[]);
+        let y = part.out;
+        y.iter_mut().for_each(|y| *y = 0.0);
+        kernels::gemm_i8_blocks_from(w, rows, sums, self.input, part.first_token, y);
+        for yt in y.chunks_exact_mut(rows.max(1)) {
+            for ((y, &s), &b) in yt.iter_mut().zip(w_scales).zip(bias) {
+                *y = *y * s + b;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use std::vec::Vec;
+
+    /// A small GEMM split every way `run_gemm` splits one, by every kind of `Parallel`, against one job on this
+    /// thread: the same bits. Small enough for Miri, which checks `Threads`' claims for data races.
+    #[test]
+    fn every_split_gives_the_same_bits() {
+        let (rows, cols, block) = (40, 12, 4);
+        let w: Vec<i8> = (0..rows * cols)
+            .map(|i| ((i * 37 % 255) as i32 - 127) as i8) // -127..=127, as the converter quantises weights
+            .collect();
+        let w_scales: Vec<f32> = (0..rows).map(|r| 0.01 + r as f32 * 1e-3).collect();
+        let bias: Vec<f32> = (0..rows).map(|r| r as f32 * 0.5 - 3.0).collect();
+        #[cfg(feature = "std")]
+        let pools = [parallel::Threads::new(2), parallel::Threads::new(4)];
+        for tokens in [0, 1, 2, 5, 9] {
+            let x: Vec<i8> = (0..tokens * cols)
+                .map(|i| (i * 91 % 251) as u8 as i8)
+                .collect();
+            let xs: Vec<f32> = (0..tokens * cols / block)
+                .map(|i| 0.1 + i as f32 * 0.01)
+                .collect();
+            let input = GemmInput::new(&x, cols, block, &xs, tokens, &mut []);
+            let work = LinearI8 {
+                w: &w,
+                w_scales: &w_scales,
+                bias: &bias,
+                rows,
+                sums: &[],
+                input: &input,
+            };
+            let mut expected = std::vec![0f32; tokens * rows];
+            work.run(GemmPart {
+                rows: 0..rows,
+                first_token: 0,
+                out: &mut expected,
+            }); // one job, on this thread
+            #[cfg_attr(not(feature = "std"), allow(unused_mut))]
+            let mut parallels: Vec<&dyn Parallel> = std::vec![&Sequential];
+            #[cfg(feature = "std")]
+            parallels.extend(pools.iter().map(|p| p as &dyn Parallel));
+            for par in parallels {
+                // With room to stage rows (splits by rows) and without (splits by tokens).
+                for stage in [0, tokens * rows] {
+                    let mut got = std::vec![f32::NAN; tokens * rows];
+                    let mut stage = std::vec![f32::NAN; stage];
+                    parallel::run_gemm(par, &work, &mut got, &mut stage);
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&got),
+                        bits(&expected),
+                        "{tokens} tokens, {} threads",
+                        par.threads()
+                    );
+                }
+            }
+        }
+    }
 }

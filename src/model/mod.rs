@@ -15,23 +15,30 @@
 //! converter's calibration hook.
 
 mod arena;
+mod attention;
 mod embeddings;
 mod head;
+mod jobs;
 mod layer;
+mod layer_f32;
+mod layer_i8;
 mod linear;
 mod observer;
+mod plan;
+mod weight_sums;
 
 use crate::config::AlbertConfig;
 use crate::error::Error;
 use crate::format::{MatrixData, Model};
-use crate::kernels;
 use crate::parallel::{Parallel, Sequential};
-use arena::{round16, Arena, ALIGN_SLACK};
+use arena::Arena;
+use plan::{F32Plan, Int8Plan};
 
 pub use embeddings::Embeddings;
 pub use head::Head;
 pub use layer::Layer;
 pub use observer::{NoObserver, Observer, Site};
+pub use plan::{scratch_size, scratch_size_for_speed, MAX_TILE};
 
 /// Which arithmetic the forward pass uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,189 +81,6 @@ impl<'a> Inputs<'a> {
     /// Whether every token attends (no padding): the softmax then runs without a mask, which vectorises.
     fn all_attend(&self) -> bool {
         self.attention_mask.iter().all(|&m| m != 0)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Scratch plans: the exact buffers each precision needs, shared by `scratch_size` and the forward pass
-// ---------------------------------------------------------------------------------------------------------------
-
-const fn min(a: usize, b: usize) -> usize {
-    if a < b {
-        a
-    } else {
-        b
-    }
-}
-
-const fn max(a: usize, b: usize) -> usize {
-    if a > b {
-        a
-    } else {
-        b
-    }
-}
-
-/// Element counts of the int8 engine's buffers for `seq` tokens. The residual stream, the attention context and
-/// the FFN's activation are `f32`; each linear layer's input is quantised to int8 with one `f32` scale per token.
-#[derive(Debug, Clone, Copy)]
-struct Int8Plan {
-    hidden: usize, // (seq, H) f32: the residual stream; (seq, H) f32 the attention context; (seq, H) i8 the QKV input
-    seq_scale: usize, // (seq) f32: the QKV input's scales
-    acc: usize,    // (max(H, E, seq, labels)) i32, reused in place as f32
-    row: usize,    // (tokens, max(E, H)) f32: embedding rows (one token at a time without tiles)
-    qrow: usize,   // (tile, max(I, H)) i8: a linear layer's quantised input
-    qrow_scale: usize, // (tile) f32
-    inter: usize,  // (tile, I) f32: the FFN's activation
-    out: usize,    // (tile, H) i32 / f32
-    stage: usize, // (tile, H) f32: threads' outputs for rows of a GEMM (tiles of more than one token)
-    work: usize,  // u32 words: the GEMM kernels' workspace (tiles of more than one token only)
-    sums: usize, // i32: the GEMM's weight sums (tiles of more than one token, where the kernel uses them)
-    mapping_t: usize, // (E, H) i8: `mapping_in` transposed (tiles of more than one token)
-    keys: usize, // (seq, d) i16, in the attention kernels' layout (`attention::keys_len`), one head at a time
-    values: usize, // (seq, d) i8, likewise (`attention::values_len`)
-    q: usize,    // (queries, d) i16: query rows quantised together (K's rows one at a time)
-    v_sum: usize, // (d) i32: the row sums of V transposed
-    head_scale: usize, // (seq) f32, for each of K and V
-    probs: usize, // (queries, seq) u8: quantised attention probabilities, as many queries as `q`
-}
-
-impl Int8Plan {
-    const fn new(c: &AlbertConfig, seq: usize, tile: usize) -> Self {
-        let (e, h, i) = (c.embedding_size, c.hidden_size, c.intermediate_size);
-        let d = max(h / max(c.num_attention_heads, 1), 1);
-        Int8Plan {
-            hidden: seq * h,
-            seq_scale: seq,
-            acc: max(max(h, e), max(seq, c.num_labels)),
-            // The speed arena embeds several tokens at a time.
-            row: if tile > 1 {
-                embeddings::EMBED_TOKENS * max(e, h)
-            } else {
-                max(e, h)
-            },
-            qrow: tile * max(i, h),
-            qrow_scale: tile,
-            inter: tile * i,
-            out: tile * h,
-            stage: if tile > 1 { tile * h } else { 0 },
-            // The widest GEMM input is max(I, H) columns, each input one block; the narrowest is H.
-            work: if tile > 1 {
-                kernels::gemm_workspace_words(tile, max(i, h), min(i, h))
-            } else {
-                0
-            },
-            sums: if tile > 1 && kernels::GEMM_USES_WEIGHT_SUMS {
-                layer::layer_sums_len(c)
-            } else {
-                0
-            },
-            mapping_t: if tile > 1 { e * h } else { 0 },
-            keys: kernels::attention::keys_len(seq, d),
-            values: kernels::attention::values_len(seq, d),
-            // Tiles of several tokens score up to eight queries together.
-            q: if tile > 1 { layer::SOFTMAX_ROWS * d } else { d },
-            v_sum: d,
-            head_scale: seq,
-            probs: if tile > 1 {
-                layer::SOFTMAX_ROWS * seq
-            } else {
-                seq
-            },
-        }
-    }
-
-    const fn bytes(&self) -> usize {
-        2 * round16(4 * self.hidden)
-            + round16(self.hidden)
-            + round16(4 * self.seq_scale)
-            + round16(4 * self.acc)
-            + round16(4 * self.row)
-            + round16(self.qrow)
-            + round16(4 * self.qrow_scale)
-            + round16(4 * self.inter)
-            + round16(4 * self.out)
-            + round16(4 * self.stage)
-            + round16(4 * self.work)
-            + round16(4 * self.sums)
-            + round16(self.mapping_t)
-            + round16(2 * self.keys)
-            + round16(self.values)
-            + round16(2 * self.q)
-            + round16(4 * self.v_sum)
-            + 2 * round16(4 * self.head_scale)
-            + round16(self.probs)
-    }
-}
-
-/// Element counts of the f32 reference's buffers for `seq` tokens.
-#[derive(Debug, Clone, Copy)]
-struct F32Plan {
-    seq_hidden: usize, // (seq, H) f32, five of them: hidden, Q, K, V, context
-    scores: usize,     // (seq) f32
-    inter: usize,      // (I) f32
-    row: usize,        // (max(E, H)) f32, two of them
-}
-
-impl F32Plan {
-    const fn new(c: &AlbertConfig, seq: usize) -> Self {
-        F32Plan {
-            seq_hidden: seq * c.hidden_size,
-            scores: seq,
-            inter: c.intermediate_size,
-            row: max(c.embedding_size, c.hidden_size),
-        }
-    }
-
-    const fn bytes(&self) -> usize {
-        5 * round16(4 * self.seq_hidden)
-            + round16(4 * self.scores)
-            + round16(4 * self.inter)
-            + 2 * round16(4 * self.row)
-    }
-}
-
-/// The scratch arena, in bytes, that [`classify`] needs for sequences of up to `max_seq` tokens. It includes up to
-/// 15 bytes for aligning the arena's start, so an arena of exactly this size works at any address. A `const fn`,
-/// so firmware can size a `static` arena at compile time.
-pub const fn scratch_size(config: &AlbertConfig, max_seq: usize, precision: Precision) -> usize {
-    ALIGN_SLACK
-        + match precision {
-            Precision::Int8 => Int8Plan::new(config, max_seq, 1).bytes(),
-            Precision::F32 => F32Plan::new(config, max_seq).bytes(),
-        }
-}
-
-/// Most tokens the int8 engine's linear layers process together (see [`scratch_size_for_speed`]).
-pub const MAX_TILE: usize = 128;
-
-/// The arena with which [`classify`] runs fastest for sequences of up to `max_seq` tokens: the int8 engine then
-/// runs every linear layer (Q, K, V, dense, FFN) over up to [`MAX_TILE`] tokens at a time (`kernels::gemm_i8_blocks`:
-/// the AVX-512 VNNI multi-token kernel on x86-64 CPUs that have it; elsewhere each chunk of weight rows serves all
-/// the tile's tokens while it is in cache), and keeps tables made once per call (the GEMM's weight sums on x86-64,
-/// `mapping_in` transposed). Any arena between [`scratch_size`] and this size works; `classify` uses the largest
-/// tile that fits. The logits are the same bits whatever the arena. (ALBERT-base, seq 128, x86-64: 2,864,655 B,
-/// against 253,839 B for `scratch_size`.) For [`Precision::F32`] this is `scratch_size`.
-pub const fn scratch_size_for_speed(
-    config: &AlbertConfig,
-    max_seq: usize,
-    precision: Precision,
-) -> usize {
-    match precision {
-        Precision::Int8 => {
-            ALIGN_SLACK
-                + Int8Plan::new(
-                    config,
-                    max_seq,
-                    if max_seq < MAX_TILE {
-                        max(max_seq, 1)
-                    } else {
-                        MAX_TILE
-                    },
-                )
-                .bytes()
-        }
-        Precision::F32 => scratch_size(config, max_seq, precision),
     }
 }
 
@@ -434,20 +258,8 @@ fn forward(
     let mut a = Arena::new(arena);
     match precision {
         Precision::F32 => {
-            let p = F32Plan::new(c, seq);
-            let s = layer::F32Scratch {
-                hidden: a.f32s(p.seq_hidden),
-                q: a.f32s(p.seq_hidden),
-                k: a.f32s(p.seq_hidden),
-                v: a.f32s(p.seq_hidden),
-                ctx: a.f32s(p.seq_hidden),
-                scores: a.f32s(p.scores),
-                inter: a.f32s(p.inter),
-                row: a.f32s(p.row),
-                row2: a.f32s(p.row),
-            };
+            let mut s = F32Plan::new(c, seq).carve(&mut a);
             embeddings.forward_f32(inputs, s.hidden, s.row, s.row2, obs);
-            let mut s = s;
             for pass in 0..c.num_hidden_layers {
                 layer.forward_f32(inputs, &mut s, pass, obs);
             }
@@ -460,38 +272,8 @@ fn forward(
                 ));
             }
             // A larger arena buys speed: the linear layers then run `tile` tokens at a time.
-            let mut tile = 1;
-            while tile < MAX_TILE.min(seq)
-                && ALIGN_SLACK + Int8Plan::new(c, seq, tile + 1).bytes() <= arena_len
-            {
-                tile += 1;
-            }
-            let p = Int8Plan::new(c, seq, tile);
-            let mut s = layer::Int8Scratch {
-                hidden: a.f32s(p.hidden),
-                xq: a.i8s(p.hidden),
-                xs: a.f32s(p.seq_scale),
-                ctx: a.f32s(p.hidden),
-                acc: a.i32s(p.acc),
-                row: a.f32s(p.row),
-                qrow: a.i8s(p.qrow),
-                qrow_scale: a.f32s(p.qrow_scale),
-                inter: a.f32s(p.inter),
-                out: a.i32s(p.out),
-                stage: a.f32s(p.stage),
-                work: a.u32s(p.work),
-                sums: a.i32s(p.sums),
-                mapping_t: a.i8s(p.mapping_t),
-                tile,
-                q: a.i16s(p.q),
-                k: a.i16s(p.keys),
-                vt: a.i8s(p.values),
-                k_scale: a.f32s(p.head_scale),
-                v_scale: a.f32s(p.head_scale),
-                v_sum: a.i32s(p.v_sum),
-                probs: a.u8s(p.probs),
-                par,
-            };
+            let tile = plan::int8_tile(c, seq, arena_len);
+            let mut s = Int8Plan::new(c, seq, tile).carve(&mut a, tile, par);
             embeddings.prepare_mapping_t(s.mapping_t);
             embeddings.forward_i8(inputs, &mut s);
             layer.prepare_sums(s.sums);
@@ -501,167 +283,11 @@ fn forward(
                 let outputs = if last && !full_last_layer { 1 } else { seq };
                 layer.forward_i8(inputs, &mut s, outputs);
             }
-            head.forward_i8(&s.hidden[..c.hidden_size], s.acc, s.row, s.qrow, logits);
+            head.forward_i8(&s.hidden[..c.hidden_size], s.acc, s.row, s.rows_i8, logits);
         }
     }
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    extern crate std;
-
-    use super::*;
-    use std::vec::Vec;
-
-    /// `include_bytes!` only guarantees byte alignment; the blob parser wants 16.
-    #[repr(C, align(16))]
-    struct Aligned<T: ?Sized>(T);
-
-    /// The shipped MCU model: real trained int8 weights (H 128, 4 heads, I 192, 4 applications of the layer).
-    static MCU: &Aligned<[u8]> = &Aligned(*include_bytes!("../../models/sst2-albert-mcu.blob"));
-
-    /// xorshift64*: deterministic token ids and masks without a dependency.
-    fn next(state: &mut u64) -> u64 {
-        *state ^= *state >> 12;
-        *state ^= *state << 25;
-        *state ^= *state >> 27;
-        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore)] // a whole ALBERT forward pass per case: hours under Miri
-    fn last_layer_for_cls_only_gives_the_same_bits_as_every_token() {
-        let model = Model::from_bytes(&MCU.0).unwrap();
-        let c = *model.config();
-        assert!(is_int8(&model));
-        let mut state = 0x9e37_79b9_7f4a_7c15;
-        let max = c.max_position_embeddings;
-        let mut arena = std::vec![0u8; scratch_size_for_speed(&c, max, Precision::Int8)];
-        for seq in [1, 2, 3, 5, 17, 32, 33, 64, max] {
-            let ids: Vec<u32> = (0..seq)
-                .map(|_| (next(&mut state) % c.vocab_size as u64) as u32)
-                .collect();
-            // A padded tail on odd lengths: the masked keys must not change the answer either way.
-            let pad = if seq % 2 == 1 { seq / 3 } else { 0 };
-            let mask: Vec<u32> = (0..seq).map(|t| u32::from(t < seq - pad)).collect();
-            let types = std::vec![0u32; seq];
-            let inputs = Inputs {
-                input_ids: &ids,
-                attention_mask: &mask,
-                token_type_ids: &types,
-            };
-            // The smallest arena (one token per GEMM) and the fastest (the whole sequence per GEMM).
-            let sizes = [
-                scratch_size(&c, seq, Precision::Int8),
-                scratch_size_for_speed(&c, seq, Precision::Int8),
-            ];
-            for size in sizes {
-                let mut run = |full: bool| {
-                    let mut logits = [0f32; 8];
-                    let arena = &mut arena[..size];
-                    forward(
-                        &model,
-                        Precision::Int8,
-                        &inputs,
-                        arena,
-                        &mut logits,
-                        &mut NoObserver,
-                        &Sequential,
-                        full,
-                    )
-                    .unwrap();
-                    logits.map(f32::to_bits)
-                };
-                let (pruned, full) = (run(false), run(true));
-                assert_eq!(pruned, full, "seq {seq}, arena {size} B");
-                assert!(pruned[..c.num_labels]
-                    .iter()
-                    .all(|&b| f32::from_bits(b).is_finite()));
-            }
-        }
-    }
-
-    /// Runs the jobs on scoped threads, last first, and leaves out every `skip`-th (the engine must run those).
-    struct Scrambled {
-        threads: usize,
-        skip: usize,
-    }
-
-    impl Parallel for Scrambled {
-        fn threads(&self) -> usize {
-            self.threads
-        }
-
-        fn run(&self, jobs: &mut [crate::parallel::Job<'_>]) {
-            std::thread::scope(|scope| {
-                for (k, job) in jobs.iter_mut().enumerate().rev() {
-                    if self.skip == 0 || k % self.skip != 0 {
-                        scope.spawn(move || job.run());
-                    }
-                }
-            });
-        }
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore)] // whole forward passes, on threads
-    fn threads_give_the_same_bits() {
-        let model = Model::from_bytes(&MCU.0).unwrap();
-        let c = *model.config();
-        let max = c.max_position_embeddings;
-        let mut arena = std::vec![0u8; scratch_size_for_speed(&c, max, Precision::Int8)];
-        let mut state = 0x0123_4567_89ab_cdef;
-        #[cfg(feature = "std")]
-        let pools = [
-            crate::parallel::Threads::new(2),
-            crate::parallel::Threads::new(5),
-        ];
-        for seq in [1, 4, 31, 32, 33, 65, 100, max] {
-            let ids: Vec<u32> = (0..seq)
-                .map(|_| (next(&mut state) % c.vocab_size as u64) as u32)
-                .collect();
-            let inputs = Inputs::ids(&ids);
-            for size in [
-                scratch_size(&c, seq, Precision::Int8),
-                scratch_size_for_speed(&c, seq, Precision::Int8),
-            ] {
-                let arena = &mut arena[..size];
-                let mut expected = [0f32; 8];
-                classify(&model, Precision::Int8, &inputs, arena, &mut expected).unwrap();
-                #[cfg_attr(not(feature = "std"), allow(unused_mut))]
-                let mut parallels: Vec<&dyn Parallel> = std::vec![
-                    &Scrambled {
-                        threads: 2,
-                        skip: 0
-                    },
-                    &Scrambled {
-                        threads: 3,
-                        skip: 2
-                    },
-                    &Scrambled {
-                        threads: 16,
-                        skip: 5
-                    },
-                    &Scrambled {
-                        threads: 99,
-                        skip: 0
-                    },
-                ];
-                #[cfg(feature = "std")]
-                parallels.extend(pools.iter().map(|p| p as &dyn Parallel));
-                for (i, par) in parallels.into_iter().enumerate() {
-                    let mut got = [0f32; 8];
-                    classify_parallel(&model, Precision::Int8, &inputs, arena, &mut got, par)
-                        .unwrap();
-                    let bits = |l: [f32; 8]| l.map(f32::to_bits);
-                    assert_eq!(
-                        bits(got),
-                        bits(expected),
-                        "seq {seq}, arena {size} B, parallel {i}"
-                    );
-                }
-            }
-        }
-    }
-}
+mod tests;
