@@ -83,6 +83,18 @@ pub fn activate(act: crate::Activation, xs: &mut [f32]) {
     }
 }
 
+/// `y[i] = act(x[i])` for `i < min(x.len(), y.len())`: [`activate`] into another buffer (one pass instead of the
+/// activation in place and a copy).
+#[inline(always)]
+pub fn activate_to(act: crate::Activation, x: &[f32], y: &mut [f32]) {
+    let pairs = y.iter_mut().zip(x);
+    match act {
+        crate::Activation::Gelu => pairs.for_each(|(y, &x)| *y = gelu(x)),
+        crate::Activation::GeluNew => pairs.for_each(|(y, &x)| *y = gelu_new(x)),
+        crate::Activation::Relu => pairs.for_each(|(y, &x)| *y = x.max(0.0)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -169,7 +169,7 @@ pub(super) fn add_norm(
 
 /// Rows of [`Activate`].
 pub(super) struct ActivateRows<'a> {
-    /// (tokens, `chunk_len`): a chunk of the FFN's first linear outputs (activated in place).
+    /// (tokens, `chunk_len`): a chunk of the FFN's first linear outputs.
     pub chunk: &'a mut [f32],
     /// (tokens, I): the tokens' `f32` intermediate rows.
     pub inter: &'a mut [f32],
@@ -201,8 +201,7 @@ impl Activate {
         let (c0, cn) = (self.c0, r.chunk_len);
         let rows = r.chunk.chunks_exact_mut(cn.max(1));
         for (y, inter) in rows.zip(r.inter.chunks_exact_mut(r.i_size.max(1))) {
-            math::activate(self.act, y);
-            inter[c0..c0 + cn].copy_from_slice(y);
+            math::activate_to(self.act, y, &mut inter[c0..c0 + cn]);
         }
     }
 }

@@ -180,8 +180,12 @@ impl GemmWork for LinearI8<'_> {
         let w_scales = self.w_scales.get(r0..).unwrap_or(&[]);
         let bias = self.bias.get(r0..).unwrap_or(&[]);
         let sums = self.sums.get(r0 * blocks..).unwrap_or(&[]);
+        // The GEMM writes every output of the tokens the input has (each of the `rows` rows exists in `w`); only
+        // outputs past those start from zero.
         let y = part.out;
-        y.iter_mut().for_each(|y| *y = 0.0);
+        let tokens = self.input.tokens().saturating_sub(part.first_token);
+        let written = (rows * tokens).min(y.len() / rows.max(1) * rows);
+        y[written..].iter_mut().for_each(|y| *y = 0.0);
         kernels::gemm_i8_blocks_from(w, rows, sums, self.input, part.first_token, y);
         for yt in y.chunks_exact_mut(rows.max(1)) {
             for ((y, &s), &b) in yt.iter_mut().zip(w_scales).zip(bias) {
