@@ -144,8 +144,7 @@ impl<'a> Values<'a> {
         })
     }
 
-    /// Stores token `t`'s values (`row[..d]`; a shorter row leaves the rest as it was), -128 as -127 (the
-    /// quantiser never produces it, and the multi-query product's 16-bit pairs need it absent).
+    /// Stores token `t`'s values (`row[..d]`; a shorter row leaves the rest as it was).
     pub fn set(&mut self, t: usize, row: &[i8]) {
         if t >= self.seq {
             return;
@@ -156,7 +155,7 @@ impl<'a> Values<'a> {
             let d16 = d.div_ceil(16) * 16;
             let base = (t / 4) * d16 * 4 + t % 4;
             for (c, &v) in row.iter().take(d).enumerate() {
-                self.buf[base + c * 4] = v.max(-127);
+                self.buf[base + c * 4] = v;
             }
         } else {
             // Channel c of token t is byte t of row c. A strided store per byte: with bounds checks it took 9
@@ -167,22 +166,25 @@ impl<'a> Values<'a> {
             for (c, &v) in row[..n].iter().enumerate() {
                 // SAFETY: `c < n <= d` and `t < seq` (checked above), so `c * seq + t < seq * d <= buf.len()`
                 // (asserted above).
-                unsafe { *p.add(c * seq + t) = v.max(-127) };
+                unsafe { *p.add(c * seq + t) = v };
             }
         }
     }
 
     /// What [`Self::attend`] needs besides the values, once all are stored: the transposed layout's row sums
-    /// (`sums[c]`, `d` of them; untouched for the packed layout, which needs none).
-    pub fn prepare_sums(&self, sums: &mut [i32]) {
+    /// (`sums[c]`, `d` of them; untouched for the packed layout, which needs none). The transposed layout's -128
+    /// values become -127 first: the quantiser never produces -128, and the multi-query product on AArch64 needs
+    /// it absent (its 16-bit lanes hold two products).
+    pub fn prepare_sums(&mut self, sums: &mut [i32]) {
         if self.packed {
             return;
         }
         let (seq, d) = (self.seq, self.d);
         for (s, row) in sums
             .iter_mut()
-            .zip(self.buf[..seq * d].chunks_exact(seq.max(1)))
+            .zip(self.buf[..seq * d].chunks_exact_mut(seq.max(1)))
         {
+            row.iter_mut().for_each(|v| *v = (*v).max(-127));
             *s = row.iter().map(|&v| v as i32).sum();
         }
     }
