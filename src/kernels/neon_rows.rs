@@ -184,3 +184,40 @@ pub(crate) fn gemm_t_i8_f32(
     }
     (groups * T, n)
 }
+
+/// [`reference::lane_sum`](super::reference::lane_sum) of `x` (with `mean` `None`) or of `(x - mean)^2`, the
+/// same bits: lanes 0..4 and 4..8 of the eight in two vectors, each chunk of eight added in order, then
+/// `(l0 + l4, l1 + l5, l2 + l6, l3 + l7)` in one `fadd` and pairwise as the reference pairs them, then the tail
+/// left to right.
+#[inline(always)]
+pub(crate) fn lane_sum(x: &[f32], mean: Option<f32>) -> f32 {
+    let n = x.len() / 8 * 8;
+    let f = |v: f32| match mean {
+        Some(m) => (v - m) * (v - m),
+        None => v,
+    };
+    // SAFETY: each step loads 8 `f32` at `i`, `i + 8 <= n <= x.len()`; `ld1` needs only `f32` alignment. The rest
+    // is register-only (AArch64 baseline).
+    let c = unsafe {
+        let (mut lo, mut hi) = (vdupq_n_f32(-0.0), vdupq_n_f32(-0.0));
+        let p = x.as_ptr();
+        let m = vdupq_n_f32(mean.unwrap_or(0.0));
+        for i in (0..n).step_by(8) {
+            let (a, b) = (vld1q_f32(p.add(i)), vld1q_f32(p.add(i + 4)));
+            let (a, b) = match mean {
+                Some(_) => {
+                    let (a, b) = (vsubq_f32(a, m), vsubq_f32(b, m));
+                    (vmulq_f32(a, a), vmulq_f32(b, b))
+                }
+                None => (a, b),
+            };
+            lo = vaddq_f32(lo, a);
+            hi = vaddq_f32(hi, b);
+        }
+        vaddq_f32(lo, hi)
+    };
+    // SAFETY: register-only (AArch64 baseline).
+    let c: [f32; 4] = unsafe { core::mem::transmute(c) };
+    let tail = x[n..].iter().fold(-0.0f32, |s, &v| s + f(v));
+    ((c[0] + c[1]) + (c[2] + c[3])) + tail
+}

@@ -173,8 +173,17 @@ pub fn layer_norm_f32(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     if x.is_empty() {
         return;
     }
-    let mean = lane_sum(x, |v| v) / n;
-    let var = lane_sum(x, |v| (v - mean) * (v - mean)) / n;
+    #[cfg(target_arch = "aarch64")]
+    let (sum, sq) = (super::neon_rows::lane_sum, |x: &[f32], m: f32| {
+        super::neon_rows::lane_sum(x, Some(m))
+    });
+    #[cfg(not(target_arch = "aarch64"))]
+    let (sum, sq) = (
+        |x: &[f32], _: Option<f32>| lane_sum(x, |v| v),
+        |x: &[f32], m: f32| lane_sum(x, |v| (v - m) * (v - m)),
+    );
+    let mean = sum(x, None) / n;
+    let var = sq(x, mean) / n;
     layer_norm_apply(x, mean, var, gamma, beta, eps);
 }
 
@@ -244,7 +253,11 @@ pub fn masked_softmax_f32(x: &mut [f32], keep: impl Fn(usize) -> bool) {
             *v = 0.0;
         }
     }
-    softmax_scale(x, lane_sum(x, |v| v));
+    #[cfg(target_arch = "aarch64")]
+    let sum = super::neon_rows::lane_sum(x, None);
+    #[cfg(not(target_arch = "aarch64"))]
+    let sum = lane_sum(x, |v| v);
+    softmax_scale(x, sum);
 }
 
 /// The end of [`masked_softmax_f32`] once the exponentials' `sum` is known.

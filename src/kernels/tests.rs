@@ -983,6 +983,34 @@ fn gemm_t_i8_f32_matches_reference() {
     }
 }
 
+/// The NEON row sums (LayerNorm's mean and variance, the softmax's total) against the scalar lane order, bit for
+/// bit: lengths around the chunks of eight, values of mixed magnitude and sign.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn neon_lane_sums_match_the_reference() {
+    let mut rng = Rng::new(36);
+    for len in 0..80 {
+        for _ in 0..5 {
+            let x: Vec<f32> = (0..len)
+                .map(|_| {
+                    ((rng.next_u64() >> 40) as f32 / 1e4 - 800.0)
+                        * if rng.below(7) == 0 { 1e-6 } else { 1.0 }
+                })
+                .collect();
+            let m = (rng.next_u64() >> 40) as f32 / 1e5 - 80.0;
+            let got = super::neon_rows::lane_sum(&x, None);
+            assert_eq!(
+                got.to_bits(),
+                reference::lane_sum(&x, |v| v).to_bits(),
+                "len {len}"
+            );
+            let got = super::neon_rows::lane_sum(&x, Some(m));
+            let want = reference::lane_sum(&x, |v| (v - m) * (v - m));
+            assert_eq!(got.to_bits(), want.to_bits(), "len {len}, mean {m}");
+        }
+    }
+}
+
 /// The multi-query 16-bit product against the reference: query counts around the 4-query tiles, key counts
 /// around the 4-key tiles, column counts around the 8-column steps, strides equal to and wider than the key count,
 /// and short inputs (which take the reference's reading of them).
