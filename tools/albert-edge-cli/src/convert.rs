@@ -23,7 +23,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::blob::{write_blob, AlignedBlob, BlobContents, Payload, SideColumns};
 use crate::calibrate::{self, Statistics};
 use crate::checkpoint::{read_config, CheckpointDir, TOKENIZER_CONFIG_FILE};
-use crate::gptq::{quantize_matrix_gptq, GptqOptions};
+use crate::gptq::{quantize_matrix_gptq, quantize_matrix_gptq_free, GptqOptions};
 use crate::output::{check_not_an_input, PendingOutput};
 use crate::tokenizer_section::{build_from_file, SectionOptions};
 use crate::weights::{TensorF32, WeightsFile};
@@ -69,6 +69,9 @@ pub struct ConvertOptions {
     /// Outlier channels (side columns): an int8 matrix's input channel whose largest calibrated `|x|` exceeds
     /// this many times the median channel's stays `f32` (`--outlier-ratio`; 0: none). Needs calibration.
     pub outlier_ratio: f32,
+    /// Side columns absorb GPTQ's error feedback: they are rounded last, kept `f32`, against the full `XᵀX`
+    /// (`--side-feedback`; off: they keep the checkpoint's values and `XᵀX` is decoupled from them).
+    pub side_feedback: bool,
 }
 
 /// Default [`ConvertOptions::outlier_ratio`]: QUANTIZATION.md section 8.
@@ -94,6 +97,7 @@ impl Default for ConvertOptions {
             bias_correction: false,
             compact_tokenizer: false,
             outlier_ratio: DEFAULT_OUTLIER_RATIO,
+            side_feedback: true,
         }
     }
 }
@@ -407,16 +411,32 @@ pub fn build_contents_calibrated(
                         }
                         _ => Vec::new(),
                     };
-                    let (w, side, xtx) = split_side(&t.values, cols, &side_cols, stats);
+                    let (w, mut side, xtx) = split_side(&t.values, cols, &side_cols, stats);
                     let gptq = stats.and_then(|s| {
-                        quantize_matrix_gptq(
-                            &w,
-                            cols,
-                            xtx.as_deref().unwrap_or(&s.xtx),
-                            &opts.gptq,
-                            &mut values,
-                            &mut scales,
-                        )
+                        if opts.side_feedback && !side_cols.is_empty() {
+                            let mut free = vec![0f32; rows * side_cols.len()];
+                            let err = quantize_matrix_gptq_free(
+                                &t.values,
+                                cols,
+                                &s.xtx,
+                                &side_cols,
+                                &opts.gptq,
+                                &mut values,
+                                &mut scales,
+                                &mut free,
+                            )?;
+                            side.values = free;
+                            Some(err)
+                        } else {
+                            quantize_matrix_gptq(
+                                &w,
+                                cols,
+                                xtx.as_deref().unwrap_or(&s.xtx),
+                                &opts.gptq,
+                                &mut values,
+                                &mut scales,
+                            )
+                        }
                     });
                     let quant_error = match gptq {
                         Some(err) => err,

@@ -21,6 +21,11 @@
 //! `w̃_1 = w_1 + d_0 H_01 / H_11`, OBS's optimal compensation). Output rows are independent given their scales, so
 //! they run in parallel, a block of rows at a time so each row of `M` is read once per block.
 //!
+//! Columns are rounded in input order, or with [`GptqOrder::Act`] in decreasing `H_jj` (act-order: the weight and
+//! `H` are permuted, rounded, and `q` permuted back; measured and left off, QUANTIZATION.md section 8). Columns kept in `f32` (a matrix's side columns,
+//! [`quantize_matrix_gptq_free`]) come last and are not rounded: each takes its compensated value `w̃_j` as it
+//! is, so it absorbs the feedback of every int8 column.
+//!
 //! `H` gets `damp · mean(diag H)` added to its diagonal (GPTQ's damping, 10 % by default), and columns never
 //! excited by the calibration data (`H_jj = 0`) get `H_jj = 1`, so they are rounded to nearest and receive no
 //! feedback worth the name.
@@ -35,16 +40,44 @@ pub struct GptqOptions {
     /// ordinary columns absorb feedback fitted to the calibration set that did not carry to new sentences;
     /// QUANTIZATION.md section 3).
     pub damp: f64,
-    /// Pick each row's scale from a few clipped candidates (`c · max|w_row| / 127`, `c` in 0.80..=1.00), keeping
-    /// the one with the smallest `diag(H)`-weighted round-to-nearest error; off = plain max-abs scales.
-    pub mse_clip: bool,
+    /// How each row's scale is chosen (see [`ClipSearch`]).
+    pub clip: ClipSearch,
+    /// The order in which columns are rounded (see [`GptqOrder`]).
+    pub order: GptqOrder,
+}
+
+/// How each row's scale is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClipSearch {
+    /// `max|w_row| / 127`, as round-to-nearest.
+    Off,
+    /// The clipped candidate (`c · max|w_row| / 127`, `c` in 0.80..=1.00) with the smallest `diag(H)`-weighted
+    /// round-to-nearest error.
+    Diag,
+    /// GPTQ runs once per candidate `c` in [`CLIP_FACTORS`]; each row keeps the candidate with the smallest
+    /// output error `(w - ŵ)ᵀ H (w - ŵ)` (damped `H`) after GPTQ's own feedback.
+    Gptq,
+}
+
+/// The clipping factors [`ClipSearch::Gptq`] tries.
+pub const CLIP_FACTORS: [f32; 6] = [1.0, 0.97, 0.94, 0.91, 0.88, 0.85];
+
+/// The order in which GPTQ rounds a matrix's columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GptqOrder {
+    /// Input channel order.
+    Natural,
+    /// Decreasing `H_jj` ("act-order"): the most excited inputs first, while every other column can still
+    /// absorb their rounding error; the result is permuted back.
+    Act,
 }
 
 impl Default for GptqOptions {
     fn default() -> Self {
         GptqOptions {
             damp: 0.10,
-            mse_clip: false,
+            clip: ClipSearch::Off,
+            order: GptqOrder::Natural,
         }
     }
 }
@@ -225,13 +258,20 @@ fn dots_f64<const R: usize>(a: [&[f64]; R], b: &[f64]) -> [f64; R] {
 /// The damped Hessian's factor `M` (see the module docs). Retries with ten times the damping (up to three times)
 /// if rounding makes the damped `H` lose definiteness; `None` if it never factors.
 pub fn factor(h: &[f64], n: usize, damp: f64) -> Option<Vec<f64>> {
+    factor_with_mean(h, n, n, damp)
+}
+
+/// [`factor`], with the damping relative to the mean of the first `n_mean` diagonal entries only (the columns
+/// that are rounded; f32 columns ordered after them do not set it).
+fn factor_with_mean(h: &[f64], n: usize, n_mean: usize, damp: f64) -> Option<Vec<f64>> {
     let mut hd = h.to_vec();
     for j in 0..n {
         if hd[j * n + j].is_nan() || hd[j * n + j] <= 0.0 {
             hd[j * n + j] = 1.0;
         }
     }
-    let mean_diag = (0..n).map(|j| hd[j * n + j]).sum::<f64>() / n.max(1) as f64;
+    let n_mean = n_mean.clamp(1, n.max(1)).min(n);
+    let mean_diag = (0..n_mean).map(|j| hd[j * n + j]).sum::<f64>() / n_mean.max(1) as f64;
     let mut lambda = damp.max(0.0) * mean_diag;
     for _ in 0..4 {
         let mut damped = hd.clone();
@@ -246,11 +286,11 @@ pub fn factor(h: &[f64], n: usize, damp: f64) -> Option<Vec<f64>> {
     None
 }
 
-/// Per-row scale: `max|w| / 127`, or with [`GptqOptions::mse_clip`] the clipped candidate with the smallest
+/// Per-row scale: `max|w| / 127`, or with [`ClipSearch::Diag`] the clipped candidate with the smallest
 /// `Σ_j H_jj (w_j - ŵ_j)²` under round-to-nearest.
-fn row_scale(w: &[f32], hdiag: &[f64], mse_clip: bool) -> f32 {
+fn row_scale(w: &[f32], hdiag: &[f64], clip: ClipSearch) -> f32 {
     let full = scale_for(max_abs(w));
-    if !mse_clip {
+    if clip != ClipSearch::Diag {
         return full;
     }
     let err = |s: f32| -> f64 {
@@ -286,37 +326,103 @@ pub fn quantize_matrix_gptq(
     q: &mut [i8],
     scales: &mut [f32],
 ) -> Option<f32> {
+    quantize_matrix_gptq_free(w, cols, h, &[], opts, q, scales, &mut [])
+}
+
+/// [`quantize_matrix_gptq`] where the columns `free` stay `f32` (side columns): they are rounded last, without
+/// rounding, so they absorb the error feedback of every int8 column (`q` is 0 there; their new values go to
+/// `free_out`, row-major `(rows, free.len())`). Row scales exclude them. The damping is relative to the int8
+/// columns' mean diagonal.
+#[allow(clippy::too_many_arguments)]
+pub fn quantize_matrix_gptq_free(
+    w: &[f32],
+    cols: usize,
+    h: &[f64],
+    free: &[u32],
+    opts: &GptqOptions,
+    q: &mut [i8],
+    scales: &mut [f32],
+    free_out: &mut [f32],
+) -> Option<f32> {
     if cols == 0 {
         return Some(0.0);
     }
-    let m = factor(h, cols, opts.damp)?;
-    let hdiag: Vec<f64> = (0..cols).map(|j| h[j * cols + j]).collect();
-    let inv_diag: Vec<f64> = (0..cols).map(|j| 1.0 / m[j * cols + j]).collect();
     let rows = w.len() / cols;
-    for (row, s) in w.chunks_exact(cols).zip(scales.iter_mut()) {
-        *s = row_scale(row, &hdiag, opts.mse_clip);
+    let nfree = free.len();
+    let is_free = |j: usize| free.contains(&(j as u32));
+    // The processing order: int8 columns (natural or by decreasing H_jj), then the free ones.
+    let mut order: Vec<usize> = (0..cols).filter(|&j| !is_free(j)).collect();
+    if opts.order == GptqOrder::Act {
+        order.sort_by(|&a, &b| h[b * cols + b].total_cmp(&h[a * cols + a]).then(a.cmp(&b)));
     }
+    order.extend(free.iter().map(|&c| c as usize));
+    let identity = order.iter().enumerate().all(|(k, &j)| k == j);
+    let (wp, hp): (std::borrow::Cow<[f32]>, std::borrow::Cow<[f64]>) = if identity {
+        (w.into(), h.into())
+    } else {
+        let mut wp = vec![0f32; w.len()];
+        for (src, dst) in w.chunks_exact(cols).zip(wp.chunks_exact_mut(cols)) {
+            for (k, &j) in order.iter().enumerate() {
+                dst[k] = src[j];
+            }
+        }
+        let mut hp = vec![0f64; cols * cols];
+        for (a, &i) in order.iter().enumerate() {
+            for (b, &j) in order.iter().enumerate() {
+                hp[a * cols + b] = h[i * cols + j];
+            }
+        }
+        (wp.into(), hp.into())
+    };
+    let kept = cols - nfree;
+    let m = if nfree == 0 {
+        factor(&hp, cols, opts.damp)?
+    } else {
+        factor_with_mean(&hp, cols, kept, opts.damp)?
+    };
+    let hdiag: Vec<f64> = (0..kept).map(|j| hp[j * cols + j]).collect();
+    let inv_diag: Vec<f64> = (0..cols).map(|j| 1.0 / m[j * cols + j]).collect();
+    for (row, s) in wp.chunks_exact(cols).zip(scales.iter_mut()) {
+        *s = row_scale(&row[..kept], &hdiag, opts.clip);
+    }
+    let factors: &[f32] = if opts.clip == ClipSearch::Gptq {
+        &CLIP_FACTORS
+    } else {
+        &[1.0]
+    };
 
+    let mut qp = if identity {
+        Vec::new()
+    } else {
+        vec![0i8; q.len()]
+    };
+    let qp_slice: &mut [i8] = if identity { q } else { &mut qp };
+    // One slot per row at least, so the zipped chunks below exist when there is no free column.
+    let fw = nfree.max(1);
+    let mut fout = vec![0f32; rows * fw];
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(rows.div_ceil(ROW_BLOCK))
         .max(1);
     let block_rows = rows.div_ceil(ROW_BLOCK).div_ceil(threads) * ROW_BLOCK;
     let worst = std::thread::scope(|scope| {
-        let handles: Vec<_> = w
+        let handles: Vec<_> = wp
             .chunks(block_rows * cols)
-            .zip(q.chunks_mut(block_rows * cols))
-            .zip(scales.chunks(block_rows))
-            .map(|((w, q), s)| {
+            .zip(qp_slice.chunks_mut(block_rows * cols))
+            .zip(scales.chunks_mut(block_rows))
+            .zip(fout.chunks_mut(block_rows * fw))
+            .map(|(((w, q), s), f)| {
                 let (m, inv_diag) = (&m, &inv_diag);
                 scope.spawn(move || {
                     let mut worst = 0f32;
-                    for ((w, q), s) in w
+                    for (((w, q), s), f) in w
                         .chunks(ROW_BLOCK * cols)
                         .zip(q.chunks_mut(ROW_BLOCK * cols))
-                        .zip(s.chunks(ROW_BLOCK))
+                        .zip(s.chunks_mut(ROW_BLOCK))
+                        .zip(f.chunks_mut(ROW_BLOCK * fw))
                     {
-                        worst = worst.max(gptq_rows(w, cols, s, m, inv_diag, q));
+                        worst =
+                            worst.max(gptq_block(w, cols, nfree, s, m, inv_diag, q, f, factors));
                     }
                     worst
                 })
@@ -327,52 +433,138 @@ pub fn quantize_matrix_gptq(
             .map(|h| h.join().expect("GPTQ worker panicked"))
             .fold(0f32, f32::max)
     });
+    if !identity {
+        for (src, dst) in qp.chunks_exact(cols).zip(q.chunks_exact_mut(cols)) {
+            for (k, &j) in order.iter().enumerate() {
+                dst[j] = src[k];
+            }
+        }
+    }
+    if nfree > 0 {
+        free_out[..rows * nfree].copy_from_slice(&fout);
+    }
     Some(worst)
 }
 
-/// GPTQ on a block of rows (`scales.len()` rows of `cols`), sharing each row of `m`. Returns the worst error.
+/// GPTQ on a block of rows, once per clipping factor (scales `factor · scales`), keeping per row the candidate
+/// with the smallest loss; `scales` is updated to the chosen ones. Returns the worst error of the kept rows.
+#[allow(clippy::too_many_arguments)]
+fn gptq_block(
+    w: &[f32],
+    cols: usize,
+    nfree: usize,
+    scales: &mut [f32],
+    m: &[f64],
+    inv_diag: &[f64],
+    q: &mut [i8],
+    free_out: &mut [f32],
+    factors: &[f32],
+) -> f32 {
+    let rows = scales.len();
+    let mut loss = vec![0f64; rows];
+    if factors.len() <= 1 {
+        let mut worst = vec![0f32; rows];
+        gptq_rows(
+            w, cols, nfree, scales, m, inv_diag, q, free_out, &mut loss, &mut worst,
+        );
+        return worst.into_iter().fold(0f32, f32::max);
+    }
+    let full: Vec<f32> = scales.to_vec();
+    let mut best_loss = vec![f64::INFINITY; rows];
+    let mut best_worst = vec![0f32; rows];
+    let (mut tq, mut tf) = (vec![0i8; q.len()], vec![0f32; free_out.len()]);
+    let mut ts = vec![0f32; rows];
+    let mut worst = vec![0f32; rows];
+    for &c in factors {
+        for (t, &s) in ts.iter_mut().zip(&full) {
+            *t = if c == 1.0 { s } else { s * c };
+        }
+        loss.iter_mut().for_each(|l| *l = 0.0);
+        gptq_rows(
+            w, cols, nfree, &ts, m, inv_diag, &mut tq, &mut tf, &mut loss, &mut worst,
+        );
+        for r in 0..rows {
+            if loss[r] < best_loss[r] {
+                best_loss[r] = loss[r];
+                best_worst[r] = worst[r];
+                scales[r] = ts[r];
+                q[r * cols..(r + 1) * cols].copy_from_slice(&tq[r * cols..(r + 1) * cols]);
+                free_out[r * nfree..(r + 1) * nfree]
+                    .copy_from_slice(&tf[r * nfree..(r + 1) * nfree]);
+            }
+        }
+    }
+    best_worst.into_iter().fold(0f32, f32::max)
+}
+
+/// GPTQ on a block of rows (`scales.len()` rows of `cols`, the last `nfree` columns kept `f32`), sharing each
+/// row of `m`. Adds each row's loss `Σ_j M_jj² (w̃_j - q_j s)²` (= `(w - ŵ)ᵀ H (w - ŵ)`, damped `H`) to `loss`
+/// and writes each row's worst error to `worst`.
+#[allow(clippy::too_many_arguments)]
 fn gptq_rows(
     w: &[f32],
     cols: usize,
+    nfree: usize,
     scales: &[f32],
     m: &[f64],
     inv_diag: &[f64],
     q: &mut [i8],
-) -> f32 {
+    free_out: &mut [f32],
+    loss: &mut [f64],
+    worst: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2 (checked just above).
-        return unsafe { gptq_rows_avx2(w, cols, scales, m, inv_diag, q) };
+        return unsafe {
+            gptq_rows_avx2(
+                w, cols, nfree, scales, m, inv_diag, q, free_out, loss, worst,
+            )
+        };
     }
-    gptq_rows_portable(w, cols, scales, m, inv_diag, q)
+    gptq_rows_portable(
+        w, cols, nfree, scales, m, inv_diag, q, free_out, loss, worst,
+    )
 }
 
 /// [`gptq_rows`] compiled for AVX2: the same operations (no FMA), wider registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn gptq_rows_avx2(
     w: &[f32],
     cols: usize,
+    nfree: usize,
     scales: &[f32],
     m: &[f64],
     inv_diag: &[f64],
     q: &mut [i8],
-) -> f32 {
-    gptq_rows_portable(w, cols, scales, m, inv_diag, q)
+    free_out: &mut [f32],
+    loss: &mut [f64],
+    worst: &mut [f32],
+) {
+    gptq_rows_portable(
+        w, cols, nfree, scales, m, inv_diag, q, free_out, loss, worst,
+    )
 }
 
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn gptq_rows_portable(
     w: &[f32],
     cols: usize,
+    nfree: usize,
     scales: &[f32],
     m: &[f64],
     inv_diag: &[f64],
     q: &mut [i8],
-) -> f32 {
+    free_out: &mut [f32],
+    loss: &mut [f64],
+    worst: &mut [f32],
+) {
     let rows = scales.len();
+    let kept = cols - nfree;
     let mut d = vec![0f64; rows * cols]; // (rows, cols): w - ŵ of the columns done so far
-    let mut worst = 0f32;
     let quads = rows / 4;
     for j in 0..cols {
         let mrow = &m[j * cols..j * cols + j];
@@ -381,12 +573,22 @@ fn gptq_rows_portable(
             let s = scales[r];
             let wj = w[r * cols + j];
             let target = wj as f64 + inv_diag[j] * dot;
+            if j >= kept {
+                // An f32 column: takes the target as it is.
+                q[r * cols + j] = 0;
+                let v = target as f32;
+                free_out[r * nfree + (j - kept)] = v;
+                dr[j] = (wj - v) as f64;
+                return;
+            }
             let qj = round_to_i8((target / s as f64) as f32);
             debug_assert!((qj as i32).abs() <= QMAX);
             q[r * cols + j] = qj;
             let err = wj - qj as f32 * s;
             dr[j] = err as f64;
-            worst = worst.max(err.abs());
+            worst[r] = worst[r].max(err.abs());
+            let e = (target - qj as f64 * s as f64) / inv_diag[j];
+            loss[r] += e * e;
         };
         // Four rows side by side: independent sums, the same bits as one row at a time.
         let (head, tail) = d.split_at_mut(quads * 4 * cols);
@@ -404,7 +606,6 @@ fn gptq_rows_portable(
             round(4 * quads + k, dot, dr);
         }
     }
-    worst
 }
 
 #[cfg(test)]
@@ -516,7 +717,11 @@ mod tests {
             let rows = 37;
             let w: Vec<f32> = (0..rows * n).map(|_| rng(&mut seed) as f32).collect();
             let (mut q, mut s) = (vec![0i8; rows * n], vec![0f32; rows]);
-            quantize_matrix_gptq(&w, n, &h, &GptqOptions::default(), &mut q, &mut s).unwrap();
+            let natural = GptqOptions {
+                order: GptqOrder::Natural,
+                ..GptqOptions::default()
+            };
+            quantize_matrix_gptq(&w, n, &h, &natural, &mut q, &mut s).unwrap();
             let mut q_plain = vec![0i8; rows * n];
             gptq_rows_plain(&w, n, &s, &plain, &mut q_plain);
             assert_eq!(q, q_plain, "n {n}");
@@ -571,7 +776,7 @@ mod tests {
         let (mut q, mut sc) = ([0i8; 2], [0f32; 1]);
         let opts = GptqOptions {
             damp: 0.0,
-            mse_clip: false,
+            ..GptqOptions::default()
         };
         quantize_matrix_gptq(&w, 2, &h, &opts, &mut q, &mut sc).unwrap();
         assert_eq!(q[1], round_to_i8((target / s as f64) as f32));
@@ -591,5 +796,111 @@ mod tests {
         quantize_matrix_gptq(&w, cols, &h, &GptqOptions::default(), &mut q, &mut s).unwrap();
         let gptq = output_error(&w, &q, &s, cols, &xs);
         assert!(gptq < 0.7 * rtn, "gptq {gptq} vs rtn {rtn}");
+    }
+
+    /// `(w - ŵ)ᵀ H (w - ŵ)` summed over rows, with `ŵ` the int8 values plus the f32 columns `free` (`fv`).
+    fn quad_error(
+        w: &[f32],
+        q: &[i8],
+        s: &[f32],
+        free: &[u32],
+        fv: &[f32],
+        cols: usize,
+        h: &[f64],
+    ) -> f64 {
+        let mut total = 0.0;
+        for (r, (wr, qr)) in w.chunks(cols).zip(q.chunks(cols)).enumerate() {
+            let d: Vec<f64> = (0..cols)
+                .map(|j| match free.iter().position(|&c| c as usize == j) {
+                    Some(k) => wr[j] as f64 - fv[r * free.len() + k] as f64,
+                    None => wr[j] as f64 - qr[j] as f64 * s[r] as f64,
+                })
+                .collect();
+            for i in 0..cols {
+                for j in 0..cols {
+                    total += d[i] * h[i * cols + j] * d[j];
+                }
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn act_order_with_identity_hessian_is_round_to_nearest() {
+        let mut seed = 13;
+        let (rows, cols) = (9, 17);
+        let w: Vec<f32> = (0..rows * cols).map(|_| rng(&mut seed) as f32).collect();
+        let mut h = vec![0f64; cols * cols];
+        (0..cols).for_each(|j| h[j * cols + j] = 1.0 + j as f64);
+        let (mut q, mut s) = (vec![0i8; rows * cols], vec![0f32; rows]);
+        let (mut q2, mut s2) = (q.clone(), s.clone());
+        quantize_matrix(&w, cols, &mut q, &mut s);
+        let opts = GptqOptions {
+            order: GptqOrder::Act,
+            ..GptqOptions::default()
+        };
+        quantize_matrix_gptq(&w, cols, &h, &opts, &mut q2, &mut s2).unwrap();
+        assert_eq!((q, s), (q2, s2));
+    }
+
+    #[test]
+    fn free_columns_absorb_the_feedback() {
+        let mut seed = 17;
+        let (rows, cols) = (24, 20);
+        let (h, _) = hessian(cols, 300, &mut seed);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|_| rng(&mut seed) as f32 * 0.1)
+            .collect();
+        let free = [3u32, 11];
+        // Side columns out of the rounding (zeroed weights, decoupled H), their values kept.
+        let mut zeroed = w.clone();
+        let mut hz = h.clone();
+        let mut kept_vals = Vec::new();
+        for r in 0..rows {
+            for &c in &free {
+                kept_vals.push(w[r * cols + c as usize]);
+                zeroed[r * cols + c as usize] = 0.0;
+            }
+        }
+        for &c in &free {
+            for j in 0..cols {
+                hz[c as usize * cols + j] = 0.0;
+                hz[j * cols + c as usize] = 0.0;
+            }
+        }
+        let opts = GptqOptions::default();
+        let (mut q, mut s) = (vec![0i8; rows * cols], vec![0f32; rows]);
+        quantize_matrix_gptq(&zeroed, cols, &hz, &opts, &mut q, &mut s).unwrap();
+        let split = quad_error(&w, &q, &s, &free, &kept_vals, cols, &h);
+        let mut fv = vec![0f32; rows * free.len()];
+        quantize_matrix_gptq_free(&w, cols, &h, &free, &opts, &mut q, &mut s, &mut fv).unwrap();
+        assert!(free
+            .iter()
+            .all(|&c| (0..rows).all(|r| q[r * cols + c as usize] == 0)));
+        let absorbed = quad_error(&w, &q, &s, &free, &fv, cols, &h);
+        assert!(absorbed < 0.95 * split, "{absorbed} vs {split}");
+    }
+
+    #[test]
+    fn clip_search_never_raises_the_damped_loss() {
+        let mut seed = 19;
+        let (rows, cols) = (16, 24);
+        let (h, _) = hessian(cols, 200, &mut seed);
+        let w: Vec<f32> = (0..rows * cols).map(|_| rng(&mut seed) as f32).collect();
+        let damp = GptqOptions::default().damp;
+        let mut hd = h.clone();
+        let mean = (0..cols).map(|j| h[j * cols + j]).sum::<f64>() / cols as f64;
+        (0..cols).for_each(|j| hd[j * cols + j] += damp * mean);
+        let mut losses = Vec::new();
+        for clip in [ClipSearch::Off, ClipSearch::Gptq] {
+            let opts = GptqOptions {
+                clip,
+                ..GptqOptions::default()
+            };
+            let (mut q, mut s) = (vec![0i8; rows * cols], vec![0f32; rows]);
+            quantize_matrix_gptq(&w, cols, &h, &opts, &mut q, &mut s).unwrap();
+            losses.push(quad_error(&w, &q, &s, &[], &[], cols, &hd));
+        }
+        assert!(losses[1] <= losses[0] * (1.0 + 1e-9), "{losses:?}");
     }
 }

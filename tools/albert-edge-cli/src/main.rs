@@ -11,7 +11,7 @@ use albert_edge_cli::classify::{self, PrecisionArg};
 use albert_edge_cli::console::{self, escape_control, StdoutError};
 use albert_edge_cli::convert::{self, ConvertOptions, Rounding, WeightsMode};
 use albert_edge_cli::eval;
-use albert_edge_cli::gptq::GptqOptions;
+use albert_edge_cli::gptq::{ClipSearch, GptqOptions, GptqOrder};
 use albert_edge_cli::inspect;
 use albert_edge_cli::textfile;
 use anyhow::{anyhow, bail, Result};
@@ -26,6 +26,21 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--gptq-order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum GptqOrderArg {
+    Natural,
+    Act,
+}
+
+/// `--clip-search`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ClipArg {
+    Off,
+    Diag,
+    Gptq,
 }
 
 #[derive(Subcommand)]
@@ -58,6 +73,18 @@ enum Command {
         /// diagonal (QUANTIZATION.md section 3).
         #[arg(long, value_name = "F", default_value_t = GptqOptions::default().damp)]
         gptq_damp: f64,
+        /// The order in which GPTQ rounds each matrix's columns: input order, or decreasing calibrated energy
+        /// (act-order).
+        #[arg(long, value_enum, default_value_t = GptqOrderArg::Natural)]
+        gptq_order: GptqOrderArg,
+        /// How each weight row's scale is chosen: max-abs (off), the diag(H)-weighted round-to-nearest error
+        /// over clipped candidates (diag), or GPTQ's own output error over clipped candidates (gptq).
+        #[arg(long, value_enum, default_value_t = ClipArg::Off)]
+        clip_search: ClipArg,
+        /// Side columns absorb GPTQ's error feedback: rounded last, kept f32, against the full XᵀX (false: they
+        /// keep the checkpoint's values and are decoupled from the rounding).
+        #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+        side_feedback: bool,
         /// Leave the NORMAL pieces' strings out of the tokenizer section (about 370 KB less for ALBERT's 30k
         /// vocabulary; for microcontrollers). Encoding is identical; only id-to-piece lookups are lost.
         #[arg(long)]
@@ -192,6 +219,9 @@ fn run(cli: Cli) -> Result<()> {
             compact_tokenizer,
             outlier_ratio,
             gptq_damp,
+            gptq_order,
+            clip_search,
+            side_feedback,
         } => {
             if !(gptq_damp >= 0.0 && gptq_damp.is_finite()) {
                 bail!("--gptq-damp {gptq_damp}: must be a finite number, 0 or more");
@@ -216,8 +246,17 @@ fn run(cli: Cli) -> Result<()> {
                     outlier_ratio,
                     gptq: GptqOptions {
                         damp: gptq_damp,
-                        ..GptqOptions::default()
+                        order: match gptq_order {
+                            GptqOrderArg::Natural => GptqOrder::Natural,
+                            GptqOrderArg::Act => GptqOrder::Act,
+                        },
+                        clip: match clip_search {
+                            ClipArg::Off => ClipSearch::Off,
+                            ClipArg::Diag => ClipSearch::Diag,
+                            ClipArg::Gptq => ClipSearch::Gptq,
+                        },
                     },
+                    side_feedback,
                     ..ConvertOptions::default()
                 },
             )?;

@@ -73,12 +73,31 @@ fn convert_keeps_the_planted_outlier_channels_in_f32() {
     ] {
         assert_eq!(m.side.cols, &[5, 40], "{:?}", m.side.cols);
     }
-    // Their weights are the checkpoint's, unrounded.
+    // Their weights are the checkpoint's, unrounded, plus (by default) GPTQ's compensation of the int8 columns'
+    // rounding: a small fraction of the weights' range. `--side-feedback false` keeps them exactly.
     let w = match fp32.weights().layer.query_weight.data {
         albert_edge::format::MatrixData::F32(w) => w,
         _ => unreachable!(),
     };
+    let range = w.iter().fold(0f32, |m, v| m.max(v.abs()));
     let side: &Side = &l.query_weight.side;
+    let mut moved = 0f32;
+    for r in 0..64 {
+        for (k, c) in [5, 40].into_iter().enumerate() {
+            let d = (side.values[r * 2 + k] - w[r * 64 + c]).abs();
+            assert!(
+                d <= 0.05 * range,
+                "row {r} column {c}: moved {d} of {range}"
+            );
+            moved = moved.max(d);
+        }
+    }
+    assert!(moved > 0.0);
+    let exact = tmp.path().join("exact.blob");
+    ok(&convert(&ckpt, &exact, &["--side-feedback", "false"]));
+    let exact = read(&exact);
+    let exact = Model::from_bytes(exact.bytes()).unwrap();
+    let side: &Side = &exact.weights().layer.query_weight.side;
     for r in 0..64 {
         assert_eq!(side.values[r * 2], w[r * 64 + 5]);
         assert_eq!(side.values[r * 2 + 1], w[r * 64 + 40]);
