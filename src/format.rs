@@ -17,11 +17,7 @@ use crate::tokenizer::Tokenizer;
 
 /// First eight bytes of every blob.
 pub const MAGIC: [u8; 8] = *b"ALBEDGE\0";
-/// The format version this build writes: v2, numeric contract 2 (f32 residual stream, one activation scale per
-/// token row, outlier side columns). It also reads v1 blobs (no side columns) and runs them under contract 2.
-pub const FORMAT_VERSION: u32 = 2;
-/// The oldest format version this build reads.
-pub const OLDEST_FORMAT_VERSION: u32 = 1;
+pub use crate::error::{FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 /// Most side (outlier) columns one int8 matrix may carry.
 pub const MAX_SIDE_COLUMNS: usize = 64;
 /// Bytes in the fixed header.
