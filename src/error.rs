@@ -2,6 +2,14 @@
 
 use core::fmt;
 
+/// The format version this build writes: v2, numeric contract 2 (f32 residual stream, one activation scale per
+/// token row, outlier side columns). It also reads v1 blobs (no side columns) and runs them under contract 2.
+/// Defined here, beside [`Error::UnsupportedVersion`] whose message names it, so that this module imports nothing
+/// from the crate; [`crate::format`] re-exports it with the rest of the layout.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
+
 /// Everything that can go wrong in albert-edge. Returned by validation ([`crate::Model::from_bytes`]), by the
 /// tokenizer and by the forward pass (arena too small, input too long); the hot path itself never fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +98,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Error::BadMagic => f.write_str("not an albert-edge model blob (bad magic); convert the checkpoint with `albert-edge convert`"),
-            Error::UnsupportedVersion(v) => write!(f, "model blob format version {v} is not supported by this build (expects {})", crate::format::FORMAT_VERSION),
+            Error::UnsupportedVersion(v) => write!(f, "model blob format version {v} is not supported by this build (expects {})", FORMAT_VERSION),
             Error::Truncated { needed, got } => write!(f, "model blob is truncated: needs {needed} bytes, got {got}"),
             Error::ChecksumMismatch { stored, computed } => write!(f, "model blob is corrupt: CRC-32 {computed:#010x} does not match the stored {stored:#010x}"),
             Error::MisalignedBlob => f.write_str("model blob is not 4-byte aligned in memory; place it at an aligned address (16 bytes recommended)"),

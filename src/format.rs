@@ -17,11 +17,7 @@ use crate::tokenizer::Tokenizer;
 
 /// First eight bytes of every blob.
 pub const MAGIC: [u8; 8] = *b"ALBEDGE\0";
-/// The format version this build writes: v2, numeric contract 2 (f32 residual stream, one activation scale per
-/// token row, outlier side columns). It also reads v1 blobs (no side columns) and runs them under contract 2.
-pub const FORMAT_VERSION: u32 = 2;
-/// The oldest format version this build reads.
-pub const OLDEST_FORMAT_VERSION: u32 = 1;
+pub use crate::error::{FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 /// Most side (outlier) columns one int8 matrix may carry.
 pub const MAX_SIDE_COLUMNS: usize = 64;
 /// Bytes in the fixed header.
@@ -921,4 +917,160 @@ fn build_weights<'a>(
         classifier_weight: matrix(ClassifierWeight)?,
         classifier_bias: vector(ClassifierBias)?,
     })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Loading a blob on a host (std)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Largest blob file [`AlignedBlob::read`] accepts: the header's `file_len` is a `u32`, so no blob needs more (bytes
+/// past `file_len` are ignored by [`Model::from_bytes`]).
+#[cfg(feature = "std")]
+pub const MAX_BLOB_FILE_LEN: u64 = u32::MAX as u64;
+
+/// One 16-byte cell of an [`AlignedBlob`]'s storage; its alignment is the point.
+#[cfg(feature = "std")]
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+struct Cell([u8; ALIGN]);
+
+#[cfg(feature = "std")]
+const _: () = assert!(core::mem::align_of::<Cell>() == ALIGN);
+
+/// An owned copy of a blob whose first byte is [`ALIGN`]-byte aligned, so that [`Model::from_bytes`] reads it in
+/// place (a `Vec<u8>` promises alignment 1). The one loader for host programs, tests and tools; firmware embeds
+/// its blob with `include_bytes!` in an aligned wrapper instead.
+#[cfg(feature = "std")]
+pub struct AlignedBlob {
+    // (len.div_ceil(16),) cells; bytes past `len` are zero
+    cells: std::vec::Vec<Cell>,
+    len: usize,
+}
+
+#[cfg(feature = "std")]
+impl AlignedBlob {
+    /// Copies `bytes` into a fresh aligned buffer.
+    pub fn new(bytes: &[u8]) -> Self {
+        let mut blob = Self::zeroed(bytes.len());
+        blob.bytes_mut().copy_from_slice(bytes);
+        blob
+    }
+
+    /// `len` zero bytes, aligned.
+    fn zeroed(len: usize) -> Self {
+        AlignedBlob {
+            cells: std::vec![Cell([0; ALIGN]); len.div_ceil(ALIGN)],
+            len,
+        }
+    }
+
+    /// Reads a blob file of at most [`MAX_BLOB_FILE_LEN`] bytes; see [`AlignedBlob::read_at_most`].
+    pub fn read(path: impl AsRef<std::path::Path>) -> std::io::Result<Self> {
+        Self::read_at_most(path, MAX_BLOB_FILE_LEN)
+    }
+
+    /// Reads a file of at most `max_len` bytes into an aligned buffer. The file is untrusted: its size is checked
+    /// against `max_len` before anything is allocated, and reading stops one byte past `max_len` whatever the file
+    /// turns out to hold (a pipe, a file that grows meanwhile). A longer file is an
+    /// [`InvalidData`](std::io::ErrorKind::InvalidData) error; the contents are not checked here (that is
+    /// [`Model::from_bytes`]'s job).
+    pub fn read_at_most(path: impl AsRef<std::path::Path>, max_len: u64) -> std::io::Result<Self> {
+        use std::io::Read;
+
+        let too_long = |len: u64| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                std::format!(
+                    "{len} bytes is longer than the {max_len}-byte limit for a model blob"
+                ),
+            )
+        };
+        let mut file = std::fs::File::open(path)?;
+        // The size the file claims now (0 for a pipe); the read below does not trust it.
+        let claimed = file.metadata()?.len();
+        if claimed > max_len {
+            return Err(too_long(claimed));
+        }
+        let claimed = usize::try_from(claimed).map_err(|_| too_long(claimed))?;
+        let mut blob = Self::zeroed(claimed);
+        let mut got = 0;
+        while got < claimed {
+            match file.read(&mut blob.bytes_mut()[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Whatever is left (a pipe's contents, or a file that grew), bounded by the same limit.
+        let mut rest = std::vec::Vec::new();
+        file.take((max_len - got as u64).saturating_add(1))
+            .read_to_end(&mut rest)?;
+        let total = got as u64 + rest.len() as u64;
+        if total > max_len {
+            return Err(too_long(total));
+        }
+        if got < claimed || !rest.is_empty() {
+            // The file shrank or grew while being read: copy what it really held.
+            let mut all = std::vec::Vec::with_capacity(got + rest.len());
+            all.extend_from_slice(&blob.bytes()[..got]);
+            all.extend_from_slice(&rest);
+            blob = Self::new(&all);
+        }
+        Ok(blob)
+    }
+
+    /// The blob's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `cells` holds `cells.len() * ALIGN >= len` initialised bytes, `Cell` is a plain byte array with
+        // no padding, and the slice borrows `self`.
+        unsafe { core::slice::from_raw_parts(self.cells.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    /// The blob's bytes, mutably (tests and fuzzers that damage a blob on purpose).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`; every byte pattern is a valid `Cell`, and `&mut self` makes the borrow unique.
+        unsafe { core::slice::from_raw_parts_mut(self.cells.as_mut_ptr().cast::<u8>(), self.len) }
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod aligned_blob_tests {
+    use super::{AlignedBlob, ALIGN};
+    use std::io::Write;
+
+    fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let path =
+            std::env::temp_dir().join(std::format!("albert-edge-{}-{name}", std::process::id()));
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+        path
+    }
+
+    #[test]
+    fn copies_are_aligned_and_exact() {
+        for len in [0, 1, 15, 16, 17, 100] {
+            let bytes: std::vec::Vec<u8> = (0..len).map(|i| i as u8 ^ 0x5a).collect();
+            let blob = AlignedBlob::new(&bytes);
+            assert_eq!(blob.bytes(), &bytes[..]);
+            assert!((blob.bytes().as_ptr() as usize).is_multiple_of(ALIGN));
+        }
+    }
+
+    #[test]
+    fn reads_a_file_within_the_limit_and_refuses_a_longer_one() {
+        let bytes: std::vec::Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let path = temp_file("read", &bytes);
+        assert_eq!(AlignedBlob::read(&path).unwrap().bytes(), &bytes[..]);
+        assert_eq!(
+            AlignedBlob::read_at_most(&path, 1000).unwrap().bytes(),
+            &bytes[..]
+        );
+        let err = AlignedBlob::read_at_most(&path, 999).err().unwrap();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(AlignedBlob::read(path.with_extension("missing")).is_err());
+        std::fs::remove_file(&path).unwrap();
+    }
 }

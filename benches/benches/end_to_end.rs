@@ -7,9 +7,10 @@
 
 use std::path::Path;
 
+use albert_edge::format::AlignedBlob;
 use albert_edge::model::{classify, scratch_size_for_speed, Inputs, Precision};
 use albert_edge::Model;
-use albert_edge_cli::blob::{write_blob, AlignedBlob};
+use albert_edge_cli::blob::write_blob;
 use albert_edge_cli::convert::{build_contents, ConvertOptions, WeightsMode};
 use albert_edge_cli::synthetic::{albert_base_config, random_model, Rng};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -115,8 +116,7 @@ fn fixtures(c: &mut Criterion) {
 fn shipped_models(c: &mut Criterion) {
     for name in ["sst2-albert-pi", "sst2-albert-mcu"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../models/{name}.blob"));
-        let bytes = std::fs::read(&path).expect("models/*.blob are committed");
-        let blob = AlignedBlob::new(&bytes);
+        let blob = AlignedBlob::read(&path).expect("models/*.blob are committed");
         let model = Model::from_bytes(blob.bytes()).unwrap();
         bench_model(c, name, &model, &[32, 128], &[Precision::Int8]);
     }

@@ -15,10 +15,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use albert_edge::format::AlignedBlob;
 use albert_edge::model::{classify_parallel, scratch_size_for_speed, Inputs, Precision};
 use albert_edge::parallel::{Parallel, Sequential, Threads};
 use albert_edge::Model;
-use albert_edge_cli::blob::{write_blob, AlignedBlob};
+use albert_edge_cli::blob::write_blob;
 use albert_edge_cli::synthetic::{albert_base_config, random_model};
 use serde_json::{json, Value};
 use tract_onnx::prelude::*;
@@ -144,11 +145,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     // ---- albert-edge int8: classify with Precision::Int8 in a scratch arena, as an application would
-    let bytes = match &args.blob {
-        Some(path) => std::fs::read(path)?,
-        None => write_blob(&random_model(&albert_base_config(2), 7, true))?,
+    let blob = match &args.blob {
+        Some(path) => AlignedBlob::read(path)?,
+        None => AlignedBlob::new(&write_blob(&random_model(&albert_base_config(2), 7, true))?),
     };
-    let blob = AlignedBlob::new(&bytes);
     let model = Model::from_bytes(blob.bytes()).map_err(|e| format!("blob: {e}"))?;
     let c = model.config();
     for &threads in &args.threads {

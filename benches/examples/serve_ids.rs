@@ -14,10 +14,10 @@ use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::time::Instant;
 
+use albert_edge::format::AlignedBlob;
 use albert_edge::model::{classify_parallel, scratch_size_for_speed, Inputs, Precision};
 use albert_edge::parallel::{Parallel, Sequential, Threads};
 use albert_edge::Model;
-use albert_edge_cli::blob::AlignedBlob;
 
 /// This process's CPU time (user + system, all threads), in seconds.
 fn cpu_seconds() -> f64 {
@@ -34,8 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args()
         .nth(1)
         .ok_or("usage: serve_ids MODEL.blob (requests on stdin)")?;
-    let bytes = std::fs::read(path)?;
-    let blob = AlignedBlob::new(&bytes);
+    let blob = AlignedBlob::read(path)?;
     let model = Model::from_bytes(blob.bytes()).map_err(|e| format!("blob: {e}"))?;
     let c = model.config();
     let mut pools: HashMap<usize, Threads> = HashMap::new();

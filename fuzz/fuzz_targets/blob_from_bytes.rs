@@ -2,13 +2,14 @@
 //! model that then runs (`exercise`), never a panic.
 #![no_main]
 
+use albert_edge::format::AlignedBlob;
 use albert_edge::Model;
-use albert_edge_fuzz::{exercise, AlignedBuf};
+use albert_edge_fuzz::exercise;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = Model::from_bytes(data);
-    let aligned = AlignedBuf::new(data);
+    let aligned = AlignedBlob::new(data);
     if let Ok(model) = Model::from_bytes(aligned.bytes()) {
         exercise(&model, data.first().copied().unwrap_or(0));
     }

@@ -12,8 +12,9 @@
 //! tokenizer unit tests (every byte of a small section flipped) and `blob_corruption.rs` (sampled flips).
 #![no_main]
 
+use albert_edge::format::AlignedBlob;
 use albert_edge::Model;
-use albert_edge_fuzz::{exercise, patch_crc, small_f32, small_int8, AlignedBuf};
+use albert_edge_fuzz::{exercise, patch_crc, small_f32, small_int8};
 use libfuzzer_sys::fuzz_target;
 
 /// Values worth writing into a `u32` field: limits, powers of two, the seed's own length.
@@ -105,7 +106,7 @@ fuzz_target!(|data: &[u8]| {
     if mode & 4 != 0 {
         patch_crc(&mut bytes);
     }
-    let aligned = AlignedBuf::new(&bytes);
+    let aligned = AlignedBlob::new(&bytes);
     if let Ok(model) = Model::from_bytes(aligned.bytes()) {
         exercise(&model, mode >> 4);
     }

@@ -1,13 +1,15 @@
-//! Shared by the fuzz targets: the seed blobs (written by `build.rs`), aligned copies, the CRC patch, and
+//! Shared by the fuzz targets: the seed blobs (written by `build.rs`), the CRC patch, and
 //! `exercise`, which runs everything a parsed model offers so that a blob that validates is also used.
 
 use std::sync::OnceLock;
 
-use albert_edge::format::{crc32, header, CRC_START};
+use albert_edge::format::{crc32, header, AlignedBlob, CRC_START};
 use albert_edge::model::{classify, scratch_size, Inputs, Precision};
 use albert_edge::tokenizer::Tokenizer;
 use albert_edge::Model;
 
+/// The seeds are embedded at build time: a `static` needs this wrapper for its alignment, where copies made at
+/// run time use [`AlignedBlob`].
 #[repr(C, align(16))]
 struct Aligned<T: ?Sized>(T);
 
@@ -46,36 +48,6 @@ pub fn tokenizer() -> &'static Tokenizer<'static> {
     tokenizer_model()
         .tokenizer()
         .expect("the seed blob has a tokenizer")
-}
-
-/// A 16-byte aligned copy of some bytes (`Model::from_bytes` needs 4-byte alignment).
-pub struct AlignedBuf {
-    words: Vec<u128>,
-    len: usize,
-}
-
-impl AlignedBuf {
-    /// Copies `bytes`.
-    pub fn new(bytes: &[u8]) -> Self {
-        let mut buf = AlignedBuf {
-            words: vec![0u128; bytes.len().div_ceil(16)],
-            len: bytes.len(),
-        };
-        buf.bytes_mut().copy_from_slice(bytes);
-        buf
-    }
-
-    /// The bytes.
-    pub fn bytes(&self) -> &[u8] {
-        // SAFETY: `words` holds at least `len` initialised bytes; u8 has no alignment or validity requirements.
-        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
-    }
-
-    /// The bytes, mutably.
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `bytes`, and `&mut self` makes the borrow unique.
-        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>(), self.len) }
-    }
 }
 
 /// Rewrites the header's CRC-32 to match `bytes[16..file_len]` (or `bytes[16..]` if `file_len` is out of range),
@@ -142,7 +114,7 @@ pub fn run_classify(
 ) -> Result<(), albert_edge::Error> {
     let size = scratch_size(model.config(), inputs.input_ids.len(), precision);
     let skew = usize::from(salt % 16);
-    let mut buf = AlignedBuf::new(&vec![0xA5; size + skew]);
+    let mut buf = AlignedBlob::new(&vec![0xA5; size + skew]);
     classify(
         model,
         precision,

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::PathBuf;
 
+use albert_edge::format::AlignedBlob;
 use albert_edge::Model;
 
 /// Longest word (run of non-space bytes) the firmware tokenizes; the tokenizer workspace is sized for it.
@@ -37,16 +38,12 @@ fn main() {
         .canonicalize()
         .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", path.display())));
     println!("cargo:rerun-if-changed={}", path.display());
-    let bytes =
-        fs::read(&path).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", path.display())));
-
-    // Validate with the runtime's own reader. `Model::from_bytes` needs 4-byte alignment: copy into u32 words.
-    let mut words = vec![0u32; bytes.len().div_ceil(4)];
-    let aligned = &mut as_bytes_mut(&mut words)[..bytes.len()];
-    aligned.copy_from_slice(&bytes);
-    let aligned = &*aligned;
+    // Validated with the runtime's own reader, which needs the blob aligned in memory.
+    let blob = AlignedBlob::read(&path)
+        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", path.display())));
+    let bytes = blob.bytes();
     let model =
-        Model::from_bytes(aligned).unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
+        Model::from_bytes(bytes).unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
     if !albert_edge::model::is_int8(&model) {
         fail(&format!("{} holds fp32 weights; the firmware runs the int8 engine (convert with --weights int8)", path.display()));
     }
@@ -118,12 +115,6 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     fs::write(out_dir.join("model_config.rs"), out).unwrap();
     println!("cargo:rustc-env=ALBERT_BLOB_FILE={}", path.display());
-}
-
-fn as_bytes_mut(words: &mut [u32]) -> &mut [u8] {
-    // SAFETY: `u32` has no padding and every byte pattern is a valid `u8` and `u32`; the slice covers exactly the
-    // words' bytes and borrows them mutably for its lifetime.
-    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 4) }
 }
 
 fn fail(message: &str) -> ! {

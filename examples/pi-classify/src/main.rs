@@ -14,6 +14,7 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use albert_edge::format::AlignedBlob;
 use albert_edge::model::{classify_parallel, is_int8, scratch_size_for_speed, Inputs, Precision};
 use albert_edge::parallel::{Parallel, Threads};
 use albert_edge::Model;
@@ -85,24 +86,6 @@ fn parse_args() -> Result<Options, String> {
     Ok(o)
 }
 
-/// The blob's bytes, 4-byte aligned as `Model::from_bytes` requires (a `Vec<u8>` promises only 1).
-fn read_blob(path: &str) -> Result<Vec<u32>, Box<dyn Error>> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let mut words = vec![0u32; bytes.len().div_ceil(4)];
-    for (w, b) in words.iter_mut().zip(bytes.chunks(4)) {
-        let mut le = [0u8; 4];
-        le[..b.len()].copy_from_slice(b);
-        *w = u32::from_ne_bytes(le);
-    }
-    Ok(words)
-}
-
-fn as_bytes(words: &[u32]) -> &[u8] {
-    // SAFETY: any initialised `u32` memory is valid as bytes; the length is the same memory in bytes and the
-    // lifetime is tied to `words`.
-    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), std::mem::size_of_val(words)) }
-}
-
 /// Which `gemv_i8_i32` kernel albert-edge compiled in for this build (its choice is made at compile time).
 fn kernel() -> &'static str {
     if cfg!(all(target_arch = "aarch64", target_feature = "dotprod")) {
@@ -144,8 +127,8 @@ fn softmax(logits: &[f32]) -> Vec<f64> {
 }
 
 fn run(o: Options) -> Result<(), Box<dyn Error>> {
-    let words = read_blob(&o.blob)?;
-    let model = Model::from_bytes(as_bytes(&words)).map_err(|e| format!("{}: {e}", o.blob))?;
+    let blob = AlignedBlob::read(&o.blob).map_err(|e| format!("cannot read {}: {e}", o.blob))?;
+    let model = Model::from_bytes(blob.bytes()).map_err(|e| format!("{}: {e}", o.blob))?;
     let c = *model.config();
     let precision = if o.fp32 {
         Precision::F32

@@ -271,24 +271,3 @@ fn write_side(
     put_u32(out, e + entry::SIDE_COUNT, k)?;
     Ok(())
 }
-
-/// A heap buffer whose first byte is 16-byte aligned, so a blob read from disk can be parsed in place.
-pub struct AlignedBlob {
-    words: Vec<u128>,
-    len: usize,
-}
-
-impl AlignedBlob {
-    /// Copies `bytes` into a fresh 16-byte aligned buffer.
-    pub fn new(bytes: &[u8]) -> Self {
-        let mut words = vec![0u128; bytes.len().div_ceil(16)];
-        let len = bytes.len();
-        bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..len].copy_from_slice(bytes);
-        AlignedBlob { words, len }
-    }
-
-    /// The blob's bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &bytemuck::cast_slice::<u128, u8>(&self.words)[..self.len]
-    }
-}

@@ -4,7 +4,8 @@
 /// Where the built-in model comes from, relative to the repository root.
 pub const BUILTIN_MODEL_PATH: &str = "models/sst2-albert-pi.blob";
 
-/// `include_bytes!` only guarantees byte alignment; the blob parser wants 16.
+/// `include_bytes!` only guarantees byte alignment; the blob parser wants 16. A `static` needs this wrapper: the
+/// heap copy `albert_edge::format::AlignedBlob` is for blobs read at run time.
 #[cfg_attr(not(albert_edge_builtin_model), allow(dead_code))]
 #[repr(C, align(16))]
 struct Aligned<T: ?Sized>(T);

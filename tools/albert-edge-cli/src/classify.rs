@@ -1,9 +1,11 @@
 //! `albert-edge classify`: run a blob on one input on the host, through the same forward pass as the device.
 
 use albert_edge::model::{classify_parallel, is_int8, scratch_size_for_speed, Inputs, Precision};
-use albert_edge::parallel::{Parallel, Threads};
+use albert_edge::parallel::Parallel;
 use albert_edge::Model;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
+
+use crate::common::check_finite;
 use serde::Serialize;
 
 /// The precision flag of `classify`.
@@ -42,39 +44,12 @@ pub fn parse_ids(text: &str, what: &str) -> Result<Vec<u32>> {
     Ok(ids)
 }
 
-/// Tokenizes `text` (and `pair`) with the blob's tokenizer section as `[CLS] A [SEP] (B [SEP])`, truncated
-/// (longest first) to `max_position_embeddings`. Returns the token ids and token type ids.
-pub fn encode(model: &Model, text: &str, pair: Option<&str>) -> Result<(Vec<u32>, Vec<u32>)> {
-    let Some(tokenizer) = model.tokenizer() else {
-        bail!("the blob has no tokenizer section, so it cannot classify text; pass token ids with --ids \"2 ... 3\" or convert the checkpoint again");
-    };
-    let max = model.config().max_position_embeddings;
-    let text_bytes = text.len() + pair.map_or(0, str::len);
-    let mut ws = vec![0u8; tokenizer.workspace_size(text_bytes)];
-    let (mut ids, mut types) = (vec![0u32; max], vec![0u32; max]);
-    let n = tokenizer
-        .encode(text, pair, max, &mut ws, &mut ids, &mut types)
-        .map_err(|e| anyhow!("cannot tokenize the input: {e}"))?;
-    ids.truncate(n);
-    types.truncate(n);
-    Ok((ids, types))
-}
-
 /// Numerically stable softmax (in `f64`, rounded to `f32`).
 pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let exps: Vec<f64> = logits.iter().map(|&l| (l as f64 - max).exp()).collect();
     let sum: f64 = exps.iter().sum();
     exps.iter().map(|&e| (e / sum) as f32).collect()
-}
-
-/// The `--threads N` option: a pool of `N` threads in all, the caller's included (0: one per CPU; 1: none but
-/// the caller's, which runs every job itself).
-pub fn thread_pool(n: usize) -> Threads {
-    match n {
-        0 => Threads::available(),
-        n => Threads::new(n),
-    }
 }
 
 /// Runs `model` on `ids` (with `type_ids`, empty = all 0), the int8 engine's work shared out by `parallel` (the
@@ -145,15 +120,6 @@ pub fn run(
     })
 }
 
-/// Refuses logits that are NaN or infinite: no label can honestly be read from them. A blob converted by this
-/// tool never gives them; a damaged or hand-made one (finite weights whose products overflow) can.
-pub fn check_finite(logits: &[f32]) -> Result<()> {
-    if let Some((i, l)) = logits.iter().enumerate().find(|(_, l)| !l.is_finite()) {
-        bail!("the model computed a non-finite logit ({l} for label {i}), so no label can be given; the blob's weights are damaged or out of range: convert the checkpoint again");
-    }
-    Ok(())
-}
-
 /// The human-readable form: the label, then one line per label with probability and logit. Label names are
 /// printed with their control characters escaped ([`crate::console::escape_control`]).
 pub fn render_text(model: &Model, r: &Classification) -> String {
@@ -167,12 +133,6 @@ pub fn render_text(model: &Model, r: &Classification) -> String {
         s.push_str(&format!("  {name:<width$}  p = {p:.6}  logit = {l:+.6}\n"));
     }
     s
-}
-
-/// Reads a blob file into an aligned buffer (the caller parses it with `Model::from_bytes`).
-pub fn read_blob(path: &std::path::Path) -> Result<crate::blob::AlignedBlob> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(crate::blob::AlignedBlob::new(&bytes))
 }
 
 #[cfg(test)]

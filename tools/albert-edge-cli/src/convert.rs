@@ -10,19 +10,18 @@
 //! (`crate::gptq`); embedding tables are rounded to nearest. The blob format and the runtime are the same either
 //! way. See `QUANTIZATION.md`.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use albert_edge::format::{DType, TensorKind};
+use albert_edge::format::{AlignedBlob, DType, TensorKind};
 use albert_edge::model::Site;
 use albert_edge::quant::quantize_matrix;
 use albert_edge::tokenizer::Tokenizer;
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::blob::{write_blob, AlignedBlob, BlobContents, Payload, SideColumns};
+use crate::blob::{write_blob, BlobContents, Payload, SideColumns};
 use crate::calibrate::{self, Statistics};
 use crate::checkpoint::{read_config, CheckpointDir, TOKENIZER_CONFIG_FILE};
+use crate::common::progress_bar;
 use crate::gptq::{quantize_matrix_gptq, quantize_matrix_gptq_free, GptqOptions};
 use crate::output::{check_not_an_input, PendingOutput};
 use crate::tokenizer_section::{build_from_file, SectionOptions};
@@ -208,21 +207,6 @@ pub fn read_tokenizer_options(path: &Path) -> Result<SectionOptions> {
     o.remove_space = flag("remove_space", o.remove_space)?;
     o.match_special_tokens = !flag("split_special_tokens", !o.match_special_tokens)?;
     Ok(o)
-}
-
-/// A progress bar labelled `what` on stderr, drawn only when `show` and stderr is a terminal.
-pub fn progress_bar(len: usize, show: bool, what: &str) -> ProgressBar {
-    let target = if show && std::io::stderr().is_terminal() {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    };
-    let bar = ProgressBar::with_draw_target(Some(len as u64), target);
-    if let Ok(style) = ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg}") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_prefix(what.to_string());
-    bar
 }
 
 /// The linear layer whose input a matrix kind multiplies, and that layer's bias; `None` for embedding tables.
@@ -554,7 +538,7 @@ pub fn convert(dir: &Path, out: &Path, opts: ConvertOptions) -> Result<ConvertRe
     let (contents, weights_file, calibration) = build_contents_calibrated(dir, &opts)?;
     let bytes = write_blob(&contents)?;
     // Parse what was written with the device's own reader before it reaches the disk.
-    albert_edge::Model::from_bytes(crate::blob::AlignedBlob::new(&bytes).bytes())
+    albert_edge::Model::from_bytes(albert_edge::format::AlignedBlob::new(&bytes).bytes())
         .map_err(|e| anyhow::anyhow!("internal error: the written blob does not validate: {e}"))?;
     pending.commit(&bytes)?;
 

@@ -157,7 +157,7 @@ pub fn evaluate(
     let mut timed = Duration::ZERO;
     for e in examples {
         let start = Instant::now();
-        let (ids, types) = crate::classify::encode(model, &e.sentence, None)?;
+        let (ids, types) = crate::common::encode(model, &e.sentence, None)?;
         let inputs = Inputs {
             input_ids: &ids,
             token_type_ids: &types,
@@ -172,11 +172,11 @@ pub fn evaluate(
         classify_parallel(model, first, &inputs, &mut arena, out, parallel)
             .map_err(|err| anyhow!("{err}"))?;
         timed += start.elapsed();
-        crate::classify::check_finite(out).with_context(|| sentence_context(e))?;
+        crate::common::check_finite(out).with_context(|| sentence_context(e))?;
         if int8 {
             classify(model, Precision::F32, &inputs, &mut arena, &mut logits_f)
                 .map_err(|err| anyhow!("{err}"))?;
-            crate::classify::check_finite(&logits_f)
+            crate::common::check_finite(&logits_f)
                 .with_context(|| format!("fp32 reference: {}", sentence_context(e)))?;
             let q = argmax(&logits_q);
             correct_q += usize::from(q == e.label);

@@ -316,8 +316,9 @@ impl<'m> F32Forward<'m> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blob::{write_blob, AlignedBlob};
+    use crate::blob::write_blob;
     use crate::synthetic::{random_model, Rng};
+    use albert_edge::format::AlignedBlob;
     use albert_edge::model::{classify_observed, scratch_size, Inputs, Precision};
     use albert_edge::Activation;
 

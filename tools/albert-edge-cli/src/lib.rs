@@ -6,6 +6,7 @@ pub mod builtin;
 pub mod calibrate;
 pub mod checkpoint;
 pub mod classify;
+pub mod common;
 pub mod console;
 pub mod convert;
 pub mod eval;

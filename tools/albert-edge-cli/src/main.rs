@@ -8,6 +8,7 @@ use albert_edge::format::DType;
 use albert_edge::Model;
 use albert_edge_cli::builtin;
 use albert_edge_cli::classify::{self, PrecisionArg};
+use albert_edge_cli::common;
 use albert_edge_cli::console::{self, escape_control, StdoutError};
 use albert_edge_cli::convert::{self, ConvertOptions, Rounding, WeightsMode};
 use albert_edge_cli::eval;
@@ -288,7 +289,7 @@ fn run(cli: Cli) -> Result<()> {
             console::print(&text)?;
         }
         Command::Inspect { blob, json } => {
-            let bytes = classify::read_blob(&blob)?;
+            let bytes = common::read_blob(&blob)?;
             let model = parse_model(bytes.bytes(), &blob)?;
             let report = inspect::report(&model);
             if json {
@@ -308,11 +309,11 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let (blob, text) = split_classify_args(positional, ids.is_some())?;
             // Started before the clock: a long-lived program makes its pool once.
-            let pool = classify::thread_pool(threads);
+            let pool = common::thread_pool(threads);
             let file;
             let (bytes, source) = match &blob {
                 Some(path) => {
-                    file = classify::read_blob(path)?;
+                    file = common::read_blob(path)?;
                     (file.bytes(), path.display().to_string())
                 }
                 None => (
@@ -330,7 +331,7 @@ fn run(cli: Cli) -> Result<()> {
                     };
                     (classify::parse_ids(&ids, "--ids")?, type_ids)
                 }
-                (None, Some(text)) => classify::encode(&model, &text, pair.as_deref())
+                (None, Some(text)) => common::encode(&model, &text, pair.as_deref())
                     .map_err(|e| anyhow!("{source}: {e:#}"))?,
                 (None, None) => bail!("give a TEXT to classify or --ids"),
             };
@@ -351,12 +352,12 @@ fn run(cli: Cli) -> Result<()> {
             json,
             threads,
         } => {
-            let bytes = classify::read_blob(&blob)?;
+            let bytes = common::read_blob(&blob)?;
             let model = parse_model(bytes.bytes(), &blob)?;
             let examples = eval::read_tsv(&tsv, limit)?;
             eval::check_labels(&examples, model.config().num_labels, &tsv)?;
-            let pool = classify::thread_pool(threads);
-            let bar = convert::progress_bar(examples.len(), true, "eval");
+            let pool = common::thread_pool(threads);
+            let bar = common::progress_bar(examples.len(), true, "eval");
             let report = eval::evaluate(&model, &examples, &pool, || bar.inc(1))
                 .map_err(|e| anyhow!("{}: {e:#}", blob.display()))?;
             bar.finish_and_clear();
@@ -372,7 +373,7 @@ fn run(cli: Cli) -> Result<()> {
             input,
             pair,
         } => {
-            let bytes = classify::read_blob(&blob)?;
+            let bytes = common::read_blob(&blob)?;
             let model = parse_model(bytes.bytes(), &blob)?;
             // Each line of --input is decoded on its own: a line of invalid UTF-8 is tokenized with U+FFFD in
             // place of the bad bytes (as the core's byte API does), with a warning naming it, so the output
@@ -405,7 +406,7 @@ fn run(cli: Cli) -> Result<()> {
             eprint_quietly(&warnings);
             let mut out = String::new();
             for text in &texts {
-                let (ids, _) = classify::encode(&model, text, pair.as_deref())
+                let (ids, _) = common::encode(&model, text, pair.as_deref())
                     .map_err(|e| anyhow!("{}: {e:#}", blob.display()))?;
                 let line: Vec<String> = ids.iter().map(u32::to_string).collect();
                 out.push_str(&line.join(" "));

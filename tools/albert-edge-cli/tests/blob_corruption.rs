@@ -4,11 +4,12 @@
 
 use std::path::Path;
 
+use albert_edge::format::AlignedBlob;
 use albert_edge::format::{crc32, header, CRC_START};
 use albert_edge::model::{classify, scratch_size, Inputs, Precision};
 use albert_edge::{Activation, AlbertConfig};
 use albert_edge::{Error, Model};
-use albert_edge_cli::blob::{write_blob, AlignedBlob};
+use albert_edge_cli::blob::write_blob;
 use albert_edge_cli::synthetic::{random_model, Rng};
 use albert_edge_cli::tokenizer_section::{build_from_file, SectionOptions};
 

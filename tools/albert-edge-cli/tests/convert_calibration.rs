@@ -5,9 +5,9 @@ mod convert_support;
 
 use std::fs;
 
+use albert_edge::format::AlignedBlob;
 use albert_edge::format::{DType, MatrixData};
 use albert_edge::Model;
-use albert_edge_cli::blob::AlignedBlob;
 use convert_support::*;
 
 fn blob_bytes(path: &std::path::Path) -> Vec<u8> {

@@ -6,15 +6,15 @@ mod convert_support;
 use std::fs;
 use std::path::Path;
 
+use albert_edge::format::AlignedBlob;
 use albert_edge::format::{DType, MatrixData, TensorKind};
 use albert_edge::{Activation, Model};
-use albert_edge_cli::blob::AlignedBlob;
 use albert_edge_cli::weights::WeightsFile;
 use convert_support::*;
 use safetensors::Dtype;
 
 fn load(path: &Path) -> AlignedBlob {
-    AlignedBlob::new(&fs::read(path).unwrap())
+    AlignedBlob::read(path).unwrap()
 }
 
 fn labels(model: &Model) -> Vec<String> {

@@ -10,9 +10,9 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use albert_edge::format::AlignedBlob;
 use albert_edge::format::{MatrixData, TensorKind};
 use albert_edge::AlbertConfig;
-use albert_edge_cli::blob::AlignedBlob;
 use albert_edge_cli::convert::hf_name;
 use albert_edge_cli::torch_pickle::{write_state_dict, StorageType, TensorRecord};
 use albert_edge_cli::torch_zip::{write_archive, write_checkpoint as write_bin};
@@ -363,7 +363,7 @@ fn convert_quantises_a_subnormal_row_to_a_zero_row() {
     write_safetensors(&case.ckpt, &ts);
     for rounding in ["nearest", "gptq"] {
         ok(&case.convert(&["--rounding", rounding]));
-        let bytes = AlignedBlob::new(&fs::read(&case.blob).unwrap());
+        let bytes = AlignedBlob::read(&case.blob).unwrap();
         let model = albert_edge::Model::from_bytes(bytes.bytes()).unwrap();
         let MatrixData::I8 { values, scales } = model.weights().layer.query_weight.data else {
             panic!("int8 blob has an f32 query matrix");
@@ -386,6 +386,7 @@ fn convert_quantises_a_subnormal_row_to_a_zero_row() {
 /// one line.
 #[test]
 fn blob_reader_refuses_non_finite_f32_tensors() {
+    use albert_edge::format::AlignedBlob;
     use albert_edge::{Error, Model};
     use albert_edge_cli::blob::{write_blob, Payload};
     use albert_edge_cli::synthetic::random_model;

@@ -1,9 +1,10 @@
 //! The int8 engine's memory contract: `scratch_size` is exact and bounded, and a too-small arena is a typed error.
 
+use albert_edge::format::AlignedBlob;
 use albert_edge::format::TensorKind;
 use albert_edge::model::{classify, scratch_size, scratch_size_for_speed, Inputs, Precision};
 use albert_edge::{Error, Model};
-use albert_edge_cli::blob::{write_blob, AlignedBlob};
+use albert_edge_cli::blob::write_blob;
 use albert_edge_cli::synthetic::{albert_base_config, move_to_side, random_model, Rng};
 
 #[test]

@@ -6,9 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
+use albert_edge::format::AlignedBlob;
 use albert_edge::model::{classify, scratch_size, Inputs, Precision};
 use albert_edge::Model;
-use albert_edge_cli::blob::{write_blob, AlignedBlob};
+use albert_edge_cli::blob::write_blob;
 use albert_edge_cli::convert::{build_contents, ConvertOptions, WeightsMode};
 use serde_json::Value;
 use tract_onnx::prelude::*;

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use albert_edge::format::AlignedBlob;
 use albert_edge::model::{classify, scratch_size, Inputs, Precision};
 use albert_edge::tokenizer::Tokenizer;
 use albert_edge::{Error, Model};
-use albert_edge_cli::blob::AlignedBlob;
 use albert_edge_cli::tokenizer_section::{build_from_file, to_words, SectionOptions};
 use convert_support::{converted_fixture, repo_root};
 

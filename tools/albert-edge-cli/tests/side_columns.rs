@@ -3,10 +3,11 @@
 
 mod convert_support;
 
+use albert_edge::format::AlignedBlob;
 use albert_edge::format::{crc32, header, Side, TensorKind, CRC_START};
 use albert_edge::model::{classify, scratch_size, Inputs, Precision};
 use albert_edge::{Error, Model};
-use albert_edge_cli::blob::{write_blob, AlignedBlob, BlobContents};
+use albert_edge_cli::blob::{write_blob, BlobContents};
 use albert_edge_cli::synthetic::{move_to_side, random_model};
 use convert_support::*;
 
@@ -18,7 +19,7 @@ fn logits(model: &Model, precision: Precision, ids: &[u32]) -> Vec<f32> {
 }
 
 fn read(path: &std::path::Path) -> AlignedBlob {
-    AlignedBlob::new(&std::fs::read(path).unwrap())
+    AlignedBlob::read(path).unwrap()
 }
 
 /// A synthetic checkpoint whose shared layer's two LayerNorms have a gain of 40 on the channels `planted` (the

@@ -72,6 +72,8 @@ impl Scratch {
 // ---------------------------------------------------------------------------------------------------------------
 
 /// `T` at a 16-byte aligned address: the blob format aligns every tensor to 16 relative to the blob's start.
+/// (Not `albert_edge::format::AlignedBlob`: that is a heap copy made under `std`; the firmware has neither and
+/// places the blob in flash at build time.)
 #[repr(C, align(16))]
 pub struct Aligned<T: ?Sized>(pub T);
 
