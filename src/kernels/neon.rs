@@ -1238,6 +1238,29 @@ pub fn gemv_i16_i32(w: &[i16], cols: usize, x: &[i16], out: &mut [i32]) {
     }
 }
 
+/// Whether a multi-query product's slices hold every row it names: `rows` rows of `w` and `queries` rows of `x`
+/// (`cols` each, `cols > 0`), and `queries > 0` output rows `stride >= rows` apart. Otherwise the reference runs.
+#[cfg(target_arch = "aarch64")]
+fn whole_rows(
+    w: usize,
+    cols: usize,
+    rows: usize,
+    x: usize,
+    queries: usize,
+    out: usize,
+    stride: usize,
+) -> bool {
+    cols > 0
+        && queries > 0
+        && stride >= rows
+        && rows.checked_mul(cols).is_some_and(|n| w >= n)
+        && queries.checked_mul(cols).is_some_and(|n| x >= n)
+        && (queries - 1)
+            .checked_mul(stride)
+            .and_then(|n| n.checked_add(rows))
+            .is_some_and(|n| out >= n)
+}
+
 /// [`reference::gemm_i16_i32`](super::reference::gemm_i16_i32) for AArch64: tiles of four queries by four keys
 /// ([`i16_tile`]: each 8-column step loads four query and four key vectors for 32 `smlal` / `smlal2`, against
 /// 8 loads per 8 in the one-query [`gemv_i16_i32`]), the keys past the last multiple of four and the queries past
@@ -1253,16 +1276,7 @@ pub fn gemm_i16_i32(
     stride: usize,
 ) {
     use super::reference;
-    let fits = cols > 0
-        && queries > 0
-        && stride >= rows
-        && rows.checked_mul(cols).is_some_and(|n| w.len() >= n)
-        && queries.checked_mul(cols).is_some_and(|n| x.len() >= n)
-        && (queries - 1)
-            .checked_mul(stride)
-            .and_then(|n| n.checked_add(rows))
-            .is_some_and(|n| out.len() >= n);
-    if !fits {
+    if !whole_rows(w.len(), cols, rows, x.len(), queries, out.len(), stride) {
         return reference::gemm_i16_i32(w, cols, rows, x, queries, out, stride);
     }
     let key = |j: usize| &w[j * cols..][..cols];
@@ -1383,34 +1397,49 @@ fn i16_dots<const R: usize>(rows: [&[i16]; R], x: &[i16]) -> [i32; R] {
     sums
 }
 
-/// The `smull` / `sadalp` inner loop.
+/// The `smull` / `sadalp` inner loop ([`mull_step`]); with `PAIR`, the `smull` / `smlal2` / `sadalp` one
+/// ([`mull_pair_step`]), for rows without -128 only.
 #[cfg(target_arch = "aarch64")]
-struct Mull;
+struct MullSteps<const PAIR: bool>;
+
+/// Any int8 rows.
+#[cfg(target_arch = "aarch64")]
+type Mull = MullSteps<false>;
+
+/// Rows without -128 (V; the linear layers' weights).
+#[cfg(target_arch = "aarch64")]
+type MullPair = MullSteps<true>;
 
 #[cfg(target_arch = "aarch64")]
-impl RowDots for Mull {
+impl<const PAIR: bool> MullSteps<PAIR> {
+    /// The 16-column step.
+    #[inline(always)]
+    fn step16(acc: a64::int32x4_t, w: a64::int8x16_t, x: a64::int8x16_t) -> a64::int32x4_t {
+        if PAIR {
+            mull_pair_step(acc, w, x)
+        } else {
+            mull_step(acc, w, x)
+        }
+    }
+
+    /// The 8-column step: one `smull`, one `sadalp`.
+    #[inline(always)]
+    fn step8(acc: a64::int32x4_t, w: a64::int8x8_t, x: a64::int8x8_t) -> a64::int32x4_t {
+        // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
+        unsafe { a64::vpadalq_s16(acc, a64::vmull_s8(w, x)) }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+impl<const PAIR: bool> RowDots for MullSteps<PAIR> {
     #[inline(always)]
     fn dots<const R: usize>(rows: [&[i8]; R], x: &[i8]) -> ([i32; R], usize) {
-        use a64::*;
-        a64::dots(
-            rows,
-            x,
-            mull_step,
-            // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
-            |acc, w, x| unsafe { vpadalq_s16(acc, vmull_s8(w, x)) },
-        )
+        a64::dots(rows, x, Self::step16, Self::step8)
     }
 
     #[inline(always)]
     fn tile(rows: [&[i8]; 4], xs: [&[i8]; 4]) -> ([[i32; 4]; 4], usize) {
-        use a64::*;
-        a64::tile_dots(
-            rows,
-            xs,
-            mull_step,
-            // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
-            |acc, w, x| unsafe { vpadalq_s16(acc, vmull_s8(w, x)) },
-        )
+        a64::tile_dots(rows, xs, Self::step16, Self::step8)
     }
 }
 
@@ -1437,37 +1466,6 @@ pub fn gemm_i8_i32(
     gemm_tiled::<MullPair>(w, cols, rows, x, queries, out, stride)
 }
 
-/// The [`mull_pair_step`] inner loop (`smull` / `smlal2` / `sadalp`): rows without -128 only.
-#[cfg(target_arch = "aarch64")]
-struct MullPair;
-
-#[cfg(target_arch = "aarch64")]
-impl RowDots for MullPair {
-    #[inline(always)]
-    fn dots<const R: usize>(rows: [&[i8]; R], x: &[i8]) -> ([i32; R], usize) {
-        use a64::*;
-        a64::dots(
-            rows,
-            x,
-            mull_pair_step,
-            // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
-            |acc, w, x| unsafe { vpadalq_s16(acc, vmull_s8(w, x)) },
-        )
-    }
-
-    #[inline(always)]
-    fn tile(rows: [&[i8]; 4], xs: [&[i8]; 4]) -> ([[i32; 4]; 4], usize) {
-        use a64::*;
-        a64::tile_dots(
-            rows,
-            xs,
-            mull_pair_step,
-            // SAFETY: register-only, AArch64 baseline (see `a64::dots`).
-            |acc, w, x| unsafe { vpadalq_s16(acc, vmull_s8(w, x)) },
-        )
-    }
-}
-
 /// [`gemm_i8_i32`] with `K`'s steps.
 #[cfg(target_arch = "aarch64")]
 #[inline(always)]
@@ -1480,16 +1478,7 @@ fn gemm_tiled<K: RowDots>(
     out: &mut [i32],
     stride: usize,
 ) {
-    let fits = cols > 0
-        && queries > 0
-        && stride >= rows
-        && rows.checked_mul(cols).is_some_and(|n| w.len() >= n)
-        && queries.checked_mul(cols).is_some_and(|n| x.len() >= n)
-        && (queries - 1)
-            .checked_mul(stride)
-            .and_then(|n| n.checked_add(rows))
-            .is_some_and(|n| out.len() >= n);
-    if !fits {
+    if !whole_rows(w.len(), cols, rows, x.len(), queries, out.len(), stride) {
         return super::reference::gemm_i8_i32(w, cols, rows, x, queries, out, stride);
     }
     let row = |j: usize| &w[j * cols..][..cols];

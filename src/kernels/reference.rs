@@ -121,16 +121,12 @@ pub fn gemm_i16_i32(
     out: &mut [i32],
     stride: usize,
 ) {
-    for (i, o) in out.chunks_mut(stride.max(1)).take(queries).enumerate() {
-        let xi = x.get(i.saturating_mul(cols)..).unwrap_or(&[]);
-        let n = rows.min(o.len());
-        gemv_i16_i32(w, cols, &xi[..cols.min(xi.len())], &mut o[..n]);
-    }
+    by_query(x, cols, rows, queries, out, stride, |xi, o| {
+        gemv_i16_i32(w, cols, xi, o)
+    })
 }
 
-/// [`gemv_i8_i32`] for several `x` rows (the attention's probability rows): for `i < queries`, `x`'s row `i`
-/// (`x[i * cols..][..cols]`, shorter where `x` ends) times the first `rows` rows of `w` into
-/// `out[i * stride..][..rows]` (shorter where `out` ends).
+/// [`gemv_i8_i32`] for several `x` rows (the attention's probability rows), as [`gemm_i16_i32`].
 pub fn gemm_i8_i32(
     w: &[i8],
     cols: usize,
@@ -140,10 +136,26 @@ pub fn gemm_i8_i32(
     out: &mut [i32],
     stride: usize,
 ) {
+    by_query(x, cols, rows, queries, out, stride, |xi, o| {
+        gemv_i8_i32(w, cols, xi, o)
+    })
+}
+
+/// `gemv(x row i, out row i)` for `i < queries`: row `i` of `x` is `x[i * cols..][..cols]` (shorter where `x`
+/// ends), of `out` `out[i * stride..][..rows]` (shorter where `out` ends).
+fn by_query<T>(
+    x: &[T],
+    cols: usize,
+    rows: usize,
+    queries: usize,
+    out: &mut [i32],
+    stride: usize,
+    gemv: impl Fn(&[T], &mut [i32]),
+) {
     for (i, o) in out.chunks_mut(stride.max(1)).take(queries).enumerate() {
         let xi = x.get(i.saturating_mul(cols)..).unwrap_or(&[]);
         let n = rows.min(o.len());
-        gemv_i8_i32(w, cols, &xi[..cols.min(xi.len())], &mut o[..n]);
+        gemv(&xi[..cols.min(xi.len())], &mut o[..n]);
     }
 }
 
