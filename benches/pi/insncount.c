@@ -1,7 +1,7 @@
 /* A QEMU TCG plugin that counts the guest instructions a program executes and prints "insns: N" at exit.
  *
- * Plugin API version 1 (QEMU 7.2, Debian 12). Debian's QEMU ships no qemu-plugin.h, so the handful of entry
- * points used are declared here with the signatures of that header. The count is exact for a program that runs
+ * Plugin API version 1 (QEMU 7.2, Debian 12); Debian's QEMU ships no qemu-plugin.h, so the entry points used are
+ * declared in qemu-plugin-v1.h beside this file. The count is exact for a program that runs
  * to completion: every translated block adds its instruction count each time it executes (inline, no callback).
  *
  *   gcc -shared -fPIC -O2 -o libinsncount.so benches/pi/insncount.c
@@ -12,19 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-typedef uint64_t qemu_plugin_id_t;
-struct qemu_plugin_tb;
-enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
-
-void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id,
-                                           void (*cb)(qemu_plugin_id_t, struct qemu_plugin_tb *));
-void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qemu_plugin_op op, void *ptr,
-                                              uint64_t imm);
-size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
-void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, void (*cb)(qemu_plugin_id_t, void *), void *userdata);
-void qemu_plugin_outs(const char *string);
-
-__attribute__((visibility("default"))) int qemu_plugin_version = 1;
+#include "qemu-plugin-v1.h"
 
 /* Single-threaded guests only (the benchmarks run one thread): a plain inline add. */
 static uint64_t executed;

@@ -1,7 +1,7 @@
 /* A QEMU TCG plugin that counts, for every translated block, how often it ran, and writes "vaddr insns runs"
  * lines to the file named by $INSNPROF_OUT (default insnprof.txt) at exit: an exact per-address instruction
  * profile, which benches/pi-profile.py turns into instructions per function. Same plugin API as insncount.c
- * (version 1, QEMU 7.2, entry points declared here because Debian's QEMU ships no qemu-plugin.h).
+ * (version 1, QEMU 7.2; entry points in qemu-plugin-v1.h).
  *
  *   gcc -shared -fPIC -O2 -o libinsnprofile.so benches/pi/insnprofile.c
  *   INSNPROF_OUT=prof.txt qemu-aarch64 -plugin ./libinsnprofile.so -L SYSROOT PROGRAM ARGS...
@@ -12,19 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-typedef uint64_t qemu_plugin_id_t;
-struct qemu_plugin_tb;
-enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
-
-void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id,
-                                           void (*cb)(qemu_plugin_id_t, struct qemu_plugin_tb *));
-void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qemu_plugin_op op, void *ptr,
-                                              uint64_t imm);
-size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
-uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
-void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, void (*cb)(qemu_plugin_id_t, void *), void *userdata);
-
-__attribute__((visibility("default"))) int qemu_plugin_version = 1;
+#include "qemu-plugin-v1.h"
 
 /* One counter per translation (a block translated twice gets two; the script adds them up). Single-threaded
  * guests only, like insncount.c. */

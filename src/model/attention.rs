@@ -70,6 +70,8 @@ pub(super) struct HeadAttention<'a> {
     pub v_scale: &'a [f32],
     pub v_sum: &'a [i32],
     pub inputs: &'a Inputs<'a>,
+    /// `inputs.all_attend()`, taken once per layer: the softmax then runs without a mask.
+    pub all_attend: bool,
     pub d: usize,
     pub h: usize,
     /// The head's first column.
@@ -135,7 +137,7 @@ impl HeadAttention<'_> {
                 }
             }
             let scores = as_f32(&mut acc[..n * w]);
-            if self.inputs.all_attend() {
+            if self.all_attend {
                 kernels::masked_softmax_rows(scores, w, seq, n, |_| true);
             } else {
                 kernels::masked_softmax_rows(scores, w, seq, n, |j| self.inputs.attends(j));

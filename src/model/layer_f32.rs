@@ -41,6 +41,7 @@ impl Layer<'_> {
 
         // Attention, head by head: softmax(q k^T / sqrt(d) + mask) v.
         let sqrt_d = math::sqrt(d as f32);
+        let all_attend = inputs.all_attend();
         for head in 0..self.heads {
             let cols = head * d..(head + 1) * d;
             for t in 0..seq {
@@ -49,7 +50,7 @@ impl Layer<'_> {
                 for (j, score) in scores.iter_mut().enumerate() {
                     *score = dot_f32(q, &s.k[j * h..][cols.clone()]) / sqrt_d;
                 }
-                if inputs.all_attend() {
+                if all_attend {
                     masked_softmax_f32(scores, |_| true);
                 } else {
                     masked_softmax_f32(scores, |j| inputs.attends(j));

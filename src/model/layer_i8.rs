@@ -84,6 +84,7 @@ impl Layer<'_> {
         let d = h / heads;
         let inv_sqrt_d = 1.0 / math::sqrt(d as f32);
         let qmax = quant::qmax_i16_for_dot(d);
+        let all_attend = inputs.all_attend();
         let mut gemms = self.gemms(s.sums, s.par, s.stage);
 
         // Q, K and V read the hidden state quantised once, one scale per token, the query's side columns out.
@@ -148,6 +149,7 @@ impl Layer<'_> {
                     v_scale: &s.v_scale[..seq],
                     v_sum: &s.v_sum[..d],
                     inputs,
+                    all_attend,
                     d,
                     h,
                     r0,
