@@ -241,6 +241,21 @@ fn clock_ghz() -> f64 {
     3.0 * n as f64 / best / 1e9
 }
 
+/// Twelve independent `$op {$reg}N, $sources` lines (N = 0..11) of an asm template.
+#[cfg(target_arch = "x86_64")]
+macro_rules! twelve_chains {
+    ($op:literal, $reg:literal, $sources:literal) => {
+        concat!(
+            $op, " ", $reg, "0, ", $sources, "\n", $op, " ", $reg, "1, ", $sources, "\n", $op, " ",
+            $reg, "2, ", $sources, "\n", $op, " ", $reg, "3, ", $sources, "\n", $op, " ", $reg,
+            "4, ", $sources, "\n", $op, " ", $reg, "5, ", $sources, "\n", $op, " ", $reg, "6, ",
+            $sources, "\n", $op, " ", $reg, "7, ", $sources, "\n", $op, " ", $reg, "8, ", $sources,
+            "\n", $op, " ", $reg, "9, ", $sources, "\n", $op, " ", $reg, "10, ", $sources, "\n",
+            $op, " ", $reg, "11, ", $sources, "\n",
+        )
+    };
+}
+
 /// GMAC/s of independent `vpmaddubsw` on `ymm` (32 MAC each) or, with `vnni`, `vpdpbusd` on `zmm` (64 each):
 /// twelve independent accumulators, enough to cover their latency at two a cycle.
 ///
@@ -258,12 +273,7 @@ unsafe fn peak_gmacs(vnni: bool) -> f64 {
                     "vpxord zmm30, zmm30, zmm30",
                     "vpxord zmm31, zmm31, zmm31",
                     "2:",
-                    "vpdpbusd zmm0, zmm30, zmm31", "vpdpbusd zmm1, zmm30, zmm31",
-                    "vpdpbusd zmm2, zmm30, zmm31", "vpdpbusd zmm3, zmm30, zmm31",
-                    "vpdpbusd zmm4, zmm30, zmm31", "vpdpbusd zmm5, zmm30, zmm31",
-                    "vpdpbusd zmm6, zmm30, zmm31", "vpdpbusd zmm7, zmm30, zmm31",
-                    "vpdpbusd zmm8, zmm30, zmm31", "vpdpbusd zmm9, zmm30, zmm31",
-                    "vpdpbusd zmm10, zmm30, zmm31", "vpdpbusd zmm11, zmm30, zmm31",
+                    twelve_chains!("vpdpbusd", "zmm", "zmm30, zmm31"),
                     "dec {n}",
                     "jnz 2b",
                     n = inout(reg) n => _,
@@ -277,12 +287,7 @@ unsafe fn peak_gmacs(vnni: bool) -> f64 {
                     "vpxor ymm14, ymm14, ymm14",
                     "vpxor ymm15, ymm15, ymm15",
                     "2:",
-                    "vpmaddubsw ymm0, ymm14, ymm15", "vpmaddubsw ymm1, ymm14, ymm15",
-                    "vpmaddubsw ymm2, ymm14, ymm15", "vpmaddubsw ymm3, ymm14, ymm15",
-                    "vpmaddubsw ymm4, ymm14, ymm15", "vpmaddubsw ymm5, ymm14, ymm15",
-                    "vpmaddubsw ymm6, ymm14, ymm15", "vpmaddubsw ymm7, ymm14, ymm15",
-                    "vpmaddubsw ymm8, ymm14, ymm15", "vpmaddubsw ymm9, ymm14, ymm15",
-                    "vpmaddubsw ymm10, ymm14, ymm15", "vpmaddubsw ymm11, ymm14, ymm15",
+                    twelve_chains!("vpmaddubsw", "ymm", "ymm14, ymm15"),
                     "dec {n}",
                     "jnz 2b",
                     n = inout(reg) n => _,

@@ -10,25 +10,7 @@ use albert_edge::AlbertConfig;
 use convert_support::*;
 use safetensors::Dtype;
 
-/// A scratch area with a valid synthetic checkpoint in `ckpt/` and an empty output directory `out/`.
-struct Case {
-    _tmp: tempfile::TempDir,
-    ckpt: PathBuf,
-    blob: PathBuf,
-    config: AlbertConfig,
-}
-
 impl Case {
-    fn new() -> Self {
-        let (tmp, ckpt, out, config) = synthetic_checkpoint();
-        Case {
-            blob: out.join("model.blob"),
-            _tmp: tmp,
-            ckpt,
-            config,
-        }
-    }
-
     fn edit_config(&self, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
         let path = self.ckpt.join("config.json");
         let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();

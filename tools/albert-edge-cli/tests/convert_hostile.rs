@@ -22,25 +22,7 @@ use safetensors::Dtype;
 /// Address space the converter may use: a few hundred MB are enough for these checkpoints.
 const MEMORY_LIMIT_KB: u64 = 1 << 20;
 
-/// A synthetic checkpoint (`ckpt/`, safetensors) and an empty output directory.
-struct Case {
-    _tmp: tempfile::TempDir,
-    ckpt: PathBuf,
-    blob: PathBuf,
-    config: AlbertConfig,
-}
-
 impl Case {
-    fn new() -> Self {
-        let (tmp, ckpt, out, config) = synthetic_checkpoint();
-        Case {
-            blob: out.join("model.blob"),
-            _tmp: tmp,
-            ckpt,
-            config,
-        }
-    }
-
     /// Replaces `model.safetensors` with a `pytorch_model.bin` of these bytes.
     fn with_bin(&self, bytes: &[u8]) -> &Self {
         let _ = fs::remove_file(self.ckpt.join("model.safetensors"));

@@ -289,6 +289,27 @@ pub fn write_checkpoint(dir: &Path, config: &serde_json::Value, tensors: &[Tenso
     fs::copy(spiece_model(), dir.join("spiece.model")).unwrap();
 }
 
+/// A scratch area holding a valid synthetic checkpoint in `ckpt/` and an empty output directory, with the path a
+/// conversion should write its blob to. Each test crate adds the edits it needs in its own `impl Case`.
+pub struct Case {
+    pub _tmp: tempfile::TempDir,
+    pub ckpt: PathBuf,
+    pub blob: PathBuf,
+    pub config: AlbertConfig,
+}
+
+impl Case {
+    pub fn new() -> Self {
+        let (tmp, ckpt, out, config) = synthetic_checkpoint();
+        Case {
+            blob: out.join("model.blob"),
+            _tmp: tmp,
+            ckpt,
+            config,
+        }
+    }
+}
+
 /// A temporary directory holding a synthetic checkpoint `ckpt/` of [`tiny_config`] (safetensors, the real
 /// `spiece.model`) and an empty output directory `out/`: `(guard, ckpt, out, config)`.
 pub fn synthetic_checkpoint() -> (tempfile::TempDir, PathBuf, PathBuf, AlbertConfig) {
