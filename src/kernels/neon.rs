@@ -607,6 +607,32 @@ pub(super) mod tiles {
     use super::a64::row_gemm;
     use super::a64::*;
 
+    /// `asm!` for a tile of eight weight rows: `template` (a list of template strings) with the caller's
+    /// `operands` (loop counts, activation pointers, accumulator outputs, which must be v0..v15), then the eight
+    /// weight pointers `{w0}`..`{w7}` (copies of `w[0..8]`, advanced by the template's post-indexed loads) and
+    /// v16..v31 as scratch. Read-only, no stack.
+    macro_rules! rows8_asm {
+        ($w:ident, [$($template:tt)*], $($operands:tt)*) => {
+            core::arch::asm!(
+                $($template)*
+                $($operands)*
+                w0 = inout(reg) $w[0] => _,
+                w1 = inout(reg) $w[1] => _,
+                w2 = inout(reg) $w[2] => _,
+                w3 = inout(reg) $w[3] => _,
+                w4 = inout(reg) $w[4] => _,
+                w5 = inout(reg) $w[5] => _,
+                w6 = inout(reg) $w[6] => _,
+                w7 = inout(reg) $w[7] => _,
+                out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+                out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+                out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+                out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+                options(nostack, readonly),
+            )
+        };
+    }
+
     /// One [`mull_pair_step`](super::mull_pair_step) in assembly: 16 columns of weights `v$w` and activations
     /// `v$x`, the `i16` pair sums in `v$t`, added pairwise into the four `i32` lanes of `v$acc`.
     macro_rules! mull_step {
@@ -651,6 +677,35 @@ pub(super) mod tiles {
         };
     }
 
+    /// Zeroes the accumulators v0..v15.
+    macro_rules! zero_accumulators {
+        () => {
+            concat!(
+                "movi v0.4s, #0\n movi v1.4s, #0\n movi v2.4s, #0\n movi v3.4s, #0\n",
+                "movi v4.4s, #0\n movi v5.4s, #0\n movi v6.4s, #0\n movi v7.4s, #0\n",
+                "movi v8.4s, #0\n movi v9.4s, #0\n movi v10.4s, #0\n movi v11.4s, #0\n",
+                "movi v12.4s, #0\n movi v13.4s, #0\n movi v14.4s, #0\n movi v15.4s, #0\n",
+            )
+        };
+    }
+
+    /// `$row` ([`mull_row64`] or [`mull_row16`]) for the eight weight rows: row `r` from `{wr}` into
+    /// accumulators `v(r)` (token 0) and `v(r + 8)` (token 1).
+    macro_rules! mull_rows {
+        ($row:ident) => {
+            concat!(
+                $row!("w0", 0, 8),
+                $row!("w1", 1, 9),
+                $row!("w2", 2, 10),
+                $row!("w3", 3, 11),
+                $row!("w4", 4, 12),
+                $row!("w5", 5, 13),
+                $row!("w6", 6, 14),
+                $row!("w7", 7, 15),
+            )
+        };
+    }
+
     /// The `i32` accumulators of eight rows by two tokens: the four lanes of `acc[t][r]` sum to the dot product
     /// of row `r` (`cols` bytes at `w[r]`) and token `t` (`cols` bytes at `x[t]`).
     ///
@@ -666,62 +721,35 @@ pub(super) mod tiles {
         // a copy, advanced by the post-indexed loads); `ld1` and `ldr` need no alignment here. The asm writes only
         // the registers it declares, touches no stack and no memory but those loads.
         unsafe {
-            core::arch::asm!(
-                "movi v0.4s, #0", "movi v1.4s, #0", "movi v2.4s, #0", "movi v3.4s, #0",
-                "movi v4.4s, #0", "movi v5.4s, #0", "movi v6.4s, #0", "movi v7.4s, #0",
-                "movi v8.4s, #0", "movi v9.4s, #0", "movi v10.4s, #0", "movi v11.4s, #0",
-                "movi v12.4s, #0", "movi v13.4s, #0", "movi v14.4s, #0", "movi v15.4s, #0",
-                "cbz {n64}, 3f",
-                "2:",
-                "ld1 {{v16.16b, v17.16b, v18.16b, v19.16b}}, [{x0}], #64",
-                "ld1 {{v20.16b, v21.16b, v22.16b, v23.16b}}, [{x1}], #64",
-                mull_row64!("w0", 0, 8),
-                mull_row64!("w1", 1, 9),
-                mull_row64!("w2", 2, 10),
-                mull_row64!("w3", 3, 11),
-                mull_row64!("w4", 4, 12),
-                mull_row64!("w5", 5, 13),
-                mull_row64!("w6", 6, 14),
-                mull_row64!("w7", 7, 15),
-                "subs {n64}, {n64}, #1",
-                "b.ne 2b",
-                "3:",
-                "cbz {n16}, 5f",
-                "4:",
-                "ldr q16, [{x0}], #16",
-                "ldr q20, [{x1}], #16",
-                mull_row16!("w0", 0, 8),
-                mull_row16!("w1", 1, 9),
-                mull_row16!("w2", 2, 10),
-                mull_row16!("w3", 3, 11),
-                mull_row16!("w4", 4, 12),
-                mull_row16!("w5", 5, 13),
-                mull_row16!("w6", 6, 14),
-                mull_row16!("w7", 7, 15),
-                "subs {n16}, {n16}, #1",
-                "b.ne 4b",
-                "5:",
+            rows8_asm!(
+                w,
+                [
+                    zero_accumulators!(),
+                    "cbz {n64}, 3f",
+                    "2:",
+                    "ld1 {{v16.16b, v17.16b, v18.16b, v19.16b}}, [{x0}], #64",
+                    "ld1 {{v20.16b, v21.16b, v22.16b, v23.16b}}, [{x1}], #64",
+                    mull_rows!(mull_row64),
+                    "subs {n64}, {n64}, #1",
+                    "b.ne 2b",
+                    "3:",
+                    "cbz {n16}, 5f",
+                    "4:",
+                    "ldr q16, [{x0}], #16",
+                    "ldr q20, [{x1}], #16",
+                    mull_rows!(mull_row16),
+                    "subs {n16}, {n16}, #1",
+                    "b.ne 4b",
+                    "5:",
+                ],
                 n64 = inout(reg) cols / 64 => _,
                 n16 = inout(reg) cols % 64 / 16 => _,
                 x0 = inout(reg) x[0] => _,
                 x1 = inout(reg) x[1] => _,
-                w0 = inout(reg) w[0] => _,
-                w1 = inout(reg) w[1] => _,
-                w2 = inout(reg) w[2] => _,
-                w3 = inout(reg) w[3] => _,
-                w4 = inout(reg) w[4] => _,
-                w5 = inout(reg) w[5] => _,
-                w6 = inout(reg) w[6] => _,
-                w7 = inout(reg) w[7] => _,
                 out("v0") acc[0][0], out("v1") acc[0][1], out("v2") acc[0][2], out("v3") acc[0][3],
                 out("v4") acc[0][4], out("v5") acc[0][5], out("v6") acc[0][6], out("v7") acc[0][7],
                 out("v8") acc[1][0], out("v9") acc[1][1], out("v10") acc[1][2], out("v11") acc[1][3],
                 out("v12") acc[1][4], out("v13") acc[1][5], out("v14") acc[1][6], out("v15") acc[1][7],
-                out("v16") _, out("v17") _, out("v18") _, out("v19") _,
-                out("v20") _, out("v21") _, out("v22") _, out("v23") _,
-                out("v24") _, out("v25") _, out("v26") _, out("v27") _,
-                out("v28") _, out("v29") _, out("v30") _, out("v31") _,
-                options(nostack, readonly),
             );
         }
         acc
@@ -854,42 +882,29 @@ pub(super) mod tiles {
         // alignment is needed. The asm writes only the registers it declares and touches no stack. `sdot` is
         // there: this is compiled only with the `dotprod` target feature.
         unsafe {
-            core::arch::asm!(
-                "movi v0.4s, #0", "movi v1.4s, #0", "movi v2.4s, #0", "movi v3.4s, #0",
-                "movi v4.4s, #0", "movi v5.4s, #0", "movi v6.4s, #0", "movi v7.4s, #0",
-                "movi v8.4s, #0", "movi v9.4s, #0", "movi v10.4s, #0", "movi v11.4s, #0",
-                "movi v12.4s, #0", "movi v13.4s, #0", "movi v14.4s, #0", "movi v15.4s, #0",
-                "cbz {n}, 3f",
-                "2:",
-                sdot_step!(),
-                sdot_step!(),
-                "subs {n}, {n}, #1",
-                "b.ne 2b",
-                "3:",
-                "cbz {odd}, 4f",
-                sdot_step!(),
-                "4:",
+            rows8_asm!(
+                w,
+                [
+                    zero_accumulators!(),
+                    "cbz {n}, 3f",
+                    "2:",
+                    sdot_step!(),
+                    sdot_step!(),
+                    "subs {n}, {n}, #1",
+                    "b.ne 2b",
+                    "3:",
+                    "cbz {odd}, 4f",
+                    sdot_step!(),
+                    "4:",
+                ],
                 n = inout(reg) cols / 32 => _,
                 odd = in(reg) cols / 16 % 2,
                 x0 = inout(reg) x[0] => _,
                 x1 = inout(reg) x[1] => _,
-                w0 = inout(reg) w[0] => _,
-                w1 = inout(reg) w[1] => _,
-                w2 = inout(reg) w[2] => _,
-                w3 = inout(reg) w[3] => _,
-                w4 = inout(reg) w[4] => _,
-                w5 = inout(reg) w[5] => _,
-                w6 = inout(reg) w[6] => _,
-                w7 = inout(reg) w[7] => _,
                 out("v0") acc[0][0], out("v1") acc[0][1], out("v2") acc[0][2], out("v3") acc[0][3],
                 out("v4") acc[0][4], out("v5") acc[0][5], out("v6") acc[0][6], out("v7") acc[0][7],
                 out("v8") acc[1][0], out("v9") acc[1][1], out("v10") acc[1][2], out("v11") acc[1][3],
                 out("v12") acc[1][4], out("v13") acc[1][5], out("v14") acc[1][6], out("v15") acc[1][7],
-                out("v16") _, out("v17") _, out("v18") _, out("v19") _,
-                out("v20") _, out("v21") _, out("v22") _, out("v23") _,
-                out("v24") _, out("v25") _, out("v26") _, out("v27") _,
-                out("v28") _, out("v29") _, out("v30") _, out("v31") _,
-                options(nostack, readonly),
             );
         }
         acc
@@ -907,37 +922,28 @@ pub(super) mod tiles {
         let mut acc = [unsafe { vdupq_n_s32(0) }; 8];
         // SAFETY: as in `sdot_tile`, for one activation pointer.
         unsafe {
-            core::arch::asm!(
-                "movi v0.4s, #0", "movi v1.4s, #0", "movi v2.4s, #0", "movi v3.4s, #0",
-                "movi v4.4s, #0", "movi v5.4s, #0", "movi v6.4s, #0", "movi v7.4s, #0",
-                "2:",
-                "ld1 {{v16.16b, v17.16b, v18.16b, v19.16b}}, [{x0}], #64",
-                sdot_row1!("w0", 24, 0),
-                sdot_row1!("w1", 25, 1),
-                sdot_row1!("w2", 26, 2),
-                sdot_row1!("w3", 27, 3),
-                sdot_row1!("w4", 28, 4),
-                sdot_row1!("w5", 29, 5),
-                sdot_row1!("w6", 30, 6),
-                sdot_row1!("w7", 31, 7),
-                "subs {n}, {n}, #1",
-                "b.ne 2b",
+            rows8_asm!(
+                w,
+                [
+                    "movi v0.4s, #0", "movi v1.4s, #0", "movi v2.4s, #0", "movi v3.4s, #0",
+                    "movi v4.4s, #0", "movi v5.4s, #0", "movi v6.4s, #0", "movi v7.4s, #0",
+                    "2:",
+                    "ld1 {{v16.16b, v17.16b, v18.16b, v19.16b}}, [{x0}], #64",
+                    sdot_row1!("w0", 24, 0),
+                    sdot_row1!("w1", 25, 1),
+                    sdot_row1!("w2", 26, 2),
+                    sdot_row1!("w3", 27, 3),
+                    sdot_row1!("w4", 28, 4),
+                    sdot_row1!("w5", 29, 5),
+                    sdot_row1!("w6", 30, 6),
+                    sdot_row1!("w7", 31, 7),
+                    "subs {n}, {n}, #1",
+                    "b.ne 2b",
+                ],
                 n = inout(reg) cols / 16 => _,
                 x0 = inout(reg) x => _,
-                w0 = inout(reg) w[0] => _,
-                w1 = inout(reg) w[1] => _,
-                w2 = inout(reg) w[2] => _,
-                w3 = inout(reg) w[3] => _,
-                w4 = inout(reg) w[4] => _,
-                w5 = inout(reg) w[5] => _,
-                w6 = inout(reg) w[6] => _,
-                w7 = inout(reg) w[7] => _,
                 out("v0") acc[0], out("v1") acc[1], out("v2") acc[2], out("v3") acc[3],
                 out("v4") acc[4], out("v5") acc[5], out("v6") acc[6], out("v7") acc[7],
-                out("v16") _, out("v17") _, out("v18") _, out("v19") _,
-                out("v24") _, out("v25") _, out("v26") _, out("v27") _,
-                out("v28") _, out("v29") _, out("v30") _, out("v31") _,
-                options(nostack, readonly),
             );
         }
         acc
