@@ -169,3 +169,25 @@ pub fn gemv_i8_blocks_dsp(
 pub use gemv_i8_blocks_dsp as gemv_i8_blocks;
 /// The kernel [`super::gemv_i8_i32`] dispatches to with `arm-dsp`.
 pub use gemv_i8_i32_dsp as gemv_i8_i32;
+
+/// The Cortex-M DSP backend ([`super::Active`] with `arm-dsp` alone): `SMLAD` GEMVs.
+pub struct Dsp;
+
+impl super::Kernels for Dsp {
+    #[inline]
+    fn gemv_i8_i32(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
+        gemv_i8_i32(w, cols, x, out)
+    }
+
+    #[inline]
+    fn gemv_i8_blocks(
+        w: &[i8],
+        cols: usize,
+        x: &[i8],
+        block: usize,
+        x_scales: &[f32],
+        out: &mut [f32],
+    ) {
+        gemv_i8_blocks(w, cols, x, block, x_scales, out)
+    }
+}

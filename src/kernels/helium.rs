@@ -117,3 +117,25 @@ pub fn gemv_i8_blocks_helium(
 pub use gemv_i8_blocks_helium as gemv_i8_blocks;
 /// The kernel [`super::gemv_i8_i32`] dispatches to with `arm-helium`.
 pub use gemv_i8_i32_helium as gemv_i8_i32;
+
+/// The Helium backend ([`super::Active`] with `arm-helium`): `VMLADAV` GEMVs.
+pub struct Helium;
+
+impl super::Kernels for Helium {
+    #[inline]
+    fn gemv_i8_i32(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
+        gemv_i8_i32(w, cols, x, out)
+    }
+
+    #[inline]
+    fn gemv_i8_blocks(
+        w: &[i8],
+        cols: usize,
+        x: &[i8],
+        block: usize,
+        x_scales: &[f32],
+        out: &mut [f32],
+    ) {
+        gemv_i8_blocks(w, cols, x, block, x_scales, out)
+    }
+}

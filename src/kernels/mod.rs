@@ -1,5 +1,29 @@
-//! Compute kernels. `reference` is the specification; optimised variants for a target are chosen at build time
-//! with `#[cfg(target_arch / target_feature)]` and must agree with it exactly (integer kernels bit for bit).
+//! Compute kernels. `reference` is the specification; every optimised variant must agree with it exactly (integer
+//! kernels bit for bit).
+//!
+//! # Backends and the one place that picks them
+//!
+//! Each backend is one file that exports the same kernels as an implementation of [`Kernels`]:
+//! [`reference`](mod@reference) (plain loops, every method's default), `x86` (AVX2 and AVX-512 VNNI), `neon`
+//! (AArch64, with or without `dotprod`, and 32-bit ARM with `arm-neon`), `dsp` (Cortex-M `arm-dsp`) and `helium`
+//! (Cortex-M `arm-helium`). A backend overrides the methods it has a kernel for; the others stay the reference.
+//!
+//! [`Active`] is the backend this build runs, registered once per target below (at build time: the target and
+//! its features). Within a backend, the instruction-set level is [`simd::isa`]'s: fixed at build time without
+//! `std`, detected once at run time under `std` on x86-64 (AVX2, AVX-512, AVX-512 VNNI). The public functions
+//! of this module call [`Active`]; code outside `kernels/` never tests CPU features itself, and runs its own
+//! element-wise loops for the detected level through [`simd::vectorized`].
+//!
+//! Adding a kernel for a new target takes:
+//! 1. one file, `kernels/<target>.rs`, with a unit struct and `impl Kernels` overriding what it speeds up;
+//! 2. one registration: its `mod` line and its `pub type Active` line below (plus its [`simd::Isa`] level where
+//!    the level is new);
+//! 3. the existing test harness: a `gemv_i8_i32_frame_tests!` line in `kernels/tests.rs`, which checks it bit for
+//!    bit against the reference (the `dispatch` harness already runs whatever [`Active`] is).
+//!
+//! The multi-token GEMM's prepared activations ([`GemmInput`]: packed for AVX-512 VNNI on x86-64, for `sdot` on
+//! AArch64) are the one part still chosen with `cfg` in this file, since their layout is part of the type; the
+//! x86-64 choice among them is [`simd::isa`]'s as well.
 
 pub mod attention;
 #[cfg(any(
@@ -22,6 +46,7 @@ pub mod neon;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon_rows;
 pub mod reference;
+pub mod simd;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "x86_64")]
@@ -29,14 +54,151 @@ pub mod x86;
 
 pub use reference::{dot_f32, gemv_u8_i8_i32, layer_norm_f32, masked_softmax_f32};
 
+// ---------------------------------------------------------------------------------------------------------------
+// The backend registry
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The backend this build runs (see the module documentation). On 32-bit ARM with several `arm-*` features, the
+/// first of Helium, NEON and DSP.
+#[cfg(target_arch = "x86_64")]
+pub type Active = x86::X86;
+/// The backend this build runs (see the module documentation).
+#[cfg(target_arch = "aarch64")]
+pub type Active = neon::Neon;
+/// The backend this build runs (see the module documentation).
+#[cfg(all(target_arch = "arm", feature = "arm-helium"))]
+pub type Active = helium::Helium;
+/// The backend this build runs (see the module documentation).
+#[cfg(all(target_arch = "arm", feature = "arm-neon", not(feature = "arm-helium")))]
+pub type Active = neon::Neon;
+/// The backend this build runs (see the module documentation).
+#[cfg(all(
+    target_arch = "arm",
+    feature = "arm-dsp",
+    not(any(feature = "arm-helium", feature = "arm-neon"))
+))]
+pub type Active = dsp::Dsp;
+/// The backend this build runs (see the module documentation): the reference.
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    all(
+        target_arch = "arm",
+        any(feature = "arm-neon", feature = "arm-dsp", feature = "arm-helium")
+    )
+)))]
+pub type Active = reference::Reference;
+
+/// The kernels a backend provides, under the same names on every target. Each default is the reference (or, for
+/// the partial kernels, "nothing done"); a backend overrides what it has a faster kernel for. Every method must
+/// give the reference's results bit for bit.
+pub trait Kernels {
+    /// [`reference::gemv_i8_i32`].
+    #[inline(always)]
+    fn gemv_i8_i32(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
+        reference::gemv_i8_i32(w, cols, x, out)
+    }
+
+    /// [`reference::gemv_i8_blocks_f32`].
+    #[inline(always)]
+    fn gemv_i8_blocks(
+        w: &[i8],
+        cols: usize,
+        x: &[i8],
+        block: usize,
+        x_scales: &[f32],
+        out: &mut [f32],
+    ) {
+        reference::gemv_i8_blocks_f32(w, cols, x, block, x_scales, out)
+    }
+
+    /// [`reference::gemv_i16_i32`].
+    #[inline(always)]
+    fn gemv_i16_i32(w: &[i16], cols: usize, x: &[i16], out: &mut [i32]) {
+        reference::gemv_i16_i32(w, cols, x, out)
+    }
+
+    /// [`reference::gemm_i16_i32`].
+    #[inline(always)]
+    fn gemm_i16_i32(
+        w: &[i16],
+        cols: usize,
+        rows: usize,
+        x: &[i16],
+        queries: usize,
+        out: &mut [i32],
+        stride: usize,
+    ) {
+        reference::gemm_i16_i32(w, cols, rows, x, queries, out, stride)
+    }
+
+    /// [`reference::gemm_i8_i32`] for `w` holding no -128, for the `queries` whole rows of `x`: by default
+    /// [`Self::gemv_i8_i32`] query by query.
+    #[inline(always)]
+    fn gemm_i8_i32(
+        w: &[i8],
+        cols: usize,
+        rows: usize,
+        x: &[i8],
+        queries: usize,
+        out: &mut [i32],
+        stride: usize,
+    ) {
+        for (i, o) in out.chunks_mut(stride.max(1)).take(queries).enumerate() {
+            let xi = x.get(i.saturating_mul(cols)..).unwrap_or(&[]);
+            let n = rows.min(o.len());
+            Self::gemv_i8_i32(w, cols, &xi[..cols.min(xi.len())], &mut o[..n]);
+        }
+    }
+
+    /// [`reference::gemm_t_i8_f32`] for a leading part of the tokens and outputs: returns `(tokens, outputs)`
+    /// done, outputs `0..outputs` of tokens `0..tokens` ([`gemm_t_i8_f32`] does the rest). By default none.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn gemm_t_i8_f32_part(
+        wt: &[i8],
+        h: usize,
+        x: &[f32],
+        e: usize,
+        tokens: usize,
+        scales: &[f32],
+        bias: &[f32],
+        y: &mut [f32],
+    ) -> (usize, usize) {
+        let _ = (wt, h, x, e, tokens, scales, bias, y);
+        (0, 0)
+    }
+
+    /// Tiles of several tokens for [`gemm_i8_blocks`]'s row chunks: `out[t * stride + r]` for `r < rows` and the
+    /// leading tokens `t` it returns the number of, equal to [`Self::gemv_i8_blocks`] token by token. By default
+    /// none.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn gemm_tiles(
+        w: &[i8],
+        cols: usize,
+        rows: usize,
+        x: &[i8],
+        block: usize,
+        scales: &[f32],
+        tokens: usize,
+        out: &mut [f32],
+        stride: usize,
+    ) -> usize {
+        let _ = (w, cols, rows, x, block, scales, tokens, out, stride);
+        0
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The kernels the model calls
+// ---------------------------------------------------------------------------------------------------------------
+
 /// 16-bit matrix-vector product with wrapping `i32` accumulation (the attention scores): always equal to
 /// [`reference::gemv_i16_i32`]; NEON on AArch64, elsewhere the reference.
 #[inline]
-#[allow(unreachable_code)]
 pub fn gemv_i16_i32(w: &[i16], cols: usize, x: &[i16], out: &mut [i32]) {
-    #[cfg(target_arch = "aarch64")]
-    return neon::gemv_i16_i32(w, cols, x, out);
-    reference::gemv_i16_i32(w, cols, x, out)
+    Active::gemv_i16_i32(w, cols, x, out)
 }
 
 /// `mapping_in` on `tokens` `f32` embedding rows with its int8 values transposed: always equal to
@@ -54,10 +216,7 @@ pub fn gemm_t_i8_f32(
     bias: &[f32],
     y: &mut [f32],
 ) {
-    #[cfg(target_arch = "aarch64")]
-    let (done_tokens, done) = neon_rows::gemm_t_i8_f32(wt, h, x, e, tokens, scales, bias, y);
-    #[cfg(not(target_arch = "aarch64"))]
-    let (done_tokens, done) = (0, 0);
+    let (done_tokens, done) = Active::gemm_t_i8_f32_part(wt, h, x, e, tokens, scales, bias, y);
     // The outputs `done..h` of the tokens the vector form covered, then the other tokens whole.
     if done < h {
         let (scales, bias) = (
@@ -84,7 +243,6 @@ pub fn gemm_t_i8_f32(
 /// equal to [`reference::gemm_i16_i32`]; NEON tiles of four queries by four keys on AArch64, elsewhere the
 /// reference.
 #[inline]
-#[allow(unreachable_code)]
 pub fn gemm_i16_i32(
     w: &[i16],
     cols: usize,
@@ -94,35 +252,19 @@ pub fn gemm_i16_i32(
     out: &mut [i32],
     stride: usize,
 ) {
-    #[cfg(target_arch = "aarch64")]
-    return neon::gemm_i16_i32(w, cols, rows, x, queries, out, stride);
-    reference::gemm_i16_i32(w, cols, rows, x, queries, out, stride)
+    Active::gemm_i16_i32(w, cols, rows, x, queries, out, stride)
 }
 
 /// int8 matrix-vector product with `i32` accumulation: `out[r] = sum_c w[r * cols + c] * x[c]`.
-/// Dispatches to the best kernel compiled for this target; always equal to [`reference::gemv_i8_i32`].
+/// [`Active`]'s kernel; always equal to [`reference::gemv_i8_i32`].
 #[inline]
-#[allow(unreachable_code)] // with several kernels enabled, the first one compiled wins
 pub fn gemv_i8_i32(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
-    #[cfg(all(target_arch = "arm", feature = "arm-helium"))]
-    return helium::gemv_i8_i32(w, cols, x, out);
-    #[cfg(any(
-        target_arch = "aarch64",
-        all(target_arch = "arm", feature = "arm-neon")
-    ))]
-    return neon::gemv_i8_i32(w, cols, x, out);
-    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
-    return dsp::gemv_i8_i32(w, cols, x, out);
-    #[cfg(target_arch = "x86_64")]
-    return x86::gemv_i8_i32_avx2(w, cols, x, out);
-    #[allow(unreachable_code)]
-    reference::gemv_i8_i32(w, cols, x, out)
+    Active::gemv_i8_i32(w, cols, x, out)
 }
 
 /// Block-scaled int8 GEMV into `f32` (the engine's every linear layer): dispatches like [`gemv_i8_i32`]; always
 /// equal, bit for bit, to [`reference::gemv_i8_blocks_f32`].
 #[inline]
-#[allow(unreachable_code)] // with several kernels enabled, the first one compiled wins
 pub fn gemv_i8_blocks(
     w: &[i8],
     cols: usize,
@@ -131,19 +273,7 @@ pub fn gemv_i8_blocks(
     x_scales: &[f32],
     out: &mut [f32],
 ) {
-    #[cfg(all(target_arch = "arm", feature = "arm-helium"))]
-    return helium::gemv_i8_blocks(w, cols, x, block, x_scales, out);
-    #[cfg(any(
-        target_arch = "aarch64",
-        all(target_arch = "arm", feature = "arm-neon")
-    ))]
-    return neon::gemv_i8_blocks(w, cols, x, block, x_scales, out);
-    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
-    return dsp::gemv_i8_blocks(w, cols, x, block, x_scales, out);
-    #[cfg(target_arch = "x86_64")]
-    return x86::gemv_i8_blocks_x86(w, cols, x, block, x_scales, out);
-    #[allow(unreachable_code)]
-    reference::gemv_i8_blocks_f32(w, cols, x, block, x_scales, out)
+    Active::gemv_i8_blocks(w, cols, x, block, x_scales, out)
 }
 
 /// [`reference::gemv_u8_i8_i32`] through the int8 kernel: `x = x_off + 128` with `x_off` in `-128..=127` (the u8
@@ -181,14 +311,7 @@ pub fn gemm_u8_i8_i32_offset(
     stride: usize,
 ) {
     let queries = queries.min(x_off.len().checked_div(cols).unwrap_or(queries));
-    #[cfg(target_arch = "aarch64")]
-    neon::gemm_i8_i32(w, cols, rows, x_off, queries, out, stride);
-    #[cfg(not(target_arch = "aarch64"))]
-    for (i, o) in out.chunks_mut(stride.max(1)).take(queries).enumerate() {
-        let xi = x_off.get(i.saturating_mul(cols)..).unwrap_or(&[]);
-        let n = rows.min(o.len());
-        gemv_i8_i32(w, cols, &xi[..cols.min(xi.len())], &mut o[..n]);
-    }
+    Active::gemm_i8_i32(w, cols, rows, x_off, queries, out, stride);
     for o in out.chunks_mut(stride.max(1)).take(queries) {
         for (o, &s) in o.iter_mut().take(rows).zip(row_sums) {
             *o = o.wrapping_add(s.wrapping_mul(128));
@@ -448,9 +571,8 @@ pub fn gemm_i8_blocks_from(
     for r0 in (0..rows).step_by(chunk) {
         let rn = chunk.min(rows - r0);
         let wc = w.get(r0 * cols..).unwrap_or(&[]);
-        // AArch64: four tokens at a time while they last; the GEMV takes the rest.
-        #[cfg(target_arch = "aarch64")]
-        let done = neon::gemm_tiles(
+        // Tiles of several tokens while they last (AArch64: four); the GEMV takes the rest.
+        let done = Active::gemm_tiles(
             wc,
             cols,
             rn,
@@ -461,8 +583,6 @@ pub fn gemm_i8_blocks_from(
             &mut out[r0..],
             rows,
         );
-        #[cfg(not(target_arch = "aarch64"))]
-        let done = 0;
         for t in done..tokens {
             let xt = x.get(t * cols..).unwrap_or(&[]);
             let st = x_scales.get(t * nb..).unwrap_or(&[]);

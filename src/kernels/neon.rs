@@ -1813,6 +1813,94 @@ pub fn gemv_i8_blocks_armv7(
 // The best kernel compiled for this target
 // ---------------------------------------------------------------------------------------------------------------
 
+/// The NEON backend ([`super::Active`] on AArch64, and on 32-bit ARM with `arm-neon`): the best kernels compiled
+/// for this target; the 16-bit and multi-token kernels on AArch64 only.
+pub struct Neon;
+
+impl super::Kernels for Neon {
+    #[inline]
+    fn gemv_i8_i32(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
+        gemv_i8_i32(w, cols, x, out)
+    }
+
+    #[inline]
+    fn gemv_i8_blocks(
+        w: &[i8],
+        cols: usize,
+        x: &[i8],
+        block: usize,
+        x_scales: &[f32],
+        out: &mut [f32],
+    ) {
+        gemv_i8_blocks(w, cols, x, block, x_scales, out)
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[inline]
+    fn gemv_i16_i32(w: &[i16], cols: usize, x: &[i16], out: &mut [i32]) {
+        gemv_i16_i32(w, cols, x, out)
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[inline]
+    fn gemm_i16_i32(
+        w: &[i16],
+        cols: usize,
+        rows: usize,
+        x: &[i16],
+        queries: usize,
+        out: &mut [i32],
+        stride: usize,
+    ) {
+        gemm_i16_i32(w, cols, rows, x, queries, out, stride)
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[inline]
+    fn gemm_i8_i32(
+        w: &[i8],
+        cols: usize,
+        rows: usize,
+        x: &[i8],
+        queries: usize,
+        out: &mut [i32],
+        stride: usize,
+    ) {
+        gemm_i8_i32(w, cols, rows, x, queries, out, stride)
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[inline(always)]
+    fn gemm_t_i8_f32_part(
+        wt: &[i8],
+        h: usize,
+        x: &[f32],
+        e: usize,
+        tokens: usize,
+        scales: &[f32],
+        bias: &[f32],
+        y: &mut [f32],
+    ) -> (usize, usize) {
+        super::neon_rows::gemm_t_i8_f32(wt, h, x, e, tokens, scales, bias, y)
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[inline]
+    fn gemm_tiles(
+        w: &[i8],
+        cols: usize,
+        rows: usize,
+        x: &[i8],
+        block: usize,
+        scales: &[f32],
+        tokens: usize,
+        out: &mut [f32],
+        stride: usize,
+    ) -> usize {
+        gemm_tiles(w, cols, rows, x, block, scales, tokens, out, stride)
+    }
+}
+
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 pub use gemv_i8_blocks_sdot as gemv_i8_blocks;
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]

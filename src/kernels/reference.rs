@@ -306,3 +306,9 @@ pub fn gemm_i8_blocks_f32(
         gemv_i8_blocks_f32(w, cols, xt, block, st, o);
     }
 }
+
+/// The reference backend: every [`Kernels`](super::Kernels) method's default, plain loops. [`super::Active`] on
+/// targets without an optimised backend.
+pub struct Reference;
+
+impl super::Kernels for Reference {}

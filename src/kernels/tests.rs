@@ -445,9 +445,17 @@ mod x86_vnni {
             super::super::x86::avx2_available(),
             super::super::x86::vnni_available(),
         );
-        std::println!("x86 kernels under test: AVX2 {avx2}, AVX-512 VNNI {vnni}");
+        std::println!(
+            "x86 kernels under test: AVX2 {avx2}, AVX-512 VNNI {vnni} ({:?})",
+            super::super::simd::isa()
+        );
         #[cfg(feature = "std")]
         assert_eq!(avx2, std::is_x86_feature_detected!("avx2"));
+        #[cfg(feature = "std")]
+        assert_eq!(
+            super::super::simd::isa().avx512(),
+            std::is_x86_feature_detected!("avx512f")
+        );
     }
 }
 
@@ -1253,4 +1261,34 @@ fn masked_softmax_rows_matches_the_reference() {
             "rows {rows} n {n} width {width} magnitude {mag}"
         );
     }
+}
+
+/// The instruction-set level is decided once and stays put, matches the build's own where it is fixed at build
+/// time, and the vectorised variants return what the closure computes.
+#[test]
+fn isa_is_stable_and_vectorized_runs_the_closure() {
+    use super::simd::{isa, vectorized, vectorized_256, Isa};
+    let level = isa();
+    assert_eq!(level, isa());
+    if !cfg!(all(target_arch = "x86_64", feature = "std")) {
+        assert_eq!(level, Isa::COMPILED);
+    }
+    let x: std::vec::Vec<f32> = (0..100).map(|i| i as f32 * 0.37 - 11.0).collect();
+    let plain: f32 = x.iter().map(|v| v * v).sum();
+    assert_eq!(
+        vectorized(
+            #[inline(always)]
+            || x.iter().map(|v| v * v).sum::<f32>()
+        )
+        .to_bits(),
+        plain.to_bits()
+    );
+    assert_eq!(
+        vectorized_256(
+            #[inline(always)]
+            || x.iter().map(|v| v * v).sum::<f32>()
+        )
+        .to_bits(),
+        plain.to_bits()
+    );
 }

@@ -1,8 +1,7 @@
 //! x86-64 AVX2 and AVX-512 VNNI int8 kernels, equal to [`reference`](mod@super::reference) bit for bit.
 //!
-//! AVX2 is detected at run time when the `std` feature is on (`is_x86_feature_detected!`, cached by std), and
-//! decided at compile time otherwise (`-C target-feature=+avx2` or `-C target-cpu=native`). Without AVX2 the
-//! reference runs.
+//! Which of them run is [`super::simd::isa`]'s decision (at run time with the `std` feature, at build time
+//! otherwise); without AVX2 the reference runs.
 //!
 //! # Exactness
 //!
@@ -15,25 +14,40 @@
 //!
 //! # Choosing the kernels
 //!
-//! With AVX-512 VNNI the VNNI kernels run, otherwise the AVX2 ones. Setting the environment variable
-//! `ALBERT_EDGE_X86=avx2` (read once, with the `std` feature) keeps the VNNI kernels off on a CPU that has them, so
-//! the AVX2 paths (what an AVX2-only CPU such as AMD Zen 3 runs) can be measured and tested there.
+//! With AVX-512 VNNI ([`Isa::Avx512Vnni`](super::simd::Isa::Avx512Vnni)) the VNNI kernels run, otherwise the
+//! AVX2 ones; `ALBERT_EDGE_X86=avx2` keeps the VNNI kernels off (see [`super::simd`]).
 
 #[cfg(target_arch = "x86_64")]
 use core::arch::x86_64::*;
 
 use super::reference;
 
-/// Whether the AVX2 kernel can run on this CPU.
+/// Whether the AVX2 kernels run ([`super::simd::isa`] has AVX2).
 #[inline]
 pub fn avx2_available() -> bool {
-    #[cfg(feature = "std")]
-    {
-        std::is_x86_feature_detected!("avx2")
+    super::simd::isa().avx2()
+}
+
+/// The x86-64 backend ([`super::Active`] there): the AVX-512 VNNI or AVX2 kernels, as [`super::simd::isa`]
+/// decides, the reference without AVX2.
+pub struct X86;
+
+impl super::Kernels for X86 {
+    #[inline]
+    fn gemv_i8_i32(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
+        gemv_i8_i32_avx2(w, cols, x, out)
     }
-    #[cfg(not(feature = "std"))]
-    {
-        cfg!(target_feature = "avx2")
+
+    #[inline]
+    fn gemv_i8_blocks(
+        w: &[i8],
+        cols: usize,
+        x: &[i8],
+        block: usize,
+        x_scales: &[f32],
+        out: &mut [f32],
+    ) {
+        gemv_i8_blocks_x86(w, cols, x, block, x_scales, out)
     }
 }
 
@@ -177,34 +191,11 @@ fn blocks_driver(
     }
 }
 
-/// Whether the AVX-512 VNNI kernels may run at all: not where `ALBERT_EDGE_X86=avx2` (read once) asks for the
-/// AVX2 kernels only.
-#[cfg(feature = "std")]
-fn vnni_allowed() -> bool {
-    static AVX2_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    !*AVX2_ONLY.get_or_init(|| std::env::var_os("ALBERT_EDGE_X86").is_some_and(|v| v == "avx2"))
-}
-
-/// Whether the AVX-512 VNNI block kernel can run on this CPU (`vpdpbusd` on 256-bit registers needs AVX-512 VNNI
-/// and VL; Intel Ice Lake and later, AMD Zen 4 and later). Detected at run time with `std`, at compile time
-/// otherwise.
+/// Whether the AVX-512 VNNI block kernel runs (`vpdpbusd` on 256-bit registers needs AVX-512 VNNI and VL):
+/// [`super::simd::isa`] is [`Isa::Avx512Vnni`](super::simd::Isa::Avx512Vnni).
 #[inline]
 pub fn vnni_available() -> bool {
-    #[cfg(feature = "std")]
-    {
-        vnni_allowed()
-            && std::is_x86_feature_detected!("avx512vnni")
-            && std::is_x86_feature_detected!("avx512vl")
-            && std::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(feature = "std"))]
-    {
-        cfg!(all(
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl",
-            target_feature = "avx2"
-        ))
-    }
+    super::simd::isa().avx512_vnni()
 }
 
 /// [`blocks4_avx2`] with `vpdpbusd`, 32 columns per step. `vpdpbusd` multiplies unsigned by signed bytes, so `x`
@@ -614,22 +605,11 @@ pub const fn gemm_workspace_words(tokens: usize, cols: usize, block: usize) -> u
     16 * tokens.div_ceil(16) * (cols.div_ceil(4) + cols.div_ceil(block))
 }
 
-/// Whether the AVX-512 VNNI GEMM can run on this CPU (AVX-512 F and VNNI on 512-bit registers).
+/// Whether the AVX-512 VNNI GEMM runs (AVX-512 F and VNNI on 512-bit registers): [`super::simd::isa`] is
+/// [`Isa::Avx512Vnni`](super::simd::Isa::Avx512Vnni).
 #[inline]
 pub fn vnni512_available() -> bool {
-    #[cfg(feature = "std")]
-    {
-        vnni_allowed()
-            && std::is_x86_feature_detected!("avx512f")
-            && std::is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(feature = "std"))]
-    {
-        cfg!(all(
-            target_feature = "avx512f",
-            target_feature = "avx512vnni"
-        ))
-    }
+    super::simd::isa().avx512_vnni()
 }
 
 /// Packs `x` (`tokens` rows of `cols`) and its block scales for `gemm_packed_vnni` into `work`; returns whether

@@ -79,22 +79,12 @@ impl<'a> Embeddings<'a> {
     /// With `s.mapping_t` (the speed arena: `mapping_in`'s int8 values transposed, see [`Self::prepare_mapping_t`])
     /// the projection runs one input column at a time over all H rows ([`kernels::gemv_t_i8_f32`]), which
     /// vectorises across rows; each row's sum still adds the same products in the same order from 0.0, so the bits
-    /// are [`linear_f32`]'s. On x86-64 with
-    /// `std` it is compiled for AVX2 as well and chosen at run time.
+    /// are [`linear_f32`]'s. It runs through [`kernels::simd::vectorized_256`] (AVX2 on x86-64 hosts that have it).
     pub(crate) fn forward_i8(&self, inputs: &Inputs, s: &mut Int8Scratch) {
-        #[cfg(all(target_arch = "x86_64", feature = "std"))]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { self.forward_i8_avx2(inputs, s) };
-        }
-        self.forward_i8_body(inputs, s)
-    }
-
-    /// [`Self::forward_i8_body`] compiled with AVX2 enabled. Safety: the CPU must have AVX2.
-    #[cfg(all(target_arch = "x86_64", feature = "std"))]
-    #[target_feature(enable = "avx2")]
-    unsafe fn forward_i8_avx2(&self, inputs: &Inputs, s: &mut Int8Scratch) {
-        self.forward_i8_body(inputs, s)
+        kernels::simd::vectorized_256(
+            #[inline(always)]
+            || self.forward_i8_body(inputs, s),
+        )
     }
 
     #[inline(always)]

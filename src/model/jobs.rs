@@ -6,33 +6,18 @@ use crate::config::Activation;
 use crate::parallel::{self, split_rows, Parallel, TokenRows};
 use crate::{kernels, math, quant};
 
-/// `TokenWork<$rows>` for a type with an `#[inline(always)] fn body(&self, $rows)`: compiled again with AVX-512
-/// and with AVX2 on x86-64 hosts and chosen at run time, like the layer step (`Layer::forward_i8`), so that jobs
-/// run vectorised loops on any thread. The same IEEE operations in the same order per element in every variant
-/// (Rust never fuses or reassociates floating-point arithmetic), so the same bits.
+/// `TokenWork<$rows>` for a type with an `#[inline(always)] fn body(&self, $rows)`, run through
+/// [`kernels::simd::vectorized`]: compiled for the widest vectors the CPU has (AVX-512 or AVX2 on x86-64 hosts),
+/// like the layer step (`Layer::forward_i8`), so that jobs run vectorised loops on any thread. The same bits in
+/// every variant.
 macro_rules! token_work {
     ($t:ty, $rows:ident) => {
         impl<'r> $crate::parallel::TokenWork<$rows<'r>> for $t {
             fn run(&self, rows: $rows<'r>) {
-                #[cfg(all(target_arch = "x86_64", feature = "std"))]
-                if std::is_x86_feature_detected!("avx512f") {
-                    #[target_feature(enable = "avx512f,avx2")]
-                    unsafe fn avx512(work: &$t, rows: $rows<'_>) {
-                        work.body(rows)
-                    }
-                    // SAFETY: the CPU has AVX-512F (checked just above).
-                    return unsafe { avx512(self, rows) };
-                }
-                #[cfg(all(target_arch = "x86_64", feature = "std"))]
-                if std::is_x86_feature_detected!("avx2") {
-                    #[target_feature(enable = "avx2")]
-                    unsafe fn avx2(work: &$t, rows: $rows<'_>) {
-                        work.body(rows)
-                    }
-                    // SAFETY: the CPU has AVX2 (checked just above).
-                    return unsafe { avx2(self, rows) };
-                }
-                self.body(rows)
+                $crate::kernels::simd::vectorized(
+                    #[inline(always)]
+                    || self.body(rows),
+                )
             }
         }
     };

@@ -11,7 +11,7 @@ use super::Inputs;
 use crate::kernels::attention::{Keys, Values};
 use crate::kernels::GemmInput;
 use crate::parallel::{self, Parallel};
-use crate::{math, quant};
+use crate::{kernels, math, quant};
 
 impl Layer<'_> {
     /// One application of the layer to `s.hidden` (seq, H, `f32`: the residual stream), in place, for the first
@@ -20,26 +20,14 @@ impl Layer<'_> {
     /// The last application needs only `[CLS]`, the one token the pooler reads; each token's output depends only
     /// on its own query and on every token's K and V, so `[CLS]` comes out the same bits either way.
     ///
-    /// On x86-64 with `std`, the whole step is also compiled for AVX2 and chosen at run time when the CPU has it:
-    /// the compiler then vectorises the element-wise loops (softmax, quantisation, LayerNorm, GELU, the 16-bit
-    /// scores) 8 lanes wide instead of 4. Same IEEE operations in the same order per element (Rust never fuses or
-    /// reassociates floating-point arithmetic), so the same bits.
+    /// The whole step runs through [`kernels::simd::vectorized_256`]: on x86-64 with `std` it is compiled for
+    /// AVX2 where the CPU has it, so the compiler vectorises the element-wise loops (softmax, quantisation,
+    /// LayerNorm, GELU, the 16-bit scores) 8 lanes wide instead of 4, with the same bits.
     pub(crate) fn forward_i8(&self, inputs: &Inputs, s: &mut Int8Scratch, outputs: usize) {
-        #[cfg(all(target_arch = "x86_64", feature = "std"))]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { self.forward_i8_avx2(inputs, s, outputs) };
-        }
-        self.forward_i8_body(inputs, s, outputs)
-    }
-
-    /// [`Self::forward_i8_body`] compiled with AVX2 enabled.
-    ///
-    /// Safety: the CPU must have AVX2.
-    #[cfg(all(target_arch = "x86_64", feature = "std"))]
-    #[target_feature(enable = "avx2")]
-    unsafe fn forward_i8_avx2(&self, inputs: &Inputs, s: &mut Int8Scratch, outputs: usize) {
-        self.forward_i8_body(inputs, s, outputs)
+        kernels::simd::vectorized_256(
+            #[inline(always)]
+            || self.forward_i8_body(inputs, s, outputs),
+        )
     }
 
     #[inline(always)]

@@ -86,16 +86,18 @@ fn parse_args() -> Result<Options, String> {
     Ok(o)
 }
 
-/// Which `gemv_i8_i32` kernel albert-edge compiled in for this build (its choice is made at compile time).
+/// Which int8 kernels albert-edge runs here (fixed at build time on ARM, detected once on x86-64).
 fn kernel() -> &'static str {
-    if cfg!(all(target_arch = "aarch64", target_feature = "dotprod")) {
-        "NEON sdot (aarch64 + dotprod)"
-    } else if cfg!(target_arch = "aarch64") {
-        "NEON smull/sadalp (aarch64)"
-    } else if cfg!(all(target_arch = "arm", feature = "arm-neon")) {
-        "NEON vmull/vpadal (armv7)"
-    } else {
-        "reference (portable Rust)"
+    use albert_edge::kernels::simd::{isa, Isa};
+    match isa() {
+        Isa::NeonDot => "NEON sdot (aarch64 + dotprod)",
+        Isa::Neon if cfg!(target_arch = "aarch64") => "NEON smull/sadalp (aarch64)",
+        Isa::Neon => "NEON vmull/vpadal (armv7)",
+        Isa::Avx512Vnni => "AVX-512 VNNI (x86-64)",
+        Isa::Avx512 | Isa::Avx2 => "AVX2 (x86-64)",
+        Isa::Dsp => "Cortex-M DSP",
+        Isa::Helium => "Helium",
+        Isa::Reference => "reference (portable Rust)",
     }
 }
 

@@ -151,27 +151,11 @@ fn cholesky_panel(
     done: &[f64],
     g: &impl Fn(usize, usize) -> f64,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked just above).
-        unsafe { cholesky_panel_avx2(rows, n, first, cols, done, g) };
-        return;
-    }
-    cholesky_panel_portable(rows, n, first, cols, done, g);
-}
-
-/// [`cholesky_panel`] compiled for AVX2: the same operations (no FMA), wider registers.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn cholesky_panel_avx2(
-    rows: &mut [f64],
-    n: usize,
-    first: usize,
-    cols: std::ops::Range<usize>,
-    done: &[f64],
-    g: &impl Fn(usize, usize) -> f64,
-) {
-    cholesky_panel_portable(rows, n, first, cols, done, g);
+    // Compiled for AVX2 where the CPU has it: the same operations (no FMA), wider registers.
+    albert_edge::kernels::simd::vectorized_256(
+        #[inline(always)]
+        || cholesky_panel_portable(rows, n, first, cols, done, g),
+    )
 }
 
 #[inline(always)]
@@ -513,38 +497,14 @@ fn gptq_rows(
     loss: &mut [f64],
     worst: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked just above).
-        return unsafe {
-            gptq_rows_avx2(
+    // Compiled for AVX2 where the CPU has it: the same operations (no FMA), wider registers.
+    albert_edge::kernels::simd::vectorized_256(
+        #[inline(always)]
+        || {
+            gptq_rows_portable(
                 w, cols, nfree, scales, m, inv_diag, q, free_out, loss, worst,
             )
-        };
-    }
-    gptq_rows_portable(
-        w, cols, nfree, scales, m, inv_diag, q, free_out, loss, worst,
-    )
-}
-
-/// [`gptq_rows`] compiled for AVX2: the same operations (no FMA), wider registers.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn gptq_rows_avx2(
-    w: &[f32],
-    cols: usize,
-    nfree: usize,
-    scales: &[f32],
-    m: &[f64],
-    inv_diag: &[f64],
-    q: &mut [i8],
-    free_out: &mut [f32],
-    loss: &mut [f64],
-    worst: &mut [f32],
-) {
-    gptq_rows_portable(
-        w, cols, nfree, scales, m, inv_diag, q, free_out, loss, worst,
+        },
     )
 }
 
