@@ -1,7 +1,7 @@
 //! ALBERT's factorised embeddings: word + token type + position (width E), LayerNorm, then the E→H projection
 //! (`encoder.embedding_hidden_mapping_in`).
 
-use super::linear::{add_side, as_f32, linear_f32};
+use super::linear::{add_side, as_f32, linear_f32, F32Linear};
 use super::observer::{Observer, Site};
 use super::plan::Int8Scratch;
 use super::Inputs;
@@ -51,25 +51,30 @@ impl<'a> Embeddings<'a> {
         layer_norm_f32(e, self.ln_weight, self.ln_bias, self.eps);
     }
 
-    /// f32 reference: `hidden` (seq, H) from the inputs; `row`, `row2` are scratch of at least E.
-    pub(crate) fn forward_f32(
+    /// f32 reference: `hidden` (seq, H) from the inputs; `rows` is scratch of at least (seq, E), `tmp` of E. The
+    /// projection is one `lin` call over every token's embedding row.
+    pub(crate) fn forward_f32<L: F32Linear + ?Sized>(
         &self,
         inputs: &Inputs,
         hidden: &mut [f32],
-        row: &mut [f32],
-        row2: &mut [f32],
+        rows: &mut [f32],
+        tmp: &mut [f32],
         obs: &mut impl Observer,
+        lin: &mut L,
     ) {
-        let (e, h) = (self.word.cols, self.mapping_in.rows);
-        for (t, out) in hidden
-            .chunks_exact_mut(h)
-            .take(inputs.input_ids.len())
-            .enumerate()
-        {
-            self.embed(inputs, t, &mut row[..e], &mut row2[..e]);
-            obs.linear_input(Site::MappingIn, 0, &row[..e]);
-            linear_f32(&self.mapping_in, 0, &row[..e], self.mapping_bias, out);
+        let (e, h, seq) = (self.word.cols, self.mapping_in.rows, inputs.input_ids.len());
+        let rows = &mut rows[..seq * e];
+        for (t, row) in rows.chunks_exact_mut(e).enumerate() {
+            self.embed(inputs, t, row, &mut tmp[..e]);
+            obs.linear_input(Site::MappingIn, 0, row);
         }
+        lin.linear(
+            Site::MappingIn,
+            &self.mapping_in,
+            self.mapping_bias,
+            rows,
+            &mut hidden[..seq * h],
+        );
     }
 
     /// int8 engine: fills the residual stream `s.hidden` (`f32`) for every token. The E-wide embedding row stays

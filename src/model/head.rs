@@ -1,6 +1,6 @@
 //! Pooler (dense + tanh on the `[CLS]` token) and classifier.
 
-use super::linear::{add_side, linear_f32, linear_i8};
+use super::linear::{add_side, linear_i8, F32Linear};
 use super::observer::{Observer, Site};
 use crate::format::{Matrix, Model};
 use crate::{math, quant};
@@ -26,20 +26,28 @@ impl<'a> Head<'a> {
         }
     }
 
-    /// f32 reference: `logits = classifier(tanh(pooler(cls)))`; `row` is scratch of at least H.
-    pub(crate) fn forward_f32(
+    /// f32 reference: `logits = classifier(tanh(pooler(cls)))`, each a one-token `lin` call; `row` is scratch of
+    /// at least H.
+    pub(crate) fn forward_f32<L: F32Linear + ?Sized>(
         &self,
         cls: &[f32],
         row: &mut [f32],
         logits: &mut [f32],
         obs: &mut impl Observer,
+        lin: &mut L,
     ) {
         let pooled = &mut row[..self.pooler.rows];
         obs.linear_input(Site::Pooler, 0, cls);
-        linear_f32(&self.pooler, 0, cls, self.pooler_bias, pooled);
+        lin.linear(Site::Pooler, &self.pooler, self.pooler_bias, cls, pooled);
         pooled.iter_mut().for_each(|x| *x = math::tanh(*x));
         obs.linear_input(Site::Classifier, 0, pooled);
-        linear_f32(&self.classifier, 0, pooled, self.classifier_bias, logits);
+        lin.linear(
+            Site::Classifier,
+            &self.classifier,
+            self.classifier_bias,
+            pooled,
+            logits,
+        );
     }
 
     /// int8 engine: `cls` is the `[CLS]` row of the residual stream (`f32`); each linear layer's input is

@@ -1,8 +1,9 @@
 //! The shared layer in `f32`: the host reference, which the converter calibrates on and tests measure the engine
-//! against. Weights are dequantised on the fly when the blob is int8.
+//! against. Each linear layer is one [`F32Linear`] call over the whole sequence (by default one matrix-vector
+//! product per token; int8 weights dequantised on the fly).
 
 use super::layer::Layer;
-use super::linear::linear_f32;
+use super::linear::F32Linear;
 use super::observer::{Observer, Site};
 use super::plan::F32Scratch;
 use super::weight_sums::Proj;
@@ -11,32 +12,34 @@ use crate::kernels::{dot_f32, layer_norm_f32, masked_softmax_f32};
 use crate::math;
 
 impl Layer<'_> {
-    /// One application of the layer to `s.hidden` (seq, H), in place; `obs` sees each linear's input (pass `pass`).
-    pub(crate) fn forward_f32(
+    /// One application of the layer to `s.hidden` (seq, H), in place; `obs` sees each linear's input (pass `pass`),
+    /// every token's row before `lin` computes that linear layer.
+    pub(crate) fn forward_f32<L: F32Linear + ?Sized>(
         &self,
         inputs: &Inputs,
         s: &mut F32Scratch,
         pass: usize,
         obs: &mut impl Observer,
+        lin: &mut L,
     ) {
         let seq = inputs.input_ids.len();
         let h = self.query.rows;
         let d = h / self.heads;
         let i_size = self.ffn.rows;
+        let hidden = &mut s.hidden[..seq * h];
 
-        for t in 0..seq {
-            let x = &s.hidden[t * h..(t + 1) * h];
+        for x in hidden.chunks_exact(h) {
             obs.linear_input(Site::Query, pass, x);
             obs.linear_input(Site::Key, pass, x);
             obs.linear_input(Site::Value, pass, x);
-            for (m, out) in [
-                (Proj::Query, &mut *s.q),
-                (Proj::Key, &mut *s.k),
-                (Proj::Value, &mut *s.v),
-            ] {
-                let (w, bias) = self.matrix(m);
-                linear_f32(w, 0, x, bias, &mut out[t * h..(t + 1) * h]);
-            }
+        }
+        for (m, site, out) in [
+            (Proj::Query, Site::Query, &mut *s.q),
+            (Proj::Key, Site::Key, &mut *s.k),
+            (Proj::Value, Site::Value, &mut *s.v),
+        ] {
+            let (w, bias) = self.matrix(m);
+            lin.linear(site, w, bias, hidden, &mut out[..seq * h]);
         }
 
         // Attention, head by head: softmax(q k^T / sqrt(d) + mask) v.
@@ -64,18 +67,14 @@ impl Layer<'_> {
             }
         }
 
-        // Dense, add & LayerNorm, token by token, in place.
-        for t in 0..seq {
-            let row = &mut s.row[..h];
-            obs.linear_input(Site::Dense, pass, &s.ctx[t * h..(t + 1) * h]);
-            linear_f32(
-                &self.dense,
-                0,
-                &s.ctx[t * h..(t + 1) * h],
-                self.dense_bias,
-                row,
-            );
-            let x = &mut s.hidden[t * h..(t + 1) * h];
+        // Dense (into `q`, free once attention is done), add & LayerNorm, in place.
+        let ctx = &s.ctx[..seq * h];
+        for x in ctx.chunks_exact(h) {
+            obs.linear_input(Site::Dense, pass, x);
+        }
+        let rows = &mut s.q[..seq * h];
+        lin.linear(Site::Dense, &self.dense, self.dense_bias, ctx, rows);
+        for (row, x) in rows.chunks_exact_mut(h).zip(hidden.chunks_exact_mut(h)) {
             row.iter_mut().zip(x.iter()).for_each(|(r, &x)| *r += x);
             layer_norm_f32(
                 row,
@@ -86,16 +85,24 @@ impl Layer<'_> {
             x.copy_from_slice(row);
         }
 
-        // FFN, add & LayerNorm, token by token, in place.
-        for t in 0..seq {
-            let x = &mut s.hidden[t * h..(t + 1) * h];
-            let inter = &mut s.inter[..i_size];
+        // FFN (seq, I), activation, FFN output (into `q`), add & LayerNorm, in place.
+        for x in hidden.chunks_exact(h) {
             obs.linear_input(Site::Ffn, pass, x);
-            linear_f32(&self.ffn, 0, x, self.ffn_bias, inter);
-            math::activate(self.act, inter);
-            obs.linear_input(Site::FfnOutput, pass, inter);
-            let row = &mut s.row[..h];
-            linear_f32(&self.ffn_output, 0, inter, self.ffn_output_bias, row);
+        }
+        let inter = &mut s.inter[..seq * i_size];
+        lin.linear(Site::Ffn, &self.ffn, self.ffn_bias, hidden, inter);
+        for row in inter.chunks_exact_mut(i_size) {
+            math::activate(self.act, row);
+            obs.linear_input(Site::FfnOutput, pass, row);
+        }
+        lin.linear(
+            Site::FfnOutput,
+            &self.ffn_output,
+            self.ffn_output_bias,
+            inter,
+            rows,
+        );
+        for (row, x) in rows.chunks_exact_mut(h).zip(hidden.chunks_exact_mut(h)) {
             row.iter_mut().zip(x.iter()).for_each(|(r, &x)| *r += x);
             layer_norm_f32(row, self.full_ln_weight, self.full_ln_bias, self.eps);
             x.copy_from_slice(row);

@@ -1,5 +1,7 @@
-//! `y = W x + b` for one row of activations, in both precisions. Weight rows `row0..row0 + out.len()` of `w`.
+//! `y = W x + b` for one row of activations, in both precisions. Weight rows `row0..row0 + out.len()` of `w`. The
+//! f32 forward pass runs its linear layers through an [`F32Linear`], whose default is [`TokenByToken`].
 
+use super::observer::Site;
 use crate::format::{Matrix, MatrixData};
 use crate::kernels::{self, GemmInput};
 use crate::parallel::{self, GemmPart, GemmWork, Parallel, Sequential};
@@ -30,6 +32,45 @@ pub(crate) fn linear_f32(w: &Matrix, row0: usize, x: &[f32], bias: &[f32], out: 
             }
             add_side(w, row0, out.len(), x, out);
         }
+    }
+}
+
+/// How the f32 forward pass ([`Precision::F32`](super::Precision::F32)) computes its linear layers: each one is
+/// a single call over all the tokens it applies to, so an implementation may multiply them as a matrix.
+///
+/// The contract is [`TokenByToken`]'s bits: every output `y[t][r]` must be `0.0 + w[r][0] * x[t][0] + ... +
+/// w[r][cols - 1] * x[t][cols - 1]`, summed left to right in `f32` without fused multiply-adds, then `+ bias[r]`
+/// (an int8 `w`: see [`TokenByToken`]). Only the order in which different outputs are computed is free; the
+/// f32 path is the reference that calibration and tests measure against, so its logits must not depend on the
+/// implementation.
+pub trait F32Linear {
+    /// `y[t][r] = w[r] . x[t] + bias[r]` for every token `t`: `x` is `(tokens, w.cols)` and `y` is
+    /// `(tokens, w.rows)`, with the same number of tokens (at least one). `site` names the matrix `w` is (the
+    /// shared layer's sites are the same matrix on every pass), so an implementation may keep per-site data, such
+    /// as repacked weights, made once for a model.
+    fn linear(&mut self, site: Site, w: &Matrix, bias: &[f32], x: &[f32], y: &mut [f32]);
+}
+
+/// The core's [`F32Linear`]: one matrix-vector product per token (`linear_f32`), each row's sum from `0.0` left
+/// to right over the input, four rows walked side by side; an int8 `w` is dequantised on the fly
+/// (`scale[r] * sum(q * x) + bias[r]`, then its side columns added). No allocation, no state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenByToken;
+
+impl F32Linear for TokenByToken {
+    #[inline]
+    fn linear(&mut self, _site: Site, w: &Matrix, bias: &[f32], x: &[f32], y: &mut [f32]) {
+        let (rows, cols) = (w.rows.max(1), w.cols.max(1));
+        for (xt, yt) in x.chunks_exact(cols).zip(y.chunks_exact_mut(rows)) {
+            linear_f32(w, 0, xt, bias, yt);
+        }
+    }
+}
+
+impl<L: F32Linear + ?Sized> F32Linear for &mut L {
+    #[inline(always)]
+    fn linear(&mut self, site: Site, w: &Matrix, bias: &[f32], x: &[f32], y: &mut [f32]) {
+        (**self).linear(site, w, bias, x, y)
     }
 }
 

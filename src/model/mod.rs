@@ -12,7 +12,8 @@
 //! No allocation: the caller passes one scratch arena of at least [`scratch_size`] bytes.
 //!
 //! [`classify_observed`] runs the f32 reference and shows an [`Observer`] every linear layer's input: the
-//! converter's calibration hook.
+//! converter's calibration hook. [`classify_observed_with`] also takes the [`F32Linear`] that computes the linear
+//! layers (each one call over the whole sequence), so a host can multiply them faster with the same bits.
 
 mod arena;
 mod attention;
@@ -37,6 +38,7 @@ use plan::{F32Plan, Int8Plan};
 pub use embeddings::Embeddings;
 pub use head::Head;
 pub use layer::Layer;
+pub use linear::{F32Linear, TokenByToken};
 pub use observer::{NoObserver, Observer, Site};
 pub use plan::{scratch_size, scratch_size_for_speed, MAX_TILE};
 
@@ -194,6 +196,7 @@ pub fn classify_parallel(
         arena,
         logits,
         &mut NoObserver,
+        &mut TokenByToken,
         parallel,
         false,
     )
@@ -208,7 +211,23 @@ pub fn classify_observed(
     inputs: &Inputs,
     arena: &mut [u8],
     logits: &mut [f32],
+    observer: &mut dyn Observer,
+) -> Result<(), Error> {
+    classify_observed_with(model, inputs, arena, logits, observer, &mut TokenByToken)
+}
+
+/// [`classify_observed`] with `linear` computing every linear layer (see [`F32Linear`]): each is one call over all
+/// the tokens it applies to, which a host can multiply as a matrix. Every other step (embeddings, attention,
+/// LayerNorm, activations, pooler tanh) is the core's own. An `F32Linear` that keeps its contract gives the same
+/// logits and shows `observer` the same rows in the same order as [`classify_observed`]; [`TokenByToken`] is what
+/// that uses.
+pub fn classify_observed_with(
+    model: &Model,
+    inputs: &Inputs,
+    arena: &mut [u8],
+    logits: &mut [f32],
     mut observer: &mut dyn Observer,
+    linear: &mut dyn F32Linear,
 ) -> Result<(), Error> {
     forward(
         model,
@@ -217,13 +236,15 @@ pub fn classify_observed(
         arena,
         logits,
         &mut observer,
+        linear,
         &Sequential,
         false,
     )
 }
 
-/// The forward pass. `full_last_layer` makes the int8 engine's last layer application compute every token (as the
-/// others do) instead of `[CLS]` alone: the same logits, bit for bit, which a test checks.
+/// The forward pass; `lin` computes the f32 reference's linear layers. `full_last_layer` makes the int8 engine's
+/// last layer application compute every token (as the others do) instead of `[CLS]` alone: the same logits, bit for
+/// bit, which a test checks.
 #[allow(clippy::too_many_arguments)]
 fn forward(
     model: &Model,
@@ -232,6 +253,7 @@ fn forward(
     arena: &mut [u8],
     logits: &mut [f32],
     obs: &mut impl Observer,
+    lin: &mut (impl F32Linear + ?Sized),
     par: &dyn Parallel,
     full_last_layer: bool,
 ) -> Result<(), Error> {
@@ -259,11 +281,11 @@ fn forward(
     match precision {
         Precision::F32 => {
             let mut s = F32Plan::new(c, seq).carve(&mut a);
-            embeddings.forward_f32(inputs, s.hidden, s.row, s.row2, obs);
+            embeddings.forward_f32(inputs, s.hidden, s.inter, s.tmp, obs, lin);
             for pass in 0..c.num_hidden_layers {
-                layer.forward_f32(inputs, &mut s, pass, obs);
+                layer.forward_f32(inputs, &mut s, pass, obs, lin);
             }
-            head.forward_f32(&s.hidden[..c.hidden_size], s.row, logits, obs);
+            head.forward_f32(&s.hidden[..c.hidden_size], s.row, logits, obs, lin);
         }
         Precision::Int8 => {
             if !is_int8(model) {

@@ -151,15 +151,14 @@ scratch_plan! {
 scratch_plan! {
     /// Element counts of the f32 reference's buffers for `seq` tokens.
     plan F32Plan(c: &AlbertConfig, seq: usize) {
-        let h = c.hidden_size;
-        let row = max(c.embedding_size, h);
+        let (e, h, i) = (c.embedding_size, c.hidden_size, c.intermediate_size);
     }
     /// Buffers of the f32 reference.
     scratch F32Scratch {}
     buffers {
         /// (seq, H): the residual stream.
         hidden: f32 = seq * h,
-        /// (seq, H)
+        /// (seq, H): Q, then the dense and FFN output rows.
         q: f32 = seq * h,
         /// (seq, H)
         k: f32 = seq * h,
@@ -169,12 +168,13 @@ scratch_plan! {
         ctx: f32 = seq * h,
         /// (seq): one query's scores.
         scores: f32 = seq,
-        /// (I): one token's FFN activation.
-        inter: f32 = c.intermediate_size,
-        /// (max(E, H))
-        row: f32 = row,
-        /// (max(E, H))
-        row2: f32 = row,
+        /// (seq, max(I, E)): the embedding rows (seq, E), then the FFN activation (seq, I): every linear layer
+        /// takes the whole sequence at once.
+        inter: f32 = seq * max(i, e),
+        /// (H): the pooled `[CLS]` row.
+        row: f32 = h,
+        /// (E): one token-type or position embedding row.
+        tmp: f32 = e,
     }
 }
 

@@ -58,6 +58,7 @@ fn last_layer_for_cls_only_gives_the_same_bits_as_every_token() {
                     arena,
                     &mut logits,
                     &mut NoObserver,
+                    &mut TokenByToken,
                     &Sequential,
                     full,
                 )
@@ -162,8 +163,12 @@ fn plans_carve_every_buffer_whole_from_an_arena_of_their_size() {
     let model = Model::from_bytes(&MCU.0).unwrap();
     let c = *model.config();
     let par = Sequential;
-    let mut buf =
-        std::vec![0u8; 16 + scratch_size_for_speed(&c, c.max_position_embeddings, Precision::Int8)];
+    let max = c.max_position_embeddings;
+    let mut buf = std::vec![
+        0u8;
+        16 + scratch_size_for_speed(&c, max, Precision::Int8)
+            .max(scratch_size(&c, max, Precision::F32))
+    ];
     for seq in [1, 2, 7, 33, c.max_position_embeddings] {
         for skip in 0..16 {
             for tile in [1, 2, seq.min(MAX_TILE)] {

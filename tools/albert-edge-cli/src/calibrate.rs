@@ -5,21 +5,21 @@
 //! sentence per line) or from the built-in set, 256 sentences of the GLUE SST-2 *train* split (provenance in
 //! `data/README.md`). They are tokenized with the model's own tokenizer section, exactly as the device would.
 //!
-//! Each sequence runs through the core's own f32 forward pass ([`classify_observed`], or its bit-identical
-//! whole-sequence mirror [`F32Forward`] for fp32 blobs: the same rows, several times faster); an [`Observer`] adds
+//! Each sequence runs through the core's own f32 forward pass ([`classify_observed_with`]) with its linear layers
+//! multiplied by [`Panels`] (the same bits as the core's default, several times faster); an [`Observer`] adds
 //! every linear layer's input row `x` to that layer's `H = Σ x xᵀ` (and `Σ x`, for bias correction). The ONE
 //! shared layer's sites pool their rows over **all** `num_hidden_layers` passes: the weight is shared, so the
 //! error that matters is the sum over every pass. Q, K and V share their input, hence one `H`.
 
 use std::path::Path;
 
-use albert_edge::model::{classify_observed, scratch_size, Inputs, Observer, Site};
+use albert_edge::model::{classify_observed_with, scratch_size, Inputs, Observer, Precision, Site};
 use albert_edge::tokenizer::Tokenizer;
 use albert_edge::{AlbertConfig, Model};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::ProgressBar;
 
-use crate::f32_forward::{Buffers, F32Forward};
+use crate::f32_linear::Panels;
 use crate::tokenizer_section::to_words;
 
 /// The built-in calibration sentences (GLUE SST-2 train; see `data/README.md`).
@@ -316,10 +316,10 @@ fn statistics_slots(c: &AlbertConfig, model_bytes: usize) -> Result<usize> {
     Ok(slots)
 }
 
-/// Runs every sequence through the f32 forward pass of `model` (an fp32 blob: [`F32Forward`]; otherwise the core's
-/// `classify_observed`), on all cores, and gathers each linear layer's input statistics. `progress` advances by
-/// one per sequence. The statistics' memory is bounded by the model's size ([`STATISTICS_PER_MODEL_BYTE`]): fewer
-/// threads run if all cores' partials would not fit, and a model whose statistics alone would not is an error.
+/// Runs every sequence through the f32 forward pass of `model` (its `f32` linear layers multiplied by [`Panels`]),
+/// on all cores, and gathers each linear layer's input statistics. `progress` advances by one per sequence. The
+/// statistics' memory is bounded by the model's size ([`STATISTICS_PER_MODEL_BYTE`]): fewer threads run if all
+/// cores' partials would not fit, and a model whose statistics alone would not is an error.
 pub fn collect(
     model: &Model,
     sequences: &[Vec<u32>],
@@ -329,15 +329,15 @@ pub fn collect(
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(slots - 1);
-    let fast = F32Forward::new(model);
-    let fast = fast.as_ref();
+    let panels = Panels::new(model);
+    let panels = &panels;
     let chunks: Vec<&[Vec<u32>]> = sequences.chunks(CHUNK).collect();
     let mut total = Statistics::default();
     for wave in chunks.chunks(threads.max(1)) {
         let parts: Vec<Result<Statistics>> = std::thread::scope(|scope| {
             let handles: Vec<_> = wave
                 .iter()
-                .map(|chunk| scope.spawn(move || collect_chunk(model, fast, chunk, progress)))
+                .map(|chunk| scope.spawn(move || collect_chunk(model, panels, chunk, progress)))
                 .collect();
             handles
                 .into_iter()
@@ -353,7 +353,7 @@ pub fn collect(
 
 fn collect_chunk(
     model: &Model,
-    fast: Option<&F32Forward>,
+    panels: &Panels,
     sequences: &[Vec<u32>],
     progress: &ProgressBar,
 ) -> Result<Statistics> {
@@ -363,25 +363,20 @@ fn collect_chunk(
     };
     let mut logits = vec![0f32; config.num_labels];
     let mut arena = Vec::new();
-    let mut buffers = Buffers::default();
     for ids in sequences {
-        match fast {
-            Some(fast) => fast.classify_observed(ids, &mut buffers, &mut logits, &mut collector),
-            None => {
-                let need = scratch_size(config, ids.len(), albert_edge::model::Precision::F32);
-                if arena.len() < need {
-                    arena.resize(need, 0u8);
-                }
-                classify_observed(
-                    model,
-                    &Inputs::ids(ids),
-                    &mut arena,
-                    &mut logits,
-                    &mut collector,
-                )
-                .map_err(|e| anyhow!("calibration forward pass failed: {e}"))?;
-            }
+        let need = scratch_size(config, ids.len(), Precision::F32);
+        if arena.len() < need {
+            arena.resize(need, 0u8);
         }
+        classify_observed_with(
+            model,
+            &Inputs::ids(ids),
+            &mut arena,
+            &mut logits,
+            &mut collector,
+            &mut &*panels,
+        )
+        .map_err(|e| anyhow!("calibration forward pass failed: {e}"))?;
         collector.stats.sequences += 1;
         collector.stats.tokens += ids.len();
         progress.inc(1);

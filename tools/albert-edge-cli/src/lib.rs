@@ -10,7 +10,7 @@ pub mod common;
 pub mod console;
 pub mod convert;
 pub mod eval;
-pub mod f32_forward;
+pub mod f32_linear;
 pub mod gptq;
 pub mod inspect;
 pub mod output;
