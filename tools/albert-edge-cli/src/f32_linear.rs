@@ -48,20 +48,11 @@ impl Packed {
 
     /// `y[t][r] = (Σ_c w[r][c] * x[t][c], from 0.0, c ascending) + bias[r]` for `x` `(n, cols)`, `y` `(n, rows)`.
     fn forward(&self, x: &[f32], bias: &[f32], y: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            unsafe { self.forward_avx2(x, bias, y) };
-            return;
-        }
-        self.forward_portable(x, bias, y);
-    }
-
-    /// [`Packed::forward`] compiled for AVX2: the same operations (no FMA), wider registers.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn forward_avx2(&self, x: &[f32], bias: &[f32], y: &mut [f32]) {
-        self.forward_portable(x, bias, y);
+        // Compiled for AVX2 where the CPU has it: the same operations (no FMA), wider registers.
+        albert_edge::kernels::simd::vectorized_256(
+            #[inline(always)]
+            || self.forward_portable(x, bias, y),
+        );
     }
 
     #[inline(always)]
