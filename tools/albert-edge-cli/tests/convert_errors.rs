@@ -4,7 +4,7 @@
 mod convert_support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use albert_edge::AlbertConfig;
 use convert_support::*;

@@ -7,7 +7,6 @@
 mod convert_support;
 
 use std::fs;
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use albert_edge::format::AlignedBlob;
