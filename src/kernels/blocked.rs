@@ -105,3 +105,58 @@ pub(crate) fn with_tail<const R: usize>(
         sums[i].wrapping_add(reference::dot_i8_i32(&rows[i][done..], &x[done..]))
     })
 }
+
+/// A row kernel's public GEMVs through the drivers above, for the kernels that differ only in their dot products
+/// (DSP, Helium): `$gemv` through [`gemv_rows`] and `$blocks` through [`gemv_blocks_rows`], from `$rows`-row dot
+/// products `$dots` and one row's `$dot` (both complete, tail included), and the names the dispatch calls them
+/// by (`gemv_i8_i32`, `gemv_i8_blocks`). `$how` ends the `$gemv` doc line; `$feature` is the Cargo feature.
+#[cfg(all(target_arch = "arm", any(feature = "arm-dsp", feature = "arm-helium")))]
+macro_rules! row_kernels {
+    (
+        $rows:expr, $dots:path, $dot:path, $how:literal, $feature:literal, $gemv:ident, $blocks:ident,
+        $backend:ident, $backend_doc:literal
+    ) => {
+        #[doc = concat!("[`reference::gemv_i8_i32`](super::reference::gemv_i8_i32) with ", $how)]
+        pub fn $gemv(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
+            super::blocked::gemv_rows::<{ $rows }>(w, cols, x, out, $dots, $dot)
+        }
+
+        #[doc = concat!(
+            "[`reference::gemv_i8_blocks_f32`](super::reference::gemv_i8_blocks_f32) with the dot products of [`",
+            stringify!($gemv),
+            "`]."
+        )]
+        pub fn $blocks(w: &[i8], cols: usize, x: &[i8], block: usize, scales: &[f32], out: &mut [f32]) {
+            super::blocked::gemv_blocks_rows::<{ $rows }>(w, cols, x, block, scales, out, $dots, $dot)
+        }
+
+        #[doc = concat!("The block-scaled kernel [`super::gemv_i8_blocks`] dispatches to with `", $feature, "`.")]
+        pub use $blocks as gemv_i8_blocks;
+        #[doc = concat!("The kernel [`super::gemv_i8_i32`] dispatches to with `", $feature, "`.")]
+        pub use $gemv as gemv_i8_i32;
+
+        #[doc = $backend_doc]
+        pub struct $backend;
+
+        impl super::Kernels for $backend {
+            #[inline]
+            fn gemv_i8_i32(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
+                $gemv(w, cols, x, out)
+            }
+
+            #[inline]
+            fn gemv_i8_blocks(
+                w: &[i8],
+                cols: usize,
+                x: &[i8],
+                block: usize,
+                x_scales: &[f32],
+                out: &mut [f32],
+            ) {
+                $blocks(w, cols, x, block, x_scales, out)
+            }
+        }
+    };
+}
+#[cfg(all(target_arch = "arm", any(feature = "arm-dsp", feature = "arm-helium")))]
+pub(crate) use row_kernels;

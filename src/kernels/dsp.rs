@@ -148,46 +148,14 @@ fn row_dot(row: &[i8], x: &[i8]) -> i32 {
     blocked::with_tail([row], ([sum], done), x)[0]
 }
 
-/// [`reference::gemv_i8_i32`](super::reference::gemv_i8_i32) with `SXTB16` + `SMLAD`: two multiply-accumulates per instruction.
-pub fn gemv_i8_i32_dsp(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
-    blocked::gemv_rows::<ROWS>(w, cols, x, out, rows_dots, row_dot)
-}
-
-/// [`reference::gemv_i8_blocks_f32`](super::reference::gemv_i8_blocks_f32) with the dot products of [`gemv_i8_i32_dsp`].
-pub fn gemv_i8_blocks_dsp(
-    w: &[i8],
-    cols: usize,
-    x: &[i8],
-    block: usize,
-    scales: &[f32],
-    out: &mut [f32],
-) {
-    blocked::gemv_blocks_rows::<ROWS>(w, cols, x, block, scales, out, rows_dots, row_dot)
-}
-
-/// The block-scaled kernel [`super::gemv_i8_blocks`] dispatches to with `arm-dsp`.
-pub use gemv_i8_blocks_dsp as gemv_i8_blocks;
-/// The kernel [`super::gemv_i8_i32`] dispatches to with `arm-dsp`.
-pub use gemv_i8_i32_dsp as gemv_i8_i32;
-
-/// The Cortex-M DSP backend ([`super::Active`] with `arm-dsp` alone): `SMLAD` GEMVs.
-pub struct Dsp;
-
-impl super::Kernels for Dsp {
-    #[inline]
-    fn gemv_i8_i32(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
-        gemv_i8_i32(w, cols, x, out)
-    }
-
-    #[inline]
-    fn gemv_i8_blocks(
-        w: &[i8],
-        cols: usize,
-        x: &[i8],
-        block: usize,
-        x_scales: &[f32],
-        out: &mut [f32],
-    ) {
-        gemv_i8_blocks(w, cols, x, block, x_scales, out)
-    }
-}
+blocked::row_kernels!(
+    ROWS,
+    rows_dots,
+    row_dot,
+    "`SXTB16` + `SMLAD`: two multiply-accumulates per instruction.",
+    "arm-dsp",
+    gemv_i8_i32_dsp,
+    gemv_i8_blocks_dsp,
+    Dsp,
+    "The Cortex-M DSP backend ([`super::Active`] with `arm-dsp` alone): `SMLAD` GEMVs."
+);

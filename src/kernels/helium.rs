@@ -96,46 +96,14 @@ fn dot1(row: &[i8], x: &[i8]) -> i32 {
     acc
 }
 
-/// [`reference::gemv_i8_i32`](super::reference::gemv_i8_i32) with `VLDRB` + `VMLADAVA.S8`: 16 multiply-accumulates per instruction.
-pub fn gemv_i8_i32_helium(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
-    blocked::gemv_rows::<ROWS>(w, cols, x, out, dots4, dot1)
-}
-
-/// [`reference::gemv_i8_blocks_f32`](super::reference::gemv_i8_blocks_f32) with the dot products of [`gemv_i8_i32_helium`].
-pub fn gemv_i8_blocks_helium(
-    w: &[i8],
-    cols: usize,
-    x: &[i8],
-    block: usize,
-    scales: &[f32],
-    out: &mut [f32],
-) {
-    blocked::gemv_blocks_rows::<ROWS>(w, cols, x, block, scales, out, dots4, dot1)
-}
-
-/// The block-scaled kernel [`super::gemv_i8_blocks`] dispatches to with `arm-helium`.
-pub use gemv_i8_blocks_helium as gemv_i8_blocks;
-/// The kernel [`super::gemv_i8_i32`] dispatches to with `arm-helium`.
-pub use gemv_i8_i32_helium as gemv_i8_i32;
-
-/// The Helium backend ([`super::Active`] with `arm-helium`): `VMLADAV` GEMVs.
-pub struct Helium;
-
-impl super::Kernels for Helium {
-    #[inline]
-    fn gemv_i8_i32(w: &[i8], cols: usize, x: &[i8], out: &mut [i32]) {
-        gemv_i8_i32(w, cols, x, out)
-    }
-
-    #[inline]
-    fn gemv_i8_blocks(
-        w: &[i8],
-        cols: usize,
-        x: &[i8],
-        block: usize,
-        x_scales: &[f32],
-        out: &mut [f32],
-    ) {
-        gemv_i8_blocks(w, cols, x, block, x_scales, out)
-    }
-}
+blocked::row_kernels!(
+    ROWS,
+    dots4,
+    dot1,
+    "`VLDRB` + `VMLADAVA.S8`: 16 multiply-accumulates per instruction.",
+    "arm-helium",
+    gemv_i8_i32_helium,
+    gemv_i8_blocks_helium,
+    Helium,
+    "The Helium backend ([`super::Active`] with `arm-helium`): `VMLADAV` GEMVs."
+);

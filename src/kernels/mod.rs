@@ -34,6 +34,7 @@ pub mod attention;
     )
 ))]
 mod blocked;
+pub mod conformance;
 #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
 pub mod dsp;
 #[cfg(all(target_arch = "arm", feature = "arm-helium"))]

@@ -1,6 +1,8 @@
-//! One test harness for every implementation of a kernel (tract-linalg's `*_frame_tests!` style): the same seeded
-//! random shapes, edge lengths and extreme values go through each implementation compiled for the target, and
-//! integer results must equal [`reference`] exactly.
+//! One test harness for every implementation of a kernel (tract-linalg's `*_frame_tests!` style): the
+//! [`conformance`] suite (seeded random shapes, edge lengths, extreme values, misalignments, calls outside the
+//! contract) goes through each implementation compiled for the target, and integer results must equal
+//! [`reference`] exactly. The firmware runs the same suite on the Cortex-M kernels. The tests below it cover the
+//! kernels the suite does not (multi-token GEMMs, 16-bit products, attention, row-wise `f32` operations).
 //!
 //! Add an implementation with one line at the bottom:
 //! `gemv_i8_i32_frame_tests!(name, path::to::gemv_i8_i32, path::to::gemv_i8_blocks);`.
@@ -9,72 +11,8 @@ extern crate std;
 
 use std::vec::Vec;
 
+use super::conformance::{self, BlocksPart, Fill, GemvPart, Rng, UNTOUCHED};
 use super::reference;
-
-/// SplitMix64 (as `albert-edge-cli`'s `synthetic::Rng`): tiny, seedable, the same on every target.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (0 when `n` is 0).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-
-    /// Uniform over the whole `i8` range, -128 included (the quantiser never emits it; kernels must take it).
-    fn i8(&mut self) -> i8 {
-        self.next_u64() as u8 as i8
-    }
-}
-
-/// Column counts around every step width (8, 16) and the model's real widths (head dims 8..64, sequence lengths,
-/// hidden 128..768, intermediate 3072).
-const EDGE_COLS: &[usize] = &[
-    0, 1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 32, 33, 47, 48, 63, 64, 65, 100, 127, 128,
-    129, 255, 256, 768, 1000, 3072,
-];
-
-/// Row counts around the 4-row blocks, and none.
-const EDGE_ROWS: &[usize] = &[0, 1, 2, 3, 4, 5, 7, 8, 9, 13];
-
-/// What outputs start as: entries the reference does not write (past the rows `w` holds) must keep it.
-const UNTOUCHED: i32 = 0x5A5A_5A5A;
-
-/// How the values of a case are drawn.
-#[derive(Clone, Copy, Debug)]
-enum Fill {
-    /// Uniform over `-128..=127`.
-    Random,
-    /// Every value -128: the largest products (16384), two of which overflow an `i16`.
-    AllMin,
-    /// `w` all -128, `x` all 127: the most negative products.
-    MinTimesMax,
-    /// Only -128, -127, 0 and 127, at random.
-    Extremes,
-}
-
-impl Fill {
-    fn draw(self, rng: &mut Rng, is_w: bool) -> i8 {
-        match self {
-            Fill::Random => rng.i8(),
-            Fill::AllMin => -128,
-            Fill::MinTimesMax if is_w => -128,
-            Fill::MinTimesMax => 127,
-            Fill::Extremes => [-128, -127, 0, 127][rng.below(4)],
-        }
-    }
-}
 
 /// `n` values after `offset` filler bytes, so the slice `[offset..]` starts at every alignment.
 fn values(rng: &mut Rng, fill: Fill, is_w: bool, offset: usize, n: usize) -> Vec<i8> {
@@ -92,266 +30,62 @@ fn weights(rng: &mut Rng, fill: Fill, offset: usize, n: usize) -> Vec<i8> {
     v
 }
 
-/// Runs `gemv` and the reference on the same arguments (outputs pre-filled with [`UNTOUCHED`]) and panics with
-/// `case` on any difference.
-fn compare(
-    gemv: fn(&[i8], usize, &[i8], &mut [i32]),
-    w: &[i8],
-    cols: usize,
-    x: &[i8],
-    out_len: usize,
-    case: &dyn core::fmt::Debug,
-) {
-    let mut expected = std::vec![UNTOUCHED; out_len];
-    let mut got = std::vec![UNTOUCHED; out_len];
-    reference::gemv_i8_i32(w, cols, x, &mut expected);
-    gemv(w, cols, x, &mut got);
-    assert_eq!(got, expected, "{case:?}");
+/// A scratch slice that fits every conformance case.
+fn scratch() -> Vec<u8> {
+    std::vec![0u8; conformance::SCRATCH_BYTES + 15]
 }
 
-/// One well-formed `(rows, cols)` case: `w` is `(rows, cols)`, `x` is `(cols)`, both starting `offset` bytes
-/// into their buffers.
-fn check_shape(
-    gemv: fn(&[i8], usize, &[i8], &mut [i32]),
-    rng: &mut Rng,
-    rows: usize,
-    cols: usize,
-    offset: usize,
-    fill: Fill,
-) {
-    let w = values(rng, fill, true, offset, rows * cols);
-    let x = values(rng, fill, false, offset, cols);
-    let case = (("rows", rows), ("cols", cols), ("offset", offset), fill);
-    compare(gemv, &w[offset..], cols, &x[offset..], rows, &case);
+/// One part of the conformance suite on a `gemv_i8_i32` implementation: every case equal to the reference, none
+/// skipped.
+fn gemv_part(name: &'static str, gemv: conformance::Gemv, part: GemvPart) {
+    let tally = conformance::check_gemv(name, gemv, &[part], &mut scratch())
+        .unwrap_or_else(|m| panic!("{m:?}"));
+    assert_eq!(tally.skipped, 0, "{part:?}: {tally:?}");
 }
 
-fn edge_shapes(gemv: fn(&[i8], usize, &[i8], &mut [i32])) {
-    let mut rng = Rng::new(1);
-    for &rows in EDGE_ROWS {
-        for &cols in EDGE_COLS {
-            check_shape(gemv, &mut rng, rows, cols, 0, Fill::Random);
-        }
-    }
+/// One part of the conformance suite on a block-scaled implementation, as [`gemv_part`].
+fn blocks_part(name: &'static str, blocks: conformance::Blocks, part: BlocksPart) {
+    let tally = conformance::check_blocks(name, blocks, &[part], &mut scratch())
+        .unwrap_or_else(|m| panic!("{m:?}"));
+    assert_eq!(tally.skipped, 0, "{part:?}: {tally:?}");
 }
 
-fn random_shapes(gemv: fn(&[i8], usize, &[i8], &mut [i32])) {
-    let mut rng = Rng::new(2);
-    for i in 0..300 {
-        let rows = rng.below(20);
-        let cols = if i % 10 == 0 {
-            rng.below(3200)
-        } else {
-            rng.below(300)
-        };
-        let offset = rng.below(16);
-        check_shape(gemv, &mut rng, rows, cols, offset, Fill::Random);
-    }
-}
-
-fn extreme_values(gemv: fn(&[i8], usize, &[i8], &mut [i32])) {
-    let mut rng = Rng::new(3);
-    for fill in [Fill::AllMin, Fill::MinTimesMax, Fill::Extremes] {
-        for &rows in &[1, 3, 4, 5] {
-            for &cols in EDGE_COLS {
-                check_shape(gemv, &mut rng, rows, cols, 0, fill);
+/// One `#[test]` per part: `$test` runs `$check(NAME, $kernel, $part)`.
+macro_rules! part_tests {
+    ($check:ident, $kernel:path, $($test:ident: $part:expr),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                $check(NAME, $kernel, $part);
             }
-        }
-    }
+        )*
+    };
 }
 
-fn unaligned(gemv: fn(&[i8], usize, &[i8], &mut [i32])) {
-    let mut rng = Rng::new(4);
-    for offset in 0..16 {
-        for &(rows, cols) in &[(5, 15), (4, 16), (3, 17), (9, 33), (4, 64), (2, 200)] {
-            check_shape(gemv, &mut rng, rows, cols, offset, Fill::Random);
-        }
-    }
-}
-
-/// Calls outside the documented contract still get exactly the reference's answer: `cols == 0` with a
-/// non-empty `w`, `x` shorter or longer than `cols`, `w` ending mid-row, `out` longer than the rows of `w`.
-fn degenerate_arguments(gemv: fn(&[i8], usize, &[i8], &mut [i32])) {
-    let mut rng = Rng::new(5);
-    for &(w_len, cols, x_len, out_len) in &[
-        (0, 0, 0, 3),
-        (5, 0, 3, 7),
-        (5, 0, 0, 7),
-        (64, 16, 15, 4),
-        (64, 16, 8, 4),
-        (64, 16, 40, 4),
-        (100, 16, 16, 9),
-        (100, 17, 17, 9),
-        (7 * 24 + 5, 24, 24, 12),
-        (4 * 33, 33, 33, 2),
-    ] {
-        let w = values(&mut rng, Fill::Random, true, 0, w_len);
-        let x = values(&mut rng, Fill::Random, false, 0, x_len);
-        let case = (
-            ("w.len", w_len),
-            ("cols", cols),
-            ("x.len", x_len),
-            ("out.len", out_len),
-        );
-        compare(gemv, &w, cols, &x, out_len, &case);
-    }
-}
-
-/// A block-scaled implementation, compared bit for bit with [`reference::gemv_i8_blocks_f32`].
-type Blocks = fn(&[i8], usize, &[i8], usize, &[f32], &mut [f32]);
-
-/// Runs `gemv` and the reference on the same arguments (outputs pre-filled with a NaN pattern that neither writes
-/// by accident) and panics with `case` unless every output has the same bits.
-#[allow(clippy::too_many_arguments)]
-fn compare_blocks(
-    gemv: Blocks,
-    w: &[i8],
-    cols: usize,
-    x: &[i8],
-    block: usize,
-    scales: &[f32],
-    out_len: usize,
-    case: &dyn core::fmt::Debug,
-) {
-    let mut expected = std::vec![f32::from_bits(0x7FC0_0001); out_len];
-    let mut got = expected.clone();
-    reference::gemv_i8_blocks_f32(w, cols, x, block, scales, &mut expected);
-    gemv(w, cols, x, block, scales, &mut got);
-    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&got), bits(&expected), "{case:?}");
-}
-
-/// Random shapes and block widths (dividing the row or not, wider than it, 0), scales of very different
-/// magnitudes (so that the `f32` combination order matters), `x` too short, fewer scales than blocks.
-fn blocks_random(gemv: Blocks) {
-    let mut rng = Rng::new(8);
-    for i in 0..400 {
-        let rows = rng.below(14);
-        let cols = if i % 20 == 0 {
-            rng.below(1100)
-        } else {
-            rng.below(140)
-        };
-        let block = match i % 9 {
-            0 => 0,
-            1 => cols + 1 + rng.below(8),
-            2 => 1 + rng.below(4),
-            _ => [8, 16, 24, 32, 64][rng.below(5)],
-        };
-        let nb = if block == 0 { 0 } else { cols.div_ceil(block) };
-        let n_scales = if i % 11 == 0 {
-            nb.saturating_sub(1)
-        } else {
-            nb
-        };
-        let x_len = if i % 13 == 0 {
-            cols.saturating_sub(1)
-        } else {
-            cols
-        };
-        let offset = rng.below(16);
-        let fill = if i % 3 == 0 {
-            Fill::Extremes
-        } else {
-            Fill::Random
-        };
-        let w = weights(&mut rng, fill, offset, rows * cols);
-        let x = values(&mut rng, fill, false, offset, x_len);
-        let scales: Vec<f32> = (0..n_scales)
-            .map(|_| {
-                let mag = [1e-6f32, 1e-3, 0.02, 1.0, 37.5][rng.below(5)];
-                mag * (1.0 + rng.below(1000) as f32 / 1000.0)
-            })
-            .collect();
-        let out_len = rows + rng.below(3);
-        let case = (
-            ("rows", rows),
-            ("cols", cols),
-            ("block", block),
-            ("scales", n_scales),
-            ("x.len", x_len),
-        );
-        compare_blocks(
-            gemv,
-            &w[offset..],
-            cols,
-            &x[offset..],
-            block,
-            &scales,
-            out_len,
-            &case,
-        );
-    }
-}
-
-/// Small shapes around the four-row groups and the 16- and 32-column steps, every block width class (dividing the
-/// row or not, one column, wider than the row), unaligned starts: few enough to run under Miri.
-fn blocks_small(gemv: Blocks) {
-    let mut rng = Rng::new(10);
-    for rows in [1usize, 4, 5, 9] {
-        for cols in [1usize, 16, 17, 33, 64, 70] {
-            for block in [1usize, 4, 16, 32, 80] {
-                let offset = rng.below(16);
-                let w = weights(&mut rng, Fill::Extremes, offset, rows * cols);
-                let x = values(&mut rng, Fill::Random, false, offset, cols);
-                let scales: Vec<f32> = (0..cols.div_ceil(block))
-                    .map(|_| 0.001 + rng.below(1000) as f32 / 7.0)
-                    .collect();
-                let case = (("rows", rows), ("cols", cols), ("block", block));
-                compare_blocks(
-                    gemv,
-                    &w[offset..],
-                    cols,
-                    &x[offset..],
-                    block,
-                    &scales,
-                    rows + 1,
-                    &case,
-                );
-            }
-        }
-    }
-}
-
-/// The harness for one `gemv_i8_i32` implementation: a test module `$name` of `*_matches_reference_*` tests.
+/// The harness for one `gemv_i8_i32` implementation: a test module `$name` of `*_matches_reference_*` tests, one a
+/// part of the conformance suite.
 macro_rules! gemv_i8_i32_frame_tests {
     ($name:ident, $gemv:path, $blocks:path) => {
         mod $name {
             use super::*;
 
-            #[test]
-            fn gemv_i8_blocks_matches_reference_bit_for_bit() {
-                blocks_random($blocks);
-            }
+            const NAME: &str = stringify!($name);
 
-            #[test]
-            fn gemv_i8_blocks_matches_reference_small_shapes() {
-                blocks_small($blocks);
-            }
-
-            #[test]
-            fn gemv_i8_i32_matches_reference_edge_shapes() {
-                edge_shapes($gemv);
-            }
-
-            #[test]
-            fn gemv_i8_i32_matches_reference_random_shapes() {
-                random_shapes($gemv);
-            }
-
-            #[test]
-            fn gemv_i8_i32_matches_reference_extreme_values() {
-                extreme_values($gemv);
-            }
-
-            #[test]
-            fn gemv_i8_i32_matches_reference_unaligned() {
-                unaligned($gemv);
-            }
-
-            #[test]
-            fn gemv_i8_i32_matches_reference_degenerate_arguments() {
-                degenerate_arguments($gemv);
-            }
+            part_tests!(
+                blocks_part,
+                $blocks,
+                gemv_i8_blocks_matches_reference_bit_for_bit: BlocksPart::Random,
+                gemv_i8_blocks_matches_reference_small_shapes: BlocksPart::Small,
+            );
+            part_tests!(
+                gemv_part,
+                $gemv,
+                gemv_i8_i32_matches_reference_edge_shapes: GemvPart::EdgeShapes,
+                gemv_i8_i32_matches_reference_random_shapes: GemvPart::RandomShapes,
+                gemv_i8_i32_matches_reference_extreme_values: GemvPart::ExtremeValues,
+                gemv_i8_i32_matches_reference_unaligned: GemvPart::Misaligned,
+                gemv_i8_i32_matches_reference_degenerate_arguments: GemvPart::OutsideContract,
+            );
         }
     };
 }
@@ -433,8 +167,9 @@ mod x86_vnni {
 
     #[test]
     fn gemv_i8_blocks_vnni_matches_reference_bit_for_bit() {
-        blocks_random(super::super::x86::gemv_i8_blocks_vnni);
-        blocks_small(super::super::x86::gemv_i8_blocks_vnni);
+        for part in BlocksPart::ALL {
+            blocks_part("x86_vnni", super::super::x86::gemv_i8_blocks_vnni, part);
+        }
     }
 
     /// With `std` (how the workspace's tests build the core) the x86 kernels above run their SIMD code, not the
@@ -1291,4 +1026,38 @@ fn isa_is_stable_and_vectorized_runs_the_closure() {
         .to_bits(),
         plain.to_bits()
     );
+}
+
+/// The suite itself: a kernel wrong on one width, or one writing past the rows, is caught, and the first
+/// mismatch names the case.
+#[test]
+fn conformance_suite_catches_a_wrong_kernel() {
+    use conformance::{check_blocks, check_gemv, Blocks, Gemv};
+    let off_at_17_columns: Gemv = |w, cols, x, out| {
+        reference::gemv_i8_i32(w, cols, x, out);
+        if cols == 17 && !out.is_empty() {
+            out[0] = out[0].wrapping_add(1);
+        }
+    };
+    let writes_past_the_rows: Gemv = |w, cols, x, out| {
+        reference::gemv_i8_i32(w, cols, x, out);
+        let rows = w.len() / cols.max(1);
+        out.iter_mut().skip(rows).for_each(|o| *o = 0);
+    };
+    let off_at_block_4: Blocks = |w, cols, x, block, scales, out| {
+        reference::gemv_i8_blocks_f32(w, cols, x, block, scales, out);
+        if block == 4 && !out.is_empty() {
+            out[0] = -out[0];
+        }
+    };
+    let mut scratch = scratch();
+    let m = check_gemv("off", off_at_17_columns, &GemvPart::ALL, &mut scratch).unwrap_err();
+    assert_eq!((m.kernel, m.case.cols, m.index), ("off", 17, 0));
+    let m = check_gemv("past", writes_past_the_rows, &GemvPart::ALL, &mut scratch).unwrap_err();
+    assert_eq!(m.expected, UNTOUCHED, "{m:?}");
+    let m = check_blocks("blocks", off_at_block_4, &BlocksPart::ALL, &mut scratch).unwrap_err();
+    assert_eq!(m.case.block, 4, "{m:?}");
+    // Too little scratch: cases are skipped, not run out of bounds.
+    let tally = check_gemv("tiny", reference::gemv_i8_i32, &GemvPart::ALL, &mut [0; 64]).unwrap();
+    assert!(tally.cases > 0 && tally.skipped > 0, "{tally:?}");
 }

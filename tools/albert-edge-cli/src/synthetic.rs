@@ -3,28 +3,25 @@
 //! compared meaningfully.
 
 use albert_edge::format::TensorKind;
+use albert_edge::kernels::conformance;
 use albert_edge::quant::quantize_matrix;
 use albert_edge::{Activation, AlbertConfig};
 
 use crate::blob::{BlobContents, Payload, SideColumns};
 
-/// SplitMix64: tiny, seedable, identical on every platform.
+/// SplitMix64 (the core's [`conformance::Rng`], the same on every platform), with the draws the models need.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(conformance::Rng);
 
 impl Rng {
     /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(conformance::Rng::new(seed))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `[0, 1)`.
@@ -45,7 +42,7 @@ impl Rng {
 
     /// Uniform int8 in `-128..=127` (kernels must also be exact on -128, which the quantiser never emits).
     pub fn i8(&mut self) -> i8 {
-        self.next_u64() as u8 as i8
+        self.0.i8()
     }
 }
 

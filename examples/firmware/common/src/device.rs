@@ -298,9 +298,9 @@ mod report {
 
     pub fn selfcheck_failed(m: &Mismatch) {
         println!(
-            "self-check FAILED: kernel {} differs from the reference: (w.len, cols, x.len, out.len) {:?}, offsets {:?}, \
-             out[{}] = {} instead of {}",
-            m.kernel, m.shape, m.offsets, m.index, m.got, m.expected
+            "self-check FAILED: kernel {} differs from the reference: (w.len, cols, x.len, out.len) {:?}, block {}, \
+             offsets {:?}, out[{}] = {} instead of {}",
+            m.kernel, m.case.shape(), m.case.block, m.case.offsets, m.index, m.got, m.expected
         );
     }
 
@@ -388,10 +388,11 @@ mod report {
 
     pub fn selfcheck_failed(m: &Mismatch) {
         defmt::error!(
-            "self-check FAILED: kernel {=str} (w.len, cols, x.len, out.len) {}, offsets {}, out[{}] = {} instead of {}",
+            "self-check FAILED: kernel {=str} (w.len, cols, x.len, out.len) {}, block {}, offsets {}, out[{}] = {} instead of {}",
             m.kernel,
-            m.shape,
-            m.offsets,
+            m.case.shape(),
+            m.case.block,
+            m.case.offsets,
             m.index,
             m.got,
             m.expected
