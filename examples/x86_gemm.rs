@@ -244,7 +244,7 @@ fn clock_ghz() -> f64 {
 /// Twelve independent `$op {$reg}N, $sources` lines (N = 0..11) of an asm template.
 #[cfg(target_arch = "x86_64")]
 macro_rules! twelve_chains {
-    ($op:literal, $reg:literal, $sources:literal) => {
+    ($op:literal, $reg:literal, $sources:expr) => {
         concat!(
             $op, " ", $reg, "0, ", $sources, "\n", $op, " ", $reg, "1, ", $sources, "\n", $op, " ",
             $reg, "2, ", $sources, "\n", $op, " ", $reg, "3, ", $sources, "\n", $op, " ", $reg,
@@ -252,6 +252,26 @@ macro_rules! twelve_chains {
             $sources, "\n", $op, " ", $reg, "7, ", $sources, "\n", $op, " ", $reg, "8, ", $sources,
             "\n", $op, " ", $reg, "9, ", $sources, "\n", $op, " ", $reg, "10, ", $sources, "\n",
             $op, " ", $reg, "11, ", $sources, "\n",
+        )
+    };
+}
+
+/// `$n` iterations of [`twelve_chains`] of `$op` into `$reg`0..11 (`$acc`, to declare as clobbered) from the
+/// sources `$a` and `$b`, zeroed first with `$zero`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! chains_loop {
+    ($n:expr, $zero:literal, $op:literal, $reg:literal, $a:tt, $b:tt, [$($acc:tt),*]) => {
+        core::arch::asm!(
+            concat!($zero, " ", $a, ", ", $a, ", ", $a),
+            concat!($zero, " ", $b, ", ", $b, ", ", $b),
+            "2:",
+            twelve_chains!($op, $reg, concat!($a, ", ", $b)),
+            "dec {n}",
+            "jnz 2b",
+            n = inout(reg) $n => _,
+            $(out($acc) _,)*
+            out($a) _, out($b) _,
+            options(nomem, nostack),
         )
     };
 }
@@ -269,32 +289,30 @@ unsafe fn peak_gmacs(vnni: bool) -> f64 {
         // SAFETY: register arithmetic only, on features the caller vouches for.
         unsafe {
             if vnni {
-                core::arch::asm!(
-                    "vpxord zmm30, zmm30, zmm30",
-                    "vpxord zmm31, zmm31, zmm31",
-                    "2:",
-                    twelve_chains!("vpdpbusd", "zmm", "zmm30, zmm31"),
-                    "dec {n}",
-                    "jnz 2b",
-                    n = inout(reg) n => _,
-                    out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _, out("zmm4") _,
-                    out("zmm5") _, out("zmm6") _, out("zmm7") _, out("zmm8") _, out("zmm9") _,
-                    out("zmm10") _, out("zmm11") _, out("zmm30") _, out("zmm31") _,
-                    options(nomem, nostack),
+                chains_loop!(
+                    n,
+                    "vpxord",
+                    "vpdpbusd",
+                    "zmm",
+                    "zmm30",
+                    "zmm31",
+                    [
+                        "zmm0", "zmm1", "zmm2", "zmm3", "zmm4", "zmm5", "zmm6", "zmm7", "zmm8",
+                        "zmm9", "zmm10", "zmm11"
+                    ]
                 );
             } else {
-                core::arch::asm!(
-                    "vpxor ymm14, ymm14, ymm14",
-                    "vpxor ymm15, ymm15, ymm15",
-                    "2:",
-                    twelve_chains!("vpmaddubsw", "ymm", "ymm14, ymm15"),
-                    "dec {n}",
-                    "jnz 2b",
-                    n = inout(reg) n => _,
-                    out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _, out("ymm4") _,
-                    out("ymm5") _, out("ymm6") _, out("ymm7") _, out("ymm8") _, out("ymm9") _,
-                    out("ymm10") _, out("ymm11") _, out("ymm14") _, out("ymm15") _,
-                    options(nomem, nostack),
+                chains_loop!(
+                    n,
+                    "vpxor",
+                    "vpmaddubsw",
+                    "ymm",
+                    "ymm14",
+                    "ymm15",
+                    [
+                        "ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7", "ymm8",
+                        "ymm9", "ymm10", "ymm11"
+                    ]
                 );
             }
         }
