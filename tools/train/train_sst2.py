@@ -10,6 +10,12 @@ checkpoint, the reported dev accuracy is a (slightly optimistic) selection accur
 Optionally (--mlm-epochs N) the encoder is first warmed up with masked-language modelling on the *training*
 sentences only (no extra data), then fine-tuned for classification.
 
+Distillation (--transfer FILE, written by tools/train/teacher.py): the student learns a fine-tuned teacher's logits on
+a transfer set (SST-2 train plus augmented sentences) with a mean-squared error on the logits, plus cross-entropy
+with the gold label on the rows that are SST-2 train sentences (--gold-weight). --init-embeddings DIR starts the
+word embeddings from the teacher's: each SentencePiece piece's text is split by the teacher's WordPiece tokenizer,
+its WordPiece vectors averaged, and the table projected onto its top E principal directions.
+
 Output directory (`--out`): config.json, model.safetensors, spiece.model + tokenizer files (a Hugging Face
 checkpoint directory that `albert-edge convert` reads), and train_log.json (config, arguments, per-evaluation dev
 accuracy and train loss, timings).
@@ -76,6 +82,54 @@ def encode(tok: AlbertTokenizer, rows, max_len: int):
         ids = tok(sentence, truncation=True, max_length=max_len)["input_ids"]
         out.append((ids, label))
     return out
+
+
+def read_transfer(path: Path) -> list[tuple[str, float, float]]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        if header != ["sentence", "logit_negative", "logit_positive"]:
+            sys.exit(f"{path}: expected header 'sentence<TAB>logit_negative<TAB>logit_positive', got {header!r}")
+        for line in f:
+            sentence, a, b = line.rstrip("\n").split("\t")
+            rows.append((sentence, float(a), float(b)))
+    return rows
+
+
+def distil_collate(batch, pad_id: int):
+    """`collate` for transfer rows `(ids, gold or -1, teacher logits)`."""
+    input_ids, mask, labels = collate([(ids, y) for ids, y, _ in batch], pad_id)
+    return input_ids, mask, labels, torch.tensor([t for _, _, t in batch], dtype=torch.float32)
+
+
+@torch.no_grad()
+def teacher_embeddings(model, tok: AlbertTokenizer, teacher: Path):
+    """Word embeddings from the teacher's: piece text -> WordPiece ids -> mean vector, then PCA to E columns,
+    scaled to the initialiser's standard deviation. Pieces the teacher cannot spell keep their random rows."""
+    from transformers import AutoModel, AutoTokenizer
+
+    wp = AutoTokenizer.from_pretrained(teacher)
+    table = AutoModel.from_pretrained(teacher).get_input_embeddings().weight.detach().float()
+    emb = model.albert.embeddings.word_embeddings.weight
+    vocab, e = emb.shape
+    vecs = torch.zeros(vocab, table.shape[1])
+    known = torch.zeros(vocab, dtype=torch.bool)
+    special = set(tok.all_special_ids)
+    for i in range(vocab):
+        if i in special:
+            continue
+        text = tok.convert_ids_to_tokens(i).replace("\u2581", " ").strip()
+        ids = wp(text, add_special_tokens=False)["input_ids"] if text else []
+        ids = [j for j in ids if j != wp.unk_token_id]
+        if ids:
+            vecs[i] = table[ids].mean(0)
+            known[i] = True
+    x = vecs[known] - vecs[known].mean(0)
+    _, _, v = torch.linalg.svd(x, full_matrices=False)
+    proj = x @ v[:e].T
+    proj = proj * (model.config.initializer_range / proj.std())
+    emb[known] = proj
+    return int(known.sum())
 
 
 def collate(batch, pad_id: int):
@@ -220,6 +274,9 @@ def main():
     ap.add_argument("--mlm-lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-minutes", type=float, default=0, help="stop training after this long (0: no limit)")
+    ap.add_argument("--transfer", type=Path, help="teacher-labelled transfer set (tools/train/teacher.py label)")
+    ap.add_argument("--gold-weight", type=float, default=0.5, help="cross-entropy weight on gold-labelled rows")
+    ap.add_argument("--init-embeddings", type=Path, help="teacher checkpoint whose word embeddings seed E")
     for k in PRESETS["pi"]:
         ap.add_argument("--" + k.replace("_", "-"), type=int, default=None, help="override the preset")
     args = ap.parse_args()
@@ -237,7 +294,14 @@ def main():
 
     tok = AlbertTokenizer(vocab_file=str(args.spiece))  # slow tokenizer, library defaults (lowercase etc.)
     t0 = time.time()
-    train = encode(tok, read_tsv(args.train), args.max_len)
+    gold = read_tsv(args.train)
+    if args.transfer:
+        by_sentence = {sentence: label for sentence, label in gold}
+        transfer = read_transfer(args.transfer)
+        ids = encode(tok, [(sentence, 0) for sentence, _, _ in transfer], args.max_len)
+        train = [(i, by_sentence.get(sentence, -1), (a, b)) for (i, _), (sentence, a, b) in zip(ids, transfer)]
+    else:
+        train = encode(tok, gold, args.max_len)
     dev = encode(tok, read_tsv(args.dev), args.max_len)
     print(f"tokenised {len(train)} train / {len(dev)} dev rows in {time.time() - t0:.1f}s", flush=True)
 
@@ -262,6 +326,9 @@ def main():
         label2id={v: k for k, v in LABELS.items()},
     )
     model = AlbertForSequenceClassification(config)
+    if args.init_embeddings:
+        n = teacher_embeddings(model, tok, args.init_embeddings)
+        print(f"{n} of {config.vocab_size} word embeddings from {args.init_embeddings.name}", flush=True)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"config {shape}; {n_params} parameters", flush=True)
 
@@ -269,7 +336,9 @@ def main():
         "script": "tools/train/train_sst2.py",
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                  if k not in ("train", "dev", "spiece", "out")},
-        "data": {"train": args.train.name, "train_rows": len(train), "dev": args.dev.name, "dev_rows": len(dev)},
+        "data": {"train": args.train.name, "train_rows": len(train), "dev": args.dev.name, "dev_rows": len(dev),
+                 "transfer": args.transfer.name if args.transfer else None,
+                 "init_embeddings": args.init_embeddings.name if args.init_embeddings else None},
         "shape": shape,
         "parameters": n_params,
         "torch": torch.__version__,
@@ -296,8 +365,15 @@ def main():
     for epoch in range(args.epochs):
         run_loss, run_n = 0.0, 0
         for bi, b in enumerate(bucketed_batches(train, args.batch_size, rng)):
-            ids, mask, labels = collate([train[i] for i in b], tok.pad_token_id)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            if args.transfer:
+                ids, mask, labels, target = distil_collate([train[i] for i in b], tok.pad_token_id)
+                logits = model(input_ids=ids, attention_mask=mask).logits
+                loss = F.mse_loss(logits, target)
+                if args.gold_weight and (labels >= 0).any():
+                    loss = loss + args.gold_weight * F.cross_entropy(logits, labels, ignore_index=-1)
+            else:
+                ids, mask, labels = collate([train[i] for i in b], tok.pad_token_id)
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
