@@ -189,7 +189,11 @@ pub fn layer_norm_f32(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let (sum, sq) = (super::neon_rows::lane_sum, |x: &[f32], m: f32| {
         super::neon_rows::lane_sum(x, Some(m))
     });
-    #[cfg(not(target_arch = "aarch64"))]
+    #[cfg(target_arch = "x86_64")]
+    let (sum, sq) = (super::x86_rows::lane_sum, |x: &[f32], m: f32| {
+        super::x86_rows::lane_sum(x, Some(m))
+    });
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
     let (sum, sq) = (
         |x: &[f32], _: Option<f32>| lane_sum(x, |v| v),
         |x: &[f32], m: f32| lane_sum(x, |v| (v - m) * (v - m)),
@@ -267,7 +271,9 @@ pub fn masked_softmax_f32(x: &mut [f32], keep: impl Fn(usize) -> bool) {
     }
     #[cfg(target_arch = "aarch64")]
     let sum = super::neon_rows::lane_sum(x, None);
-    #[cfg(not(target_arch = "aarch64"))]
+    #[cfg(target_arch = "x86_64")]
+    let sum = super::x86_rows::lane_sum(x, None);
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
     let sum = lane_sum(x, |v| v);
     softmax_scale(x, sum);
 }

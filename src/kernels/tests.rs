@@ -962,7 +962,7 @@ fn gemv_i16_matches_reference() {
 fn gemm_t_i8_f32_matches_reference() {
     let mut rng = Rng::new(35);
     for i in 0..300 {
-        let h = [0usize, 1, 15, 16, 17, 32, 47, 64, 100][rng.below(9)];
+        let h = [0usize, 1, 15, 16, 17, 32, 47, 64, 100, 128][rng.below(10)];
         let e = [0usize, 1, 3, 8, 33][rng.below(5)];
         let tokens = rng.below(10);
         let rows = if i % 7 == 0 { e.saturating_sub(1) } else { e };
@@ -1015,6 +1015,30 @@ fn neon_lane_sums_match_the_reference() {
             let got = super::neon_rows::lane_sum(&x, Some(m));
             let want = reference::lane_sum(&x, |v| (v - m) * (v - m));
             assert_eq!(got.to_bits(), want.to_bits(), "len {len}, mean {m}");
+        }
+    }
+}
+
+/// The 16-bit products where every sum wraps: all values -32768, whose pairs of products (`2^31`) are the one
+/// case `vpmaddwd` (and any pairwise `i32` step) wraps, in every tile shape and with a column tail.
+#[test]
+fn i16_products_wrap_like_the_reference() {
+    for cols in [16usize, 32, 33, 64] {
+        for (rows, queries) in [(4usize, 4usize), (5, 5), (8, 1), (3, 2)] {
+            let w = std::vec![i16::MIN; rows * cols];
+            let x = std::vec![i16::MIN; queries * cols];
+            let mut expected = std::vec![UNTOUCHED; queries * rows];
+            let mut got = expected.clone();
+            reference::gemm_i16_i32(&w, cols, rows, &x, queries, &mut expected, rows);
+            super::gemm_i16_i32(&w, cols, rows, &x, queries, &mut got, rows);
+            assert_eq!(
+                got, expected,
+                "gemm rows {rows} cols {cols} queries {queries}"
+            );
+            let (mut expected, mut got) = (std::vec![0; rows], std::vec![1; rows]);
+            reference::gemv_i16_i32(&w, cols, &x[..cols], &mut expected);
+            super::gemv_i16_i32(&w, cols, &x[..cols], &mut got);
+            assert_eq!(got, expected, "gemv rows {rows} cols {cols}");
         }
     }
 }
