@@ -28,7 +28,7 @@ PHASES = [
     ("P.V", r"attend|Values::"),
     ("attention (other)", r"AttentionRows|attention::|attends"),
     ("GELU", r"Activate|gelu|tanh|math::activate"),
-    ("LayerNorm", r"AddNorm|add_norm|add_blocks|layer_norm|LayerNorm"),
+    ("LayerNorm", r"AddNorm|add_norm|add_blocks|layer_norm|LayerNorm|_rows::(avx2::)?(add_sums|norm_to)"),
     ("quantisation", r"quant::|Quantize|_rows::(avx512::|avx2::)?(max_prefix|round_|trunc_clamp|magnitude|first)"),
     ("GEMM", r"gemm|pass_rows|pack_|blocks\d|run_linear|linear::|Linear|kernels::x86::|matmul|dot"),
 ]

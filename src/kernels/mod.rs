@@ -184,6 +184,21 @@ pub trait Kernels {
         }
     }
 
+    /// The residual add and LayerNorm of whole `cols`-wide rows: for each row of both, `y = LayerNorm(y + x)`
+    /// (`y` from `sublayer`, `x` from `hidden`: the sum `y + x` element by element, then
+    /// [`reference::layer_norm_f32`]) stored into both. [`add_layer_norm_rows_plain`] by default.
+    #[inline(always)]
+    fn add_layer_norm_rows(
+        sublayer: &mut [f32],
+        hidden: &mut [f32],
+        cols: usize,
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+    ) {
+        add_layer_norm_rows_plain(sublayer, hidden, cols, gamma, beta, eps)
+    }
+
     /// Tiles of several tokens for [`gemm_i8_blocks`]'s row chunks: `out[t * stride + r]` for `r < rows` and the
     /// leading tokens `t` it returns the number of, equal to [`Self::gemv_i8_blocks`] token by token. By default
     /// none.
@@ -620,6 +635,40 @@ pub fn gemm_i8_blocks_from(
 #[inline(always)]
 pub fn layer_norm_rows(x: &mut [f32], cols: usize, gamma: &[f32], beta: &[f32], eps: f32) {
     Active::layer_norm_rows(x, cols, gamma, beta, eps)
+}
+
+/// [`Kernels::add_layer_norm_rows`] of the backend this build runs ([`Active`]).
+#[inline(always)]
+pub fn add_layer_norm_rows(
+    sublayer: &mut [f32],
+    hidden: &mut [f32],
+    cols: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
+    Active::add_layer_norm_rows(sublayer, hidden, cols, gamma, beta, eps)
+}
+
+/// [`Kernels::add_layer_norm_rows`]'s definition: the sums row by row, [`layer_norm_rows`], then the rows copied
+/// into `hidden`.
+#[inline(always)]
+pub fn add_layer_norm_rows_plain(
+    sublayer: &mut [f32],
+    hidden: &mut [f32],
+    cols: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
+    if cols == 0 {
+        return;
+    }
+    let n = sublayer.len().min(hidden.len()) / cols * cols;
+    let (y, x) = (&mut sublayer[..n], &mut hidden[..n]);
+    y.iter_mut().zip(&*x).for_each(|(y, &x)| *y += x);
+    layer_norm_rows(y, cols, gamma, beta, eps);
+    x.copy_from_slice(y);
 }
 
 /// [`reference::masked_softmax_f32`] on `rows` rows of `n` values that start `width` apart in `x` (a row that

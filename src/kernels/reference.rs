@@ -222,6 +222,12 @@ pub fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     (((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))) + tail
 }
 
+/// LayerNorm's `1 / sqrt(var + eps)`.
+#[inline(always)]
+pub(crate) fn layer_norm_inv(var: f32, eps: f32) -> f32 {
+    1.0 / math::sqrt(var + eps)
+}
+
 /// The end of [`layer_norm_f32`] once the row's `mean` and (population) `var` are known.
 #[inline(always)]
 pub(crate) fn layer_norm_apply(
@@ -232,7 +238,7 @@ pub(crate) fn layer_norm_apply(
     beta: &[f32],
     eps: f32,
 ) {
-    let inv = 1.0 / math::sqrt(var + eps);
+    let inv = layer_norm_inv(var, eps);
     for ((v, &g), &b) in x.iter_mut().zip(gamma).zip(beta) {
         *v = (*v - mean) * inv * g + b;
     }

@@ -1250,6 +1250,52 @@ fn layer_norm_rows_matches_the_reference() {
     }
 }
 
+/// The residual add and LayerNorm against the reference row by row (`y += x`, `layer_norm_f32`, copied to `x`):
+/// row counts around the four-row groups, widths from 1 to ALBERT-base's, values from tiny to large, a `hidden`
+/// shorter than `sublayer`, rows that cancel to zeros.
+#[test]
+#[cfg_attr(miri, ignore)] // `libm::sqrtf` is inline assembly on x86-64, which Miri cannot run; safe code anyway
+fn add_layer_norm_rows_matches_the_reference() {
+    let mut rng = Rng::new(47);
+    for i in 0..200 {
+        let rows = [0usize, 1, 3, 4, 5, 8, 9][rng.below(7)];
+        let cols = [1usize, 2, 7, 31, 64, 128, 768][rng.below(7)];
+        let mag = [1e-30f32, 1e-3, 1.0, 30.0, 1e15][rng.below(5)];
+        let mut sample = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| (rng.below(20001) as f32 - 10000.0) / 10000.0 * mag)
+                .collect()
+        };
+        let mut y = sample(rows * cols);
+        let mut x = sample(rows * cols - if i % 5 == 0 && rows > 0 { cols } else { 0 });
+        if i % 7 == 0 && !x.is_empty() {
+            // The first row cancels: y + x = 0.
+            for (y, &x) in y.iter_mut().zip(&x[..cols]) {
+                *y = -x;
+            }
+        }
+        let gamma: Vec<f32> = (0..cols).map(|_| rng.below(2000) as f32 / 1000.0).collect();
+        let beta: Vec<f32> = (0..cols)
+            .map(|_| rng.below(2000) as f32 / 1000.0 - 1.0)
+            .collect();
+        let eps = [1e-12f32, 1e-5][i % 2];
+        let (mut want_y, mut want_x) = (y.clone(), x.clone());
+        for (y, x) in want_y
+            .chunks_exact_mut(cols)
+            .zip(want_x.chunks_exact_mut(cols))
+        {
+            y.iter_mut().zip(&*x).for_each(|(y, &x)| *y += x);
+            reference::layer_norm_f32(y, &gamma, &beta, eps);
+            x.copy_from_slice(y);
+        }
+        super::add_layer_norm_rows(&mut y, &mut x, cols, &gamma, &beta, eps);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let case = std::format!("rows {rows} cols {cols} magnitude {mag}");
+        assert_eq!(bits(&x), bits(&want_x), "hidden, {case}");
+        assert_eq!(bits(&y), bits(&want_y), "sublayer, {case}");
+    }
+}
+
 /// `masked_softmax_rows` against the reference row by row: 1 to 8 rows, lengths around the vector widths, slots
 /// wider than the rows, masks that keep all, some or none, scores from tiny to huge.
 #[test]

@@ -74,6 +74,18 @@ impl super::Kernels for X86 {
     }
 
     #[inline(always)]
+    fn add_layer_norm_rows(
+        sublayer: &mut [f32],
+        hidden: &mut [f32],
+        cols: usize,
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+    ) {
+        super::x86_rows::add_layer_norm_rows(sublayer, hidden, cols, gamma, beta, eps)
+    }
+
+    #[inline(always)]
     fn gemm_t_i8_f32_part(
         wt: &[i8],
         h: usize,

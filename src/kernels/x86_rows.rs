@@ -139,6 +139,51 @@ pub(crate) fn layer_norm_rows(x: &mut [f32], cols: usize, gamma: &[f32], beta: &
     }
 }
 
+/// [`Kernels::add_layer_norm_rows`](super::Kernels::add_layer_norm_rows): `y = LayerNorm(y + x)` into both
+/// `sublayer` and `hidden`, row by row, the same bits. With AVX2, four rows at a time in three passes over them
+/// instead of five: the residual add with the row sums, the centred sums, then the normalisation stored to both
+/// buffers (the sums' chains of additions four at a time, as [`layer_norm_rows`]).
+#[inline(always)]
+pub(crate) fn add_layer_norm_rows(
+    sublayer: &mut [f32],
+    hidden: &mut [f32],
+    cols: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
+    if cols == 0 || !simd::isa().avx2() || gamma.len() < cols || beta.len() < cols {
+        return super::add_layer_norm_rows_plain(sublayer, hidden, cols, gamma, beta, eps);
+    }
+    let quads = sublayer.len().min(hidden.len()) / (4 * cols);
+    let split = quads * 4 * cols;
+    let n = cols as f32;
+    let (ys, y_rest) = sublayer.split_at_mut(split);
+    let (xs, x_rest) = hidden.split_at_mut(split);
+    for (y, x) in ys
+        .chunks_exact_mut(4 * cols)
+        .zip(xs.chunks_exact_mut(4 * cols))
+    {
+        let (y0, y) = y.split_at_mut(cols);
+        let (y1, y) = y.split_at_mut(cols);
+        let (y2, y3) = y.split_at_mut(cols);
+        let (x0, x) = x.split_at_mut(cols);
+        let (x1, x) = x.split_at_mut(cols);
+        let (x2, x3) = x.split_at_mut(cols);
+        let mut y = [y0, y1, y2, y3];
+        let mut x = [x0, x1, x2, x3];
+        // SAFETY (all three): the CPU has AVX2; every row is `cols` long, as are `gamma` and `beta` (at least).
+        let sums = unsafe { avx2::add_sums(&mut y, &x) };
+        let means = sums.map(|s| s / n);
+        let squares = unsafe { avx2::lane_sums([&*y[0], &*y[1], &*y[2], &*y[3]], Some(means)) };
+        for (((y, x), mean), sq) in y.iter_mut().zip(&mut x).zip(means).zip(squares) {
+            let inv = reference::layer_norm_inv(sq / n, eps);
+            unsafe { avx2::norm_to(y, x, mean, inv, gamma, beta) };
+        }
+    }
+    super::add_layer_norm_rows_plain(y_rest, x_rest, cols, gamma, beta, eps);
+}
+
 /// [`reference::gemm_t_i8_f32`] for the first `4 * (tokens / 4)` tokens (`done_tokens`, returned with `n`),
 /// outputs `0..n`, `n` a multiple of 64 (AVX-512F) or 32 (AVX2); the caller runs the reference on the rest. Four
 /// tokens by `n`-wide steps of outputs stay in 16 registers while every row of `wt` adds its products: the int8
@@ -558,6 +603,79 @@ mod avx2 {
             };
             ((l[0] + l[1]) + (l[2] + l[3])) + tail
         })
+    }
+
+    /// `y[r] += x[r]` element by element (`y` first, as the reference's `*y += x`) and the [`lane_sums`] of the
+    /// results, for four rows of one length.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn add_sums(y: &mut [&mut [f32]; 4], x: &[&mut [f32]; 4]) -> [f32; 4] {
+        let len = y.iter().chain(x).map(|r| r.len()).min().unwrap_or(0);
+        let n = len / 8 * 8;
+        let mut acc = [_mm256_set1_ps(-0.0); 4];
+        for i in (0..n).step_by(8) {
+            for ((a, y), x) in acc.iter_mut().zip(y.iter_mut()).zip(x) {
+                // SAFETY: `i + 8 <= n <= len`, within both rows; `loadu` / `storeu` need no alignment.
+                unsafe {
+                    let v = _mm256_add_ps(
+                        _mm256_loadu_ps(y.as_ptr().add(i)),
+                        _mm256_loadu_ps(x.as_ptr().add(i)),
+                    );
+                    _mm256_storeu_ps(y.as_mut_ptr().add(i), v);
+                    *a = _mm256_add_ps(*a, v);
+                }
+            }
+        }
+        for (y, x) in y.iter_mut().zip(x) {
+            y[n..len]
+                .iter_mut()
+                .zip(&x[n..len])
+                .for_each(|(y, &x)| *y += x);
+        }
+        core::array::from_fn(|r| {
+            let c = _mm_add_ps(
+                _mm256_castps256_ps128(acc[r]),
+                _mm256_extractf128_ps::<1>(acc[r]),
+            );
+            let mut l = [0.0f32; 4];
+            // SAFETY: `l` holds four `f32`; `storeu` needs no alignment.
+            unsafe { _mm_storeu_ps(l.as_mut_ptr(), c) };
+            let tail = y[r][n..len].iter().fold(-0.0f32, |s, &v| s + v);
+            ((l[0] + l[1]) + (l[2] + l[3])) + tail
+        })
+    }
+
+    /// `y[i] = x[i] = (y[i] - mean) * inv * gamma[i] + beta[i]`, [`reference::layer_norm_apply`]'s arithmetic
+    /// (the same operations in the same order, none fused), for `i < y.len()`. Safety: `x`, `gamma` and `beta`
+    /// hold at least `y.len()` values.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn norm_to(
+        y: &mut [f32],
+        x: &mut [f32],
+        mean: f32,
+        inv: f32,
+        gamma: &[f32],
+        beta: &[f32],
+    ) {
+        let len = y.len();
+        let n = len / 8 * 8;
+        let (m, s) = (_mm256_set1_ps(mean), _mm256_set1_ps(inv));
+        for i in (0..n).step_by(8) {
+            // SAFETY: `i + 8 <= n <= y.len()`, within `x`, `gamma` and `beta` too (the caller's contract).
+            unsafe {
+                let v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(y.as_ptr().add(i)), m), s);
+                let v = _mm256_mul_ps(v, _mm256_loadu_ps(gamma.as_ptr().add(i)));
+                let v = _mm256_add_ps(v, _mm256_loadu_ps(beta.as_ptr().add(i)));
+                _mm256_storeu_ps(y.as_mut_ptr().add(i), v);
+                _mm256_storeu_ps(x.as_mut_ptr().add(i), v);
+            }
+        }
+        for i in n..len {
+            let v = (y[i] - mean) * inv * gamma[i] + beta[i];
+            y[i] = v;
+            x[i] = v;
+        }
     }
 
     /// [`super::gemm_t_i8_f32`]'s loop for `groups` groups of four tokens and outputs `0..n` (`n` a multiple of
