@@ -23,7 +23,7 @@ import sys
 # (phase, pattern on the innermost albert_edge function); the first match wins.
 PHASES = [
     ("embeddings", r"embeddings::|gemm_t_i8_f32|gemv_t_i8_f32|_rows::(avx512::|avx2::)?gemm_t"),
-    ("attention scores (Q.K)", r"scores|Keys::|attention::layout"),
+    ("attention scores (Q.K)", r"scores|Keys::|attention::layout|gemv_i16|gemm_i16|i16_tile"),
     ("softmax", r"softmax|math::exp"),
     ("P.V", r"attend|Values::"),
     ("attention (other)", r"AttentionRows|attention::|attends"),
