@@ -1,11 +1,14 @@
 //! x86-64 AVX-512F and AVX2 forms of the row quantisers in [`crate::quant`] (the row maximum and the float →
-//! integer conversions) and of [`reference::lane_sum`] (LayerNorm's and softmax's sums): `neon_rows`'s contract
-//! on x86-64. The row functions return how many leading values they handled, and `quant` finishes the rest with
-//! its scalar code, which is the specification these agree with bit for bit (tests here and in `quant`).
+//! integer conversions), of [`reference::lane_sum`] (LayerNorm's and softmax's sums; LayerNorm, with and without
+//! the residual add, four rows at a time) and of [`reference::gemm_t_i8_f32`] (`mapping_in` on the embedding
+//! rows): `neon_rows`'s contract on x86-64. The row quantisers return how many leading values they handled, and
+//! `quant` finishes the rest with its scalar code, which is the specification these agree with bit for bit (tests
+//! here, in `quant` and in `kernels::tests`).
 //!
-//! Each entry point takes the widest level [`simd::isa`] has: AVX-512F (16 lanes, the row's tail through
-//! masked loads and stores, so the whole row), else AVX2 (8 lanes, whole steps only), else nothing (0 values
-//! handled, the scalar code does it all).
+//! Each entry point takes the widest level [`simd::isa`] has: AVX-512F (16 lanes; the quantisers take the row's
+//! tail through masked loads and stores, so the whole row), else AVX2 (8 lanes, whole steps only), else nothing
+//! (0 values handled, the scalar code does it all). The sums stay 8 lanes wide at every level: they are the
+//! reference's eight lanes, each a chain of additions in order.
 //!
 //! The scalar rules and their lane-wise equals:
 //! - the maximum `v > m ? v : m` from 0.0 is `vmaxps(v, m)` per lane, which returns its second operand unless
