@@ -4,10 +4,11 @@
     perf-phases.py BINARY PERF.DATA [--runs N] [--freq HZ] [--json OUT] [--detail]
 
 Every sample is attributed to the innermost albert-edge function at its address, inlined ones included (addr2line
--i on the binary's line tables: the release profile keeps them), and that function to a phase by its name: GEMM
+-i on the binary's line tables: the release profile keeps them; a row sum that several phases share counts for the
+function it is inlined in), and that function to a phase by its name: GEMM
 (the linear layers' integer products, packing, side columns, weight sums), attention scores (Q.K), softmax, P.V,
 attention (other: the per-row driver), GELU, LayerNorm (residual add + normalisation), quantisation (activation
-scales and rounding, wherever they run), embeddings, other (memcpy/memset, the kernel, start-up).
+scales and rounding, wherever they run), embeddings (with the projection to H), other (memcpy/memset, the kernel, start-up).
 """
 
 from __future__ import annotations
@@ -21,16 +22,19 @@ import sys
 
 # (phase, pattern on the innermost albert_edge function); the first match wins.
 PHASES = [
-    ("embeddings", r"embeddings::"),
-    ("attention scores (Q.K)", r"scores|Keys::|attention::layout"),
+    ("embeddings", r"embeddings::|gemm_t_i8_f32|gemv_t_i8_f32|_rows::(avx512::|avx2::)?gemm_t"),
+    ("attention scores (Q.K)", r"scores|Keys::|attention::layout|gemv_i16|gemm_i16|i16_tile"),
     ("softmax", r"softmax|math::exp"),
     ("P.V", r"attend|Values::"),
     ("attention (other)", r"AttentionRows|attention::|attends"),
     ("GELU", r"Activate|gelu|tanh|math::activate"),
-    ("LayerNorm", r"AddNorm|add_norm|add_blocks|layer_norm|LayerNorm"),
-    ("quantisation", r"quant::|Quantize"),
+    ("LayerNorm", r"AddNorm|add_norm|add_blocks|layer_norm|LayerNorm|_rows::(avx2::)?(add_sums|norm_to)"),
+    ("quantisation", r"quant::|Quantize|_rows::(avx512::|avx2::)?(max_prefix|round_|trunc_clamp|magnitude|first)"),
     ("GEMM", r"gemm|pass_rows|pack_|blocks\d|run_linear|linear::|Linear|kernels::x86::|matmul|dot"),
 ]
+
+# Helpers that several phases call: attributed to the innermost caller they are inlined in, where there is one.
+SHARED = r"lane_sum"
 
 
 def symbols(binary: str) -> dict[str, int]:
@@ -87,7 +91,9 @@ def main() -> int:
     detail = collections.defaultdict(collections.Counter)
     for a, n in samples.items():
         funcs = [f for f in chains.get(a, []) if "albert_edge" in f]
-        f = funcs[0] if funcs else "?"
+        # A row sum shared by several phases (LayerNorm's, the softmax's) counts for the function it is inlined in.
+        own = [f for f in funcs if not re.search(SHARED, f)]
+        f = own[0] if own else funcs[0] if funcs else "?"
         p = next((p for p, pat in PHASES if re.search(pat, f)), "other")
         phase[p] += n
         detail[p][f.split("(")[0][:100]] += n

@@ -15,9 +15,11 @@
 
 #[cfg(target_arch = "aarch64")]
 use crate::kernels::neon_rows as simd;
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::x86_rows as simd;
 
 /// Where no vector form exists, every value goes through the scalar code.
-#[cfg(not(target_arch = "aarch64"))]
+#[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
 mod simd {
     #[inline(always)]
     pub(crate) fn max_prefix(_: &[f32], _: bool) -> (f32, usize) {

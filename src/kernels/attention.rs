@@ -80,11 +80,14 @@ impl<'a> Keys<'a> {
         }
         let d = self.d;
         if self.packed {
-            // Key t is lane t % 16 of group t / 16; channel pair c / 2 is word c / 2 of that lane.
+            // Key t is lane t % 16 of group t / 16; channel pair c / 2 is word c / 2 of that lane, 32 values
+            // after the pair before it. (Slices of the pairs rather than an index per value: the bounds checks
+            // and index arithmetic of the per-value form were most of this loop's cost.)
             let d2 = d.div_ceil(2);
             let base = (t / 16) * d2 * 32 + (t % 16) * 2;
-            for (c, &v) in row.iter().take(d).enumerate() {
-                self.buf[base + (c / 2) * 32 + c % 2] = v;
+            let n = d.min(row.len());
+            for (word, pair) in self.buf[base..].chunks_mut(32).zip(row[..n].chunks(2)) {
+                word.iter_mut().zip(pair).for_each(|(w, &v)| *w = v);
             }
         } else {
             let n = d.min(row.len());
@@ -154,8 +157,12 @@ impl<'a> Values<'a> {
             // Tokens 4 to a word: token t is byte t % 4 of channel c's word in row t / 4 (channels padded to 16).
             let d16 = d.div_ceil(16) * 16;
             let base = (t / 4) * d16 * 4 + t % 4;
-            for (c, &v) in row.iter().take(d).enumerate() {
-                self.buf[base + c * 4] = v;
+            for (b, &v) in self.buf[base..]
+                .iter_mut()
+                .step_by(4)
+                .zip(row.iter().take(d))
+            {
+                *b = v;
             }
         } else {
             // Channel c of token t is byte t of row c. A strided store per byte: with bounds checks it took 9

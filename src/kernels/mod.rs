@@ -7,6 +7,8 @@
 //! [`reference`](mod@reference) (plain loops, every method's default), `x86` (AVX2 and AVX-512 VNNI), `neon`
 //! (AArch64, with or without `dotprod`, and 32-bit ARM with `arm-neon`), `dsp` (Cortex-M `arm-dsp`) and `helium`
 //! (Cortex-M `arm-helium`). A backend overrides the methods it has a kernel for; the others stay the reference.
+//! The row operations that `quant` and the reference's LayerNorm and softmax call directly have their vector
+//! forms beside them: `neon_rows` (AArch64) and `x86_rows` (AVX-512F, AVX2).
 //!
 //! [`Active`] is the backend this build runs, registered once per target below (at build time: the target and
 //! its features). Within a backend, the instruction-set level is [`simd::isa`]'s: fixed at build time without
@@ -52,6 +54,8 @@ pub mod simd;
 mod tests;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_rows;
 
 pub use reference::{dot_f32, gemv_u8_i8_i32, layer_norm_f32, masked_softmax_f32};
 
@@ -170,6 +174,32 @@ pub trait Kernels {
         (0, 0)
     }
 
+    /// [`reference::layer_norm_f32`] on each `cols`-wide row of `x` (a trailing partial row is left alone).
+    #[inline(always)]
+    fn layer_norm_rows(x: &mut [f32], cols: usize, gamma: &[f32], beta: &[f32], eps: f32) {
+        if cols == 0 {
+            return;
+        }
+        for row in x.chunks_exact_mut(cols) {
+            reference::layer_norm_f32(row, gamma, beta, eps);
+        }
+    }
+
+    /// The residual add and LayerNorm of whole `cols`-wide rows: for each row of both, `y = LayerNorm(y + x)`
+    /// (`y` from `sublayer`, `x` from `hidden`: the sum `y + x` element by element, then
+    /// [`reference::layer_norm_f32`]) stored into both. [`add_layer_norm_rows_plain`] by default.
+    #[inline(always)]
+    fn add_layer_norm_rows(
+        sublayer: &mut [f32],
+        hidden: &mut [f32],
+        cols: usize,
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+    ) {
+        add_layer_norm_rows_plain(sublayer, hidden, cols, gamma, beta, eps)
+    }
+
     /// Tiles of several tokens for [`gemm_i8_blocks`]'s row chunks: `out[t * stride + r]` for `r < rows` and the
     /// leading tokens `t` it returns the number of, equal to [`Self::gemv_i8_blocks`] token by token. By default
     /// none.
@@ -203,8 +233,9 @@ pub fn gemv_i16_i32(w: &[i16], cols: usize, x: &[i16], out: &mut [i32]) {
 }
 
 /// `mapping_in` on `tokens` `f32` embedding rows with its int8 values transposed: always equal to
-/// [`reference::gemm_t_i8_f32`]; on AArch64 four tokens by sixteen outputs at a time held in registers (each
-/// weight vector converted to `f32` once for the four), the rest by the reference.
+/// [`reference::gemm_t_i8_f32`]; on AArch64 and x86-64 four tokens by sixteen (AArch64), 64 (AVX-512F) or 32
+/// (AVX2) outputs at a time held in registers (each weight vector converted to `f32` once for the four), the rest
+/// by the reference.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn gemm_t_i8_f32(
@@ -600,15 +631,45 @@ pub fn gemm_i8_blocks_from(
     }
 }
 
-/// [`reference::layer_norm_f32`] on each `cols`-wide row of `x` (a trailing partial row is left alone).
+/// [`reference::layer_norm_f32`] on each `cols`-wide row of `x` (a trailing partial row is left alone); on
+/// x86-64 four rows at a time.
 #[inline(always)]
 pub fn layer_norm_rows(x: &mut [f32], cols: usize, gamma: &[f32], beta: &[f32], eps: f32) {
+    Active::layer_norm_rows(x, cols, gamma, beta, eps)
+}
+
+/// [`Kernels::add_layer_norm_rows`] of the backend this build runs ([`Active`]).
+#[inline(always)]
+pub fn add_layer_norm_rows(
+    sublayer: &mut [f32],
+    hidden: &mut [f32],
+    cols: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
+    Active::add_layer_norm_rows(sublayer, hidden, cols, gamma, beta, eps)
+}
+
+/// [`Kernels::add_layer_norm_rows`]'s definition: the sums row by row, [`layer_norm_rows`], then the rows copied
+/// into `hidden`.
+#[inline(always)]
+pub fn add_layer_norm_rows_plain(
+    sublayer: &mut [f32],
+    hidden: &mut [f32],
+    cols: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
     if cols == 0 {
         return;
     }
-    for row in x.chunks_exact_mut(cols) {
-        reference::layer_norm_f32(row, gamma, beta, eps);
-    }
+    let n = sublayer.len().min(hidden.len()) / cols * cols;
+    let (y, x) = (&mut sublayer[..n], &mut hidden[..n]);
+    y.iter_mut().zip(&*x).for_each(|(y, &x)| *y += x);
+    layer_norm_rows(y, cols, gamma, beta, eps);
+    x.copy_from_slice(y);
 }
 
 /// [`reference::masked_softmax_f32`] on `rows` rows of `n` values that start `width` apart in `x` (a row that

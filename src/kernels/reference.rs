@@ -189,7 +189,11 @@ pub fn layer_norm_f32(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let (sum, sq) = (super::neon_rows::lane_sum, |x: &[f32], m: f32| {
         super::neon_rows::lane_sum(x, Some(m))
     });
-    #[cfg(not(target_arch = "aarch64"))]
+    #[cfg(target_arch = "x86_64")]
+    let (sum, sq) = (super::x86_rows::lane_sum, |x: &[f32], m: f32| {
+        super::x86_rows::lane_sum(x, Some(m))
+    });
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
     let (sum, sq) = (
         |x: &[f32], _: Option<f32>| lane_sum(x, |v| v),
         |x: &[f32], m: f32| lane_sum(x, |v| (v - m) * (v - m)),
@@ -218,6 +222,12 @@ pub fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     (((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))) + tail
 }
 
+/// LayerNorm's `1 / sqrt(var + eps)`.
+#[inline(always)]
+pub(crate) fn layer_norm_inv(var: f32, eps: f32) -> f32 {
+    1.0 / math::sqrt(var + eps)
+}
+
 /// The end of [`layer_norm_f32`] once the row's `mean` and (population) `var` are known.
 #[inline(always)]
 pub(crate) fn layer_norm_apply(
@@ -228,7 +238,7 @@ pub(crate) fn layer_norm_apply(
     beta: &[f32],
     eps: f32,
 ) {
-    let inv = 1.0 / math::sqrt(var + eps);
+    let inv = layer_norm_inv(var, eps);
     for ((v, &g), &b) in x.iter_mut().zip(gamma).zip(beta) {
         *v = (*v - mean) * inv * g + b;
     }
@@ -267,7 +277,9 @@ pub fn masked_softmax_f32(x: &mut [f32], keep: impl Fn(usize) -> bool) {
     }
     #[cfg(target_arch = "aarch64")]
     let sum = super::neon_rows::lane_sum(x, None);
-    #[cfg(not(target_arch = "aarch64"))]
+    #[cfg(target_arch = "x86_64")]
+    let sum = super::x86_rows::lane_sum(x, None);
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
     let sum = lane_sum(x, |v| v);
     softmax_scale(x, sum);
 }

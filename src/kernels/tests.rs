@@ -697,7 +697,7 @@ fn gemv_i16_matches_reference() {
 fn gemm_t_i8_f32_matches_reference() {
     let mut rng = Rng::new(35);
     for i in 0..300 {
-        let h = [0usize, 1, 15, 16, 17, 32, 47, 64, 100][rng.below(9)];
+        let h = [0usize, 1, 15, 16, 17, 32, 47, 64, 100, 128][rng.below(10)];
         let e = [0usize, 1, 3, 8, 33][rng.below(5)];
         let tokens = rng.below(10);
         let rows = if i % 7 == 0 { e.saturating_sub(1) } else { e };
@@ -750,6 +750,30 @@ fn neon_lane_sums_match_the_reference() {
             let got = super::neon_rows::lane_sum(&x, Some(m));
             let want = reference::lane_sum(&x, |v| (v - m) * (v - m));
             assert_eq!(got.to_bits(), want.to_bits(), "len {len}, mean {m}");
+        }
+    }
+}
+
+/// The 16-bit products where every sum wraps: all values -32768, whose pairs of products (`2^31`) are the one
+/// case `vpmaddwd` (and any pairwise `i32` step) wraps, in every tile shape and with a column tail.
+#[test]
+fn i16_products_wrap_like_the_reference() {
+    for cols in [16usize, 32, 33, 64] {
+        for (rows, queries) in [(4usize, 4usize), (5, 5), (8, 1), (3, 2)] {
+            let w = std::vec![i16::MIN; rows * cols];
+            let x = std::vec![i16::MIN; queries * cols];
+            let mut expected = std::vec![UNTOUCHED; queries * rows];
+            let mut got = expected.clone();
+            reference::gemm_i16_i32(&w, cols, rows, &x, queries, &mut expected, rows);
+            super::gemm_i16_i32(&w, cols, rows, &x, queries, &mut got, rows);
+            assert_eq!(
+                got, expected,
+                "gemm rows {rows} cols {cols} queries {queries}"
+            );
+            let (mut expected, mut got) = (std::vec![0; rows], std::vec![1; rows]);
+            reference::gemv_i16_i32(&w, cols, &x[..cols], &mut expected);
+            super::gemv_i16_i32(&w, cols, &x[..cols], &mut got);
+            assert_eq!(got, expected, "gemv rows {rows} cols {cols}");
         }
     }
 }
@@ -958,6 +982,52 @@ fn layer_norm_rows_matches_the_reference() {
             bits(&expected),
             "rows {rows} cols {cols} magnitude {mag}"
         );
+    }
+}
+
+/// The residual add and LayerNorm against the reference row by row (`y += x`, `layer_norm_f32`, copied to `x`):
+/// row counts around the four-row groups, widths from 1 to ALBERT-base's, values from tiny to large, a `hidden`
+/// shorter than `sublayer`, rows that cancel to zeros.
+#[test]
+#[cfg_attr(miri, ignore)] // `libm::sqrtf` is inline assembly on x86-64, which Miri cannot run; safe code anyway
+fn add_layer_norm_rows_matches_the_reference() {
+    let mut rng = Rng::new(47);
+    for i in 0..200 {
+        let rows = [0usize, 1, 3, 4, 5, 8, 9][rng.below(7)];
+        let cols = [1usize, 2, 7, 31, 64, 128, 768][rng.below(7)];
+        let mag = [1e-30f32, 1e-3, 1.0, 30.0, 1e15][rng.below(5)];
+        let mut sample = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| (rng.below(20001) as f32 - 10000.0) / 10000.0 * mag)
+                .collect()
+        };
+        let mut y = sample(rows * cols);
+        let mut x = sample(rows * cols - if i % 5 == 0 && rows > 0 { cols } else { 0 });
+        if i % 7 == 0 && !x.is_empty() {
+            // The first row cancels: y + x = 0.
+            for (y, &x) in y.iter_mut().zip(&x[..cols]) {
+                *y = -x;
+            }
+        }
+        let gamma: Vec<f32> = (0..cols).map(|_| rng.below(2000) as f32 / 1000.0).collect();
+        let beta: Vec<f32> = (0..cols)
+            .map(|_| rng.below(2000) as f32 / 1000.0 - 1.0)
+            .collect();
+        let eps = [1e-12f32, 1e-5][i % 2];
+        let (mut want_y, mut want_x) = (y.clone(), x.clone());
+        for (y, x) in want_y
+            .chunks_exact_mut(cols)
+            .zip(want_x.chunks_exact_mut(cols))
+        {
+            y.iter_mut().zip(&*x).for_each(|(y, &x)| *y += x);
+            reference::layer_norm_f32(y, &gamma, &beta, eps);
+            x.copy_from_slice(y);
+        }
+        super::add_layer_norm_rows(&mut y, &mut x, cols, &gamma, &beta, eps);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let case = std::format!("rows {rows} cols {cols} magnitude {mag}");
+        assert_eq!(bits(&x), bits(&want_x), "hidden, {case}");
+        assert_eq!(bits(&y), bits(&want_y), "sublayer, {case}");
     }
 }
 

@@ -49,6 +49,55 @@ impl super::Kernels for X86 {
     ) {
         gemv_i8_blocks_x86(w, cols, x, block, x_scales, out)
     }
+
+    #[inline]
+    fn gemv_i16_i32(w: &[i16], cols: usize, x: &[i16], out: &mut [i32]) {
+        gemv_i16_i32_avx2(w, cols, x, out)
+    }
+
+    #[inline]
+    fn gemm_i16_i32(
+        w: &[i16],
+        cols: usize,
+        rows: usize,
+        x: &[i16],
+        queries: usize,
+        out: &mut [i32],
+        stride: usize,
+    ) {
+        gemm_i16_i32_avx2(w, cols, rows, x, queries, out, stride)
+    }
+
+    #[inline(always)]
+    fn layer_norm_rows(x: &mut [f32], cols: usize, gamma: &[f32], beta: &[f32], eps: f32) {
+        super::x86_rows::layer_norm_rows(x, cols, gamma, beta, eps)
+    }
+
+    #[inline(always)]
+    fn add_layer_norm_rows(
+        sublayer: &mut [f32],
+        hidden: &mut [f32],
+        cols: usize,
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+    ) {
+        super::x86_rows::add_layer_norm_rows(sublayer, hidden, cols, gamma, beta, eps)
+    }
+
+    #[inline(always)]
+    fn gemm_t_i8_f32_part(
+        wt: &[i8],
+        h: usize,
+        x: &[f32],
+        e: usize,
+        tokens: usize,
+        scales: &[f32],
+        bias: &[f32],
+        y: &mut [f32],
+    ) -> (usize, usize) {
+        super::x86_rows::gemm_t_i8_f32(wt, h, x, e, tokens, scales, bias, y)
+    }
 }
 
 /// AVX2 `out[r] = sum_c w[r * cols + c] * x[c]`, or the reference when AVX2 is absent or the call is degenerate.
@@ -560,6 +609,131 @@ unsafe fn tile_avx2<const R: usize, const T: usize>(
     for (t, ft) in f.iter().enumerate() {
         out[t * rows + r..t * rows + r + R].copy_from_slice(ft);
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 16-bit attention scores (AVX2; with AVX-512 VNNI the packed keys of `attention` take `scores_vnni` instead)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// AVX2 [`reference::gemv_i16_i32`]: [`gemm_i16_i32_avx2`] for one query. Without AVX2, or for degenerate calls
+/// (`cols == 0`, `x` shorter than `cols`), the reference.
+pub fn gemv_i16_i32_avx2(w: &[i16], cols: usize, x: &[i16], out: &mut [i32]) {
+    if !avx2_available() || cols == 0 || x.len() < cols {
+        return reference::gemv_i16_i32(w, cols, x, out);
+    }
+    let rows = out.len().min(w.len() / cols);
+    gemm_i16_i32_avx2(w, cols, rows, &x[..cols], 1, &mut out[..rows], rows)
+}
+
+/// AVX2 [`reference::gemm_i16_i32`] (the attention scores, queries times keys): tiles of four queries by four
+/// keys, each 16-column step four query and four key loads for 16 `vpmaddwd`, which adds pairs of `i16` products
+/// into `i32` lanes. Exact modulo 2^32, as the reference's wrapping adds: a pair's sum is exact except for
+/// `2 * (-32768)^2 = 2^31`, which `vpmaddwd` returns as `-2^31`, the same value modulo 2^32, and integer addition
+/// modulo 2^32 does not depend on the order. The columns past the last multiple of 16 are added one by one.
+/// Without AVX2, or for calls whose slices do not hold every row they name, the reference.
+pub fn gemm_i16_i32_avx2(
+    w: &[i16],
+    cols: usize,
+    rows: usize,
+    x: &[i16],
+    queries: usize,
+    out: &mut [i32],
+    stride: usize,
+) {
+    let whole = cols > 0
+        && queries > 0
+        && stride >= rows
+        && rows.checked_mul(cols).is_some_and(|n| w.len() >= n)
+        && queries.checked_mul(cols).is_some_and(|n| x.len() >= n)
+        && (queries - 1)
+            .checked_mul(stride)
+            .and_then(|n| n.checked_add(rows))
+            .is_some_and(|n| out.len() >= n);
+    if !avx2_available() || !whole {
+        return reference::gemm_i16_i32(w, cols, rows, x, queries, out, stride);
+    }
+    let key = |j: usize| &w[j * cols..][..cols];
+    let query = |i: usize| &x[i * cols..][..cols];
+    let (q4, r4) = (queries / 4 * 4, rows / 4 * 4);
+    let mut i0 = 0;
+    while i0 < queries {
+        // Four queries at a time, then one by one.
+        let n = if i0 < q4 { 4 } else { 1 };
+        for j0 in (0..r4).step_by(4) {
+            let k: [&[i16]; 4] = core::array::from_fn(|b| key(j0 + b));
+            if n == 4 {
+                let q: [&[i16]; 4] = core::array::from_fn(|a| query(i0 + a));
+                // SAFETY: AVX2 is available (checked above).
+                let tile = unsafe { i16_tile(q, k) };
+                for (a, sums) in tile.iter().enumerate() {
+                    out[(i0 + a) * stride + j0..][..4].copy_from_slice(sums);
+                }
+            } else {
+                // SAFETY: AVX2 is available (checked above).
+                let [sums] = unsafe { i16_tile([query(i0)], k) };
+                out[i0 * stride + j0..][..4].copy_from_slice(&sums);
+            }
+        }
+        for j in r4..rows {
+            for a in i0..i0 + n {
+                // SAFETY: AVX2 is available (checked above).
+                let [[s]] = unsafe { i16_tile([query(a)], [key(j)]) };
+                out[a * stride + j] = s;
+            }
+        }
+        i0 += n;
+    }
+}
+
+/// The wrapping dot products of `A` queries with `B` keys (all rows the same length):
+/// `result[a][b] = q[a] . k[b]`, for [`gemm_i16_i32_avx2`].
+#[inline]
+#[target_feature(enable = "avx2")]
+fn i16_tile<const A: usize, const B: usize>(q: [&[i16]; A], k: [&[i16]; B]) -> [[i32; B]; A] {
+    let n = q[0].len();
+    assert!(q.iter().chain(&k).all(|r| r.len() == n));
+    let main = n / 16 * 16;
+    let mut acc = [[_mm256_setzero_si256(); B]; A];
+    for c in (0..main).step_by(16) {
+        // SAFETY: `c + 16 <= main <= n`, the length of every row (asserted above); `loadu` needs no alignment.
+        let (qv, kv) = unsafe {
+            (
+                q.map(|r| _mm256_loadu_si256(r.as_ptr().add(c) as *const __m256i)),
+                k.map(|r| _mm256_loadu_si256(r.as_ptr().add(c) as *const __m256i)),
+            )
+        };
+        for (acc, &qv) in acc.iter_mut().zip(&qv) {
+            for (a, &kv) in acc.iter_mut().zip(&kv) {
+                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(qv, kv));
+            }
+        }
+    }
+    let mut sums = [[0i32; B]; A];
+    for (s, a) in sums.iter_mut().zip(&acc) {
+        if B == 4 {
+            // Within each 128-bit half, `hadd` twice leaves the four keys' partial sums in order; the halves
+            // then add.
+            let h = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+            let v = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+            // SAFETY: `s` holds `B = 4` `i32`s; `storeu` needs no alignment.
+            unsafe { _mm_storeu_si128(s.as_mut_ptr() as *mut __m128i, v) };
+        } else {
+            for (s, &a) in s.iter_mut().zip(a) {
+                *s = hsum_i32(a);
+            }
+        }
+    }
+    if main < n {
+        for (s, qr) in sums.iter_mut().zip(q) {
+            for (s, kr) in s.iter_mut().zip(k) {
+                *s = kr[main..]
+                    .iter()
+                    .zip(&qr[main..])
+                    .fold(*s, |s, (&a, &b)| s.wrapping_add(a as i32 * b as i32));
+            }
+        }
+    }
+    sums
 }
 
 /// The wrapping sum of the eight `i32` lanes of `v`.

@@ -117,13 +117,8 @@ pub(super) struct AddNorm<'a> {
 impl AddNorm<'_> {
     #[inline(always)]
     fn body(&self, r: AddNormRows<'_>) {
-        let h = r.h;
-        for (y, x) in r.sublayer.chunks_exact_mut(h).zip(r.hidden.chunks_exact(h)) {
-            y.iter_mut().zip(x).for_each(|(y, &x)| *y += x);
-        }
         // Several tokens side by side: the same bits as `layer_norm_f32` token by token.
-        kernels::layer_norm_rows(r.sublayer, h, self.gamma, self.beta, self.eps);
-        r.hidden.copy_from_slice(&r.sublayer[..r.hidden.len()]);
+        kernels::add_layer_norm_rows(r.sublayer, r.hidden, r.h, self.gamma, self.beta, self.eps);
     }
 }
 
