@@ -234,6 +234,137 @@ pub(crate) fn gemm_t_i8_f32(
 /// Tokens per [`gemm_t_i8_f32`] group.
 const T: usize = 4;
 
+/// The `f32` vector operations [`gemm_t_lanes`] is written in, for one register width. Each is `#[inline(always)]`
+/// so that it compiles into its caller, whose `#[target_feature]` makes the intrinsic available. Safety of every
+/// method: the CPU has the width's instruction set, and pointers are valid for `LANES` values.
+trait Lanes: Copy {
+    const LANES: usize;
+    unsafe fn zero() -> Self;
+    unsafe fn splat(v: f32) -> Self;
+    /// `LANES` int8 values at `p`, sign-extended and converted to `f32`.
+    unsafe fn load_i8(p: *const i8) -> Self;
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn store(self, p: *mut f32);
+    unsafe fn add(self, o: Self) -> Self;
+    unsafe fn mul(self, o: Self) -> Self;
+}
+
+impl Lanes for __m512 {
+    const LANES: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        unsafe { _mm512_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        unsafe { _mm512_set1_ps(v) }
+    }
+    #[inline(always)]
+    unsafe fn load_i8(p: *const i8) -> Self {
+        unsafe { _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i))) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        unsafe { _mm512_storeu_ps(p, self) }
+    }
+    #[inline(always)]
+    unsafe fn add(self, o: Self) -> Self {
+        unsafe { _mm512_add_ps(self, o) }
+    }
+    #[inline(always)]
+    unsafe fn mul(self, o: Self) -> Self {
+        unsafe { _mm512_mul_ps(self, o) }
+    }
+}
+
+impl Lanes for __m256 {
+    const LANES: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        unsafe { _mm256_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        unsafe { _mm256_set1_ps(v) }
+    }
+    #[inline(always)]
+    unsafe fn load_i8(p: *const i8) -> Self {
+        unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i))) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        unsafe { _mm256_storeu_ps(p, self) }
+    }
+    #[inline(always)]
+    unsafe fn add(self, o: Self) -> Self {
+        unsafe { _mm256_add_ps(self, o) }
+    }
+    #[inline(always)]
+    unsafe fn mul(self, o: Self) -> Self {
+        unsafe { _mm256_mul_ps(self, o) }
+    }
+}
+
+/// [`gemm_t_i8_f32`]'s loop for `groups` groups of four tokens and outputs `0..n` (`n` a multiple of
+/// `4 * V::LANES`), in vectors `V`: four vectors of outputs by four tokens in 16 registers while every row of `wt`
+/// adds its products. Safety: the CPU has `V`'s instruction set (the caller is compiled with it); `wt` holds `e`
+/// rows of `h`, `x` and `y` `4 * groups` token rows of `e` and `h`, `n <= h`, and `scales` and `bias` at least
+/// `n` values.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn gemm_t_lanes<V: Lanes>(
+    wt: &[i8],
+    h: usize,
+    x: &[f32],
+    e: usize,
+    groups: usize,
+    scales: &[f32],
+    bias: &[f32],
+    y: &mut [f32],
+    n: usize,
+) {
+    let step = 4 * V::LANES;
+    for g in 0..groups {
+        let xs: [&[f32]; T] = core::array::from_fn(|t| &x[(g * T + t) * e..][..e]);
+        for j in (0..n).step_by(step) {
+            // SAFETY: for `k < e`, `k * h + j + step <= e * h <= wt.len()` (`j + step <= n <= h`); token rows of
+            // `y` hold `h >= j + step` values from `(g * T + t) * h`, `scales` and `bias` at least `n` (the
+            // caller's contract). The loads and stores need no alignment.
+            unsafe {
+                let mut acc = [[V::zero(); 4]; T];
+                let mut p = wt.as_ptr().add(j);
+                for k in 0..e {
+                    let w: [V; 4] = core::array::from_fn(|i| V::load_i8(p.add(V::LANES * i)));
+                    p = p.add(h);
+                    for (acc, x) in acc.iter_mut().zip(&xs) {
+                        let xk = V::splat(*x.get_unchecked(k));
+                        for (a, &w) in acc.iter_mut().zip(&w) {
+                            *a = a.add(w.mul(xk));
+                        }
+                    }
+                }
+                for (t, acc) in acc.into_iter().enumerate() {
+                    let yp = y.as_mut_ptr().add((g * T + t) * h + j);
+                    for (i, a) in acc.into_iter().enumerate() {
+                        let o = j + V::LANES * i;
+                        let v = V::load(scales.as_ptr().add(o)).mul(a);
+                        v.add(V::load(bias.as_ptr().add(o)))
+                            .store(yp.add(V::LANES * i));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The AVX-512F forms: 16 lanes, the last partial step through masked loads (masked-off lanes read as 0.0 and
 /// are not stored), so each handles the whole row.
 mod avx512 {
@@ -379,9 +510,8 @@ mod avx512 {
         n
     }
 
-    /// [`super::gemm_t_i8_f32`]'s loop for `groups` groups of four tokens and outputs `0..n` (`n` a multiple of
-    /// 64). Safety: `wt` holds `e` rows of `h`, `x` and `y` `4 * groups` token rows of `e` and `h`, `n <= h`, and
-    /// `scales` and `bias` at least `n` values.
+    /// [`super::gemm_t_i8_f32`]'s loop, 16 lanes ([`super::gemm_t_lanes`]; `n` a multiple of 64). Safety: the
+    /// CPU has AVX-512F, and `gemm_t_lanes`'s contract.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn gemm_t(
@@ -395,40 +525,8 @@ mod avx512 {
         y: &mut [f32],
         n: usize,
     ) {
-        for g in 0..groups {
-            let xs: [&[f32]; T] = core::array::from_fn(|t| &x[(g * T + t) * e..][..e]);
-            for j in (0..n).step_by(64) {
-                // SAFETY: for `k < e`, `k * h + j + 64 <= e * h <= wt.len()` (`j + 64 <= n <= h`); token rows of
-                // `y` hold `h >= j + 64` values from `(g * T + t) * h`, `scales` and `bias` at least `n` (the
-                // caller's contract). `loadu` / `storeu` need no alignment.
-                unsafe {
-                    let mut acc = [[_mm512_setzero_ps(); 4]; T];
-                    let mut p = wt.as_ptr().add(j);
-                    for k in 0..e {
-                        let w: [__m512; 4] = core::array::from_fn(|i| {
-                            let q = _mm_loadu_si128(p.add(16 * i) as *const __m128i);
-                            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q))
-                        });
-                        p = p.add(h);
-                        for (acc, x) in acc.iter_mut().zip(&xs) {
-                            let xk = _mm512_set1_ps(*x.get_unchecked(k));
-                            for (a, &w) in acc.iter_mut().zip(&w) {
-                                *a = _mm512_add_ps(*a, _mm512_mul_ps(w, xk));
-                            }
-                        }
-                    }
-                    for (t, acc) in acc.into_iter().enumerate() {
-                        let yp = y.as_mut_ptr().add((g * T + t) * h + j);
-                        for (i, a) in acc.into_iter().enumerate() {
-                            let o = j + 16 * i;
-                            let v = _mm512_mul_ps(_mm512_loadu_ps(scales.as_ptr().add(o)), a);
-                            let v = _mm512_add_ps(v, _mm512_loadu_ps(bias.as_ptr().add(o)));
-                            _mm512_storeu_ps(yp.add(16 * i), v);
-                        }
-                    }
-                }
-            }
-        }
+        // SAFETY: the caller's contract; the lane operations are AVX-512F, which this function has.
+        unsafe { super::gemm_t_lanes::<__m512>(wt, h, x, e, groups, scales, bias, y, n) }
     }
 }
 
@@ -692,8 +790,8 @@ mod avx2 {
         }
     }
 
-    /// [`super::gemm_t_i8_f32`]'s loop for `groups` groups of four tokens and outputs `0..n` (`n` a multiple of
-    /// 32). Safety: as [`super::avx512::gemm_t`]'s.
+    /// [`super::gemm_t_i8_f32`]'s loop, 8 lanes ([`super::gemm_t_lanes`]; `n` a multiple of 32). Safety: the CPU
+    /// has AVX2, and `gemm_t_lanes`'s contract.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn gemm_t(
@@ -707,40 +805,8 @@ mod avx2 {
         y: &mut [f32],
         n: usize,
     ) {
-        for g in 0..groups {
-            let xs: [&[f32]; T] = core::array::from_fn(|t| &x[(g * T + t) * e..][..e]);
-            for j in (0..n).step_by(32) {
-                // SAFETY: for `k < e`, `k * h + j + 32 <= e * h <= wt.len()` (`j + 32 <= n <= h`); token rows of
-                // `y` hold `h >= j + 32` values from `(g * T + t) * h`, `scales` and `bias` at least `n` (the
-                // caller's contract). `loadu` / `storeu` need no alignment.
-                unsafe {
-                    let mut acc = [[_mm256_setzero_ps(); 4]; T];
-                    let mut p = wt.as_ptr().add(j);
-                    for k in 0..e {
-                        let w: [__m256; 4] = core::array::from_fn(|i| {
-                            let q = _mm_loadl_epi64(p.add(8 * i) as *const __m128i);
-                            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q))
-                        });
-                        p = p.add(h);
-                        for (acc, x) in acc.iter_mut().zip(&xs) {
-                            let xk = _mm256_set1_ps(*x.get_unchecked(k));
-                            for (a, &w) in acc.iter_mut().zip(&w) {
-                                *a = _mm256_add_ps(*a, _mm256_mul_ps(w, xk));
-                            }
-                        }
-                    }
-                    for (t, acc) in acc.into_iter().enumerate() {
-                        let yp = y.as_mut_ptr().add((g * T + t) * h + j);
-                        for (i, a) in acc.into_iter().enumerate() {
-                            let o = j + 8 * i;
-                            let v = _mm256_mul_ps(_mm256_loadu_ps(scales.as_ptr().add(o)), a);
-                            let v = _mm256_add_ps(v, _mm256_loadu_ps(bias.as_ptr().add(o)));
-                            _mm256_storeu_ps(yp.add(8 * i), v);
-                        }
-                    }
-                }
-            }
-        }
+        // SAFETY: the caller's contract; the lane operations are AVX2, which this function has.
+        unsafe { super::gemm_t_lanes::<__m256>(wt, h, x, e, groups, scales, bias, y, n) }
     }
 }
 
