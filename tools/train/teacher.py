@@ -151,7 +151,8 @@ def finetune(args):
 
 def augment(args):
     """Tang et al.'s masking (each word replaced by `[MASK]` with probability p) and n-gram sampling (with
-    probability q, keep only a random 1-5 word window) applied to every train sentence `--per-sentence` times."""
+    probability q, keep only a random 1-5 word window) applied to every train sentence `--per-sentence` times;
+    then `--sentence-variants` masked, word-dropped copies of every row of at least `--min-words` words."""
     rng = random.Random(args.seed)
     train = read_tsv(args.train)
     seen, out = set(), []
@@ -174,6 +175,19 @@ def augment(args):
                     seen.add(cand)
                     out.append(cand)
                     break
+    # Sentence-length variants of the long rows (dev is whole sentences, most train rows are short phrases):
+    # masking and word dropout only, no window.
+    for s in originals:
+        words = s.split()
+        if len(words) < args.min_words:
+            continue
+        for _ in range(args.sentence_variants):
+            w = [x for x in words if rng.random() >= args.drop]
+            w = ["[MASK]" if rng.random() < args.mask else x for x in w]
+            cand = " ".join(w)
+            if cand not in seen and sum(x != "[MASK]" for x in w) >= args.min_words // 2:
+                seen.add(cand)
+                out.append(cand)
     with open(args.out, "w", encoding="utf-8") as f:
         f.write("sentence\n")
         for s in out:
@@ -226,6 +240,9 @@ def main():
     p.add_argument("--per-sentence", type=int, default=2)
     p.add_argument("--mask", type=float, default=0.1)
     p.add_argument("--ngram", type=float, default=0.25)
+    p.add_argument("--sentence-variants", type=int, default=0, help="extra variants of each row of --min-words+")
+    p.add_argument("--min-words", type=int, default=12)
+    p.add_argument("--drop", type=float, default=0.1, help="word dropout in the sentence variants")
     p = sub.add_parser("label")
     p.add_argument("--teacher", type=Path, required=True)
     p.add_argument("--sentences", type=Path, required=True)
