@@ -30,66 +30,46 @@ use super::{reference, simd};
 /// The sign bit of an `f32`.
 const SIGN: i32 = i32::MIN;
 
+/// Calls `f(args)` in the widest form the CPU has (`avx512::f`, else `avx2::f`), else gives `none`.
+macro_rules! widest {
+    ($f:ident($($arg:expr),*), $none:expr) => {{
+        let isa = simd::isa();
+        if isa.avx512() {
+            // SAFETY: the CPU has AVX-512F (`isa` detected it, or the build enables it).
+            unsafe { avx512::$f($($arg),*) }
+        } else if isa.avx2() {
+            // SAFETY: the CPU has AVX2 (likewise).
+            unsafe { avx2::$f($($arg),*) }
+        } else {
+            $none
+        }
+    }};
+}
+
 /// Largest `|x|` of `x[..n]` for the returned `n`, from 0.0, NaN skipped: `quant::max_abs`'s rule. With `abs`
 /// false, the largest `x` above 0.0 (`quant::quantize_row_u8`'s maximum).
 #[inline(always)]
 pub(crate) fn max_prefix(x: &[f32], abs: bool) -> (f32, usize) {
-    let isa = simd::isa();
-    if isa.avx512() {
-        // SAFETY: the CPU has AVX-512F (`isa` detected it, or the build enables it).
-        return unsafe { avx512::max_prefix(x, abs) };
-    }
-    if isa.avx2() {
-        // SAFETY: the CPU has AVX2 (`isa` detected it, or the build enables it).
-        return unsafe { avx2::max_prefix(x, abs) };
-    }
-    (0.0, 0)
+    widest!(max_prefix(x, abs), (0.0, 0))
 }
 
 /// `q[i] = round_half_away(x[i] * inv)` saturated to `-127..=127` (NaN gives 0), for `i < n`, the returned count.
 #[inline(always)]
 pub(crate) fn round_i8(x: &[f32], inv: f32, q: &mut [i8]) -> usize {
-    let isa = simd::isa();
-    if isa.avx512() {
-        // SAFETY: the CPU has AVX-512F.
-        return unsafe { avx512::round_i8(x, inv, q) };
-    }
-    if isa.avx2() {
-        // SAFETY: the CPU has AVX2.
-        return unsafe { avx2::round_i8(x, inv, q) };
-    }
-    0
+    widest!(round_i8(x, inv, q), 0)
 }
 
 /// `q[i] = round_half_away(x[i] * inv)` clamped to `-qmax..=qmax` (`qmax` in `1..=32767`; NaN gives 0), for
 /// `i < n`, the returned count.
 #[inline(always)]
 pub(crate) fn round_i16(x: &[f32], inv: f32, qmax: i16, q: &mut [i16]) -> usize {
-    let isa = simd::isa();
-    if isa.avx512() {
-        // SAFETY: the CPU has AVX-512F.
-        return unsafe { avx512::round_i16(x, inv, qmax, q) };
-    }
-    if isa.avx2() {
-        // SAFETY: the CPU has AVX2.
-        return unsafe { avx2::round_i16(x, inv, qmax, q) };
-    }
-    0
+    widest!(round_i16(x, inv, qmax, q), 0)
 }
 
 /// `q[i] = trunc(clamp(x[i] * inv + 0.5, 0, 255))` (NaN gives 0), for `i < n`, the returned count.
 #[inline(always)]
 pub(crate) fn round_u8(x: &[f32], inv: f32, q: &mut [u8]) -> usize {
-    let isa = simd::isa();
-    if isa.avx512() {
-        // SAFETY: the CPU has AVX-512F.
-        return unsafe { avx512::round_u8(x, inv, q) };
-    }
-    if isa.avx2() {
-        // SAFETY: the CPU has AVX2.
-        return unsafe { avx2::round_u8(x, inv, q) };
-    }
-    0
+    widest!(round_u8(x, inv, q), 0)
 }
 
 /// [`reference::lane_sum`] of `x` (with `mean` `None`) or of `(x - mean)^2`, the same bits. Its eight lanes are
